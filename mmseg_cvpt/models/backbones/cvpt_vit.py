@@ -1,0 +1,137 @@
+"""CVPT: prompts enter through cross-attention (Cross Visual Prompt Tuning,
+ICCV 2025, arXiv 2408.14961)."""
+from typing import Callable, List, Optional
+
+from mmseg.models.backbones.vit import TransformerEncoderLayer
+from mmseg.registry import MODELS
+from torch import Tensor, nn
+
+from ..attention import cross_attention, prompt_keys_values
+from .prompted_vit import (PromptedVisionTransformer, mlp_residual,
+                           self_attention_branch, vit_block)
+
+CrossAttn = Callable[[Tensor], Tensor]
+
+
+def _ca_first(layer, x, ca: CrossAttn):
+    x = x + ca(x)
+    return mlp_residual(layer, x + self_attention_branch(layer, x))
+
+
+def _ca_parallel(layer, x, ca: CrossAttn):
+    return mlp_residual(layer, x + self_attention_branch(layer, x) + ca(x))
+
+
+def _ca_after_attention(layer, x, ca: CrossAttn):
+    x = x + self_attention_branch(layer, x)
+    return mlp_residual(layer, x + ca(x))
+
+
+def _ca_into_mlp(layer, x, ca: CrossAttn):
+    x = x + self_attention_branch(layer, x)
+    return layer.ffn(layer.norm2(x) + ca(x), identity=x)
+
+
+def _ca_last(layer, x, ca: CrossAttn):
+    x = mlp_residual(layer, x + self_attention_branch(layer, x))
+    return x + ca(x)
+
+
+# The paper's five places for the cross-attention CA(x) (raw x, no norm);
+# SA(x) = SA(LN1(x)), MLP(x) = MLP(LN2(x)).
+CA_POSITIONS = {
+    1: _ca_first,  # x += CA(x); x += SA(x); x += MLP(x)
+    2: _ca_parallel,  # x += SA(x) + CA(x); x += MLP(x)
+    3: _ca_after_attention,  # x += SA(x); x += CA(x); x += MLP(x)
+    4: _ca_into_mlp,  # x += SA(x); x += MLP'(LN2(x) + CA(x))
+    5: _ca_last,  # x += SA(x); x += MLP(x); x += CA(x)
+}
+CA_WEIGHTS = ('shared', 'copy', 'random')
+
+
+@MODELS.register_module()
+class CVPTViT(PromptedVisionTransformer):
+    """Cross Visual Prompt Tuning of a frozen mmseg ViT.
+
+    Prompts never join the token sequence. Block i attends from its tokens to
+    its prompts P_i (m x D); at the default ``ca_position=3``:
+
+        x = x + SA(LN1(x))
+        x = x + CA(x, P_i),  CA = softmax(x W_q (P_i W_k)^T / sqrt(d)) P_i W_v W_o
+        x = x + MLP(LN2(x))
+
+    (per head, biases included). With ``ca_weights='shared'`` CA calls the
+    block's own frozen self-attention projections: no copies, no extra
+    parameters, nothing extra in the state dict.
+
+    Args:
+        ca_position (int): where CA sits in the block, 1-5 (see
+            ``CA_POSITIONS``). Default 3.
+        ca_weights (str): 'shared' (the block's frozen self-attention
+            weights), 'copy' (own weights initialised from the
+            self-attention) or 'random' (own weights, random init).
+        ca_trainable (bool, optional): whether own CA weights train. Defaults
+            to True for 'copy' and 'random'; 'shared' weights are frozen.
+        See ``PromptedVisionTransformer`` for the other arguments.
+    """
+
+    def __init__(self,
+                 ca_position: int = 3,
+                 ca_weights: str = 'shared',
+                 ca_trainable: Optional[bool] = None,
+                 **kwargs):
+        if ca_position not in CA_POSITIONS:
+            raise ValueError(f'ca_position must be one of '
+                             f'{sorted(CA_POSITIONS)}, got {ca_position!r}')
+        if ca_weights not in CA_WEIGHTS:
+            raise ValueError(f'ca_weights must be one of {CA_WEIGHTS}, got '
+                             f'{ca_weights!r}')
+        if ca_weights == 'shared' and ca_trainable:
+            raise ValueError(
+                "ca_trainable=True needs ca_weights='copy' or 'random': "
+                'shared cross-attention weights are the frozen self-attention '
+                'weights')
+        super().__init__(**kwargs)
+        self.ca_position = ca_position
+        self.ca_weights = ca_weights
+        self.block_with_ca = CA_POSITIONS[ca_position]
+        self.cross_attns = self._build_cross_attentions()
+        self.after_pretrained_loaded()
+        self.freeze_pretrained()
+        if self.cross_attns is not None and ca_trainable is False:
+            self.cross_attns.requires_grad_(False)
+
+    def _build_cross_attentions(self) -> Optional[nn.ModuleList]:
+        if self.ca_weights == 'shared' or self.num_prompts == 0:
+            return None
+        cross_attns = nn.ModuleList()
+        for layer in self.layers[:self.prompt_depth]:
+            source = layer.attn.attn
+            cross_attns.append(
+                nn.MultiheadAttention(
+                    source.embed_dim,
+                    source.num_heads,
+                    bias=source.in_proj_bias is not None,
+                    batch_first=True))
+        return cross_attns
+
+    def after_pretrained_loaded(self) -> None:
+        """'copy' mode: CA weights start as the loaded self-attention's."""
+        if self.ca_weights != 'copy' or self.cross_attns is None:
+            return
+        for layer, cross_attn in zip(self.layers, self.cross_attns):
+            cross_attn.load_state_dict(layer.attn.attn.state_dict())
+
+    def cross_attention_weights(self, index: int) -> nn.MultiheadAttention:
+        if self.cross_attns is None:
+            return self.layers[index].attn.attn
+        return self.cross_attns[index]
+
+    def forward_layer(self, index: int, layer: TransformerEncoderLayer,
+                      x: Tensor, prompts: List[Tensor]) -> Tensor:
+        if index >= len(prompts):
+            return vit_block(layer, x)
+        mha = self.cross_attention_weights(index)
+        keys, values = prompt_keys_values(mha, prompts[index])
+        return self.block_with_ca(
+            layer, x, lambda tokens: cross_attention(mha, tokens, keys, values))

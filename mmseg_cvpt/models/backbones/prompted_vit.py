@@ -1,0 +1,275 @@
+"""The shared core of the prompted backbones: a frozen mmseg ViT plus prompts.
+
+``PromptedVisionTransformer`` is mmseg's ``VisionTransformer`` (same
+constructor arguments, same state-dict keys, so any mmseg-layout checkpoint
+loads unchanged) with
+
+* prompts from a pluggable provider (``prompt_cfg``, see ``..prompts``),
+* everything but the prompts frozen, and the frozen parts kept in eval mode
+  while training (no dropout / drop-path on them),
+* strict pretrained loading: backbone weights missing from a checkpoint are
+  an error, the new modules (prompts, ...) are expected to be missing,
+* attention through ``scaled_dot_product_attention`` with the blocks' own
+  weights.
+
+A method subclasses it and implements ``forward_layer`` (how layer i uses its
+prompts) and ``num_prompt_tokens`` (how many prompt tokens sit inside the
+token sequence).
+"""
+import math
+from numbers import Integral
+from typing import List, Optional, Sequence, Union
+
+import torch
+from mmengine.logging import print_log
+from mmengine.runner.checkpoint import CheckpointLoader
+from mmseg.models.backbones import VisionTransformer
+from mmseg.models.backbones.vit import TransformerEncoderLayer
+from mmseg.registry import MODELS
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from ..attention import self_attention
+
+
+def self_attention_branch(layer: TransformerEncoderLayer, x: Tensor) -> Tensor:
+    """The attention residual branch of a ViT block: SA(LN1(x))."""
+    attn = layer.attn
+    out = self_attention(attn.attn, layer.norm1(x))
+    return attn.dropout_layer(attn.proj_drop(out))
+
+
+def mlp_residual(layer: TransformerEncoderLayer, x: Tensor) -> Tensor:
+    """x + MLP(LN2(x))."""
+    return layer.ffn(layer.norm2(x), identity=x)
+
+
+def vit_block(layer: TransformerEncoderLayer, x: Tensor) -> Tensor:
+    """One pre-norm ViT block: x += SA(LN1(x)); x += MLP(LN2(x))."""
+    return mlp_residual(layer, x + self_attention_branch(layer, x))
+
+
+def parse_num_prompts(num_prompts) -> int:
+    if (isinstance(num_prompts, bool) or not isinstance(num_prompts, Integral)
+            or num_prompts < 0):
+        raise ValueError('num_prompts must be a non-negative integer (0 = '
+                         f'no prompts), got {num_prompts!r}')
+    return int(num_prompts)
+
+
+def parse_prompt_depth(prompt_depth: Union[str, int], num_layers: int) -> int:
+    """'shallow' -> 1, 'deep' -> num_layers, k -> k prompted layers."""
+    if prompt_depth == 'shallow':
+        return 1
+    if prompt_depth == 'deep':
+        return num_layers
+    if (isinstance(prompt_depth, Integral)
+            and not isinstance(prompt_depth, bool)
+            and 1 <= prompt_depth <= num_layers):
+        return int(prompt_depth)
+    raise ValueError(
+        "prompt_depth must be 'shallow', 'deep' or the number of prompted "
+        f'layers between 1 and num_layers={num_layers}, got {prompt_depth!r}')
+
+
+class PromptedVisionTransformer(VisionTransformer):
+    """Frozen mmseg ViT whose layers receive prompts.
+
+    Args:
+        num_prompts (int): prompts per layer, m. 0 gives the plain (frozen)
+            ViT.
+        prompt_depth (str | int): 'deep' (every layer has its prompts),
+            'shallow' (only layer 0) or the number k of leading layers.
+        prompt_cfg (dict): the prompt provider; ``num_layers``,
+            ``num_prompts`` and ``embed_dims`` are filled in.
+        prompt_dropout (float): dropout on the prompts.
+        frozen_exclude (Sequence[str]): parameters whose names contain one of
+            these strings stay trainable too ('all' trains everything).
+            Prompts (and other modules a method adds) are always trainable.
+        frozen_eval (bool): keep modules without trainable parameters in
+            eval mode while training. Default True.
+        **kwargs: the arguments of mmseg's ``VisionTransformer``.
+    """
+
+    default_prompt_cfg = dict(type='LayerPrompts', init='xavier')
+
+    def __init__(self,
+                 num_prompts: int = 0,
+                 prompt_depth: Union[str, int] = 'deep',
+                 prompt_cfg: Optional[dict] = None,
+                 prompt_dropout: float = 0.1,
+                 frozen_exclude: Sequence[str] = (),
+                 frozen_eval: bool = True,
+                 **kwargs):
+        num_prompts = parse_num_prompts(num_prompts)
+        if not 0. <= prompt_dropout < 1.:
+            raise ValueError(
+                f'prompt_dropout must be in [0, 1), got {prompt_dropout!r}')
+        super().__init__(frozen_exclude=['all'], **kwargs)
+        self.pretrained_keys = frozenset(self.state_dict())
+        self.num_prompts = num_prompts
+        self.prompt_depth = parse_prompt_depth(prompt_depth, len(self.layers))
+        self.prompts = self._build_prompts(prompt_cfg)
+        self.prompt_dropout = nn.Dropout(prompt_dropout)
+        self.trainable_patterns = tuple(frozen_exclude)
+        self.frozen_eval = frozen_eval
+
+    def _build_prompts(self, prompt_cfg: Optional[dict]) -> Optional[nn.Module]:
+        if self.num_prompts == 0:
+            return None
+        cfg = dict(prompt_cfg or self.default_prompt_cfg)
+        for key in ('num_layers', 'num_prompts', 'embed_dims'):
+            if key in cfg:
+                raise ValueError(
+                    f'prompt_cfg must not set {key!r}: the backbone fills it '
+                    '(use num_prompts / prompt_depth / embed_dims)')
+        if cfg.get('type') == 'LayerPrompts':
+            cfg.setdefault('patch_size', self.patch_size)
+        return MODELS.build(
+            dict(
+                cfg,
+                num_layers=self.prompt_depth,
+                num_prompts=self.num_prompts,
+                embed_dims=self.cls_token.shape[-1]))
+
+    # ---- freezing -------------------------------------------------------
+    def freeze_pretrained(self) -> None:
+        """Freeze the pretrained ViT; log trainable / total parameters.
+
+        Called by each method at the end of its constructor, once all of its
+        modules exist. Parameters the pretrained ViT does not have (prompts,
+        ...) stay trainable; so do those matching ``frozen_exclude``.
+        """
+        for name, param in self.named_parameters():
+            param.requires_grad = (
+                not self.is_pretrained_key(name)
+                or 'all' in self.trainable_patterns
+                or any(p in name for p in self.trainable_patterns))
+        trainable = sum(p.numel() for p in self.parameters()
+                        if p.requires_grad)
+        total = sum(p.numel() for p in self.parameters())
+        print_log(
+            f'{type(self).__name__}: {trainable:,} trainable of {total:,} '
+            f'parameters ({self.num_prompts} prompts x {self.prompt_depth} '
+            'layers)',
+            logger='current')
+
+    def is_pretrained_key(self, key: str) -> bool:
+        """Whether ``key`` belongs to mmseg's ViT (else: a module we added)."""
+        return key in self.pretrained_keys
+
+    def train(self, mode: bool = True):
+        """Train mode for modules that learn; frozen ones stay in eval mode."""
+        super().train(mode)
+        if mode and self.frozen_eval:
+            for module in self.children():
+                learns = any(p.requires_grad for p in module.parameters())
+                if not learns and module is not self.prompt_dropout:
+                    module.eval()
+        return self
+
+    # ---- pretrained weights ---------------------------------------------
+    def init_weights(self):
+        if not (isinstance(self.init_cfg, dict)
+                and self.init_cfg.get('type') == 'Pretrained'):
+            super().init_weights()
+            return
+        self.load_pretrained(self.init_cfg['checkpoint'],
+                             self.init_cfg.get('prefix'))
+
+    def load_pretrained(self, checkpoint: str, prefix: Optional[str] = None):
+        """Load an mmseg-layout ViT checkpoint; missing ViT weights raise.
+
+        ``prefix`` (e.g. 'backbone.') selects the backbone of a whole-model
+        checkpoint. timm / JAX checkpoints are converted first with
+        ``tools/model_converters/vit2mmseg.py``.
+        """
+        ckpt = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
+        state_dict = ckpt.get('state_dict', ckpt)
+        if prefix:
+            state_dict = {
+                k[len(prefix):]: v
+                for k, v in state_dict.items() if k.startswith(prefix)
+            }
+        self._resize_pos_embed_of(state_dict)
+        result = self.load_state_dict(state_dict, strict=False)
+        missing = [k for k in result.missing_keys if self.is_pretrained_key(k)]
+        if missing:
+            raise KeyError(
+                f'{checkpoint} lacks {len(missing)} ViT weights, e.g. '
+                f'{missing[:5]}; its keys look like {list(state_dict)[:5]}. '
+                'Convert timm or JAX checkpoints to the mmseg layout with '
+                'tools/model_converters/vit2mmseg.py, and pass '
+                "init_cfg=dict(..., prefix='backbone.') for a whole-model "
+                'checkpoint.')
+        new = sorted(set(result.missing_keys) - set(missing))
+        print_log(
+            f'Loaded {len(state_dict) - len(result.unexpected_keys)} tensors '
+            f'from {checkpoint}; newly initialised: {new}; unexpected '
+            f'(ignored): {result.unexpected_keys}',
+            logger='current')
+        self.after_pretrained_loaded()
+
+    def _resize_pos_embed_of(self, state_dict: dict) -> None:
+        pos_embed = state_dict.get('pos_embed')
+        if pos_embed is None or pos_embed.shape == self.pos_embed.shape:
+            return
+        old_size = int(math.sqrt(pos_embed.shape[1] - 1))
+        new_size = (self.img_size[0] // self.patch_size,
+                    self.img_size[1] // self.patch_size)
+        state_dict['pos_embed'] = self.resize_pos_embed(
+            pos_embed, new_size, (old_size, old_size), self.interpolate_mode)
+
+    def after_pretrained_loaded(self) -> None:
+        """Hook for modules initialised from the loaded weights."""
+
+    # ---- forward ----------------------------------------------------------
+    def layer_prompts(self) -> List[Tensor]:
+        """The (dropped-out) prompts of each prompted layer, (m, D) each."""
+        if self.prompts is None:
+            return []
+        return [
+            self.prompt_dropout(self.prompts(i))
+            for i in range(self.prompt_depth)
+        ]
+
+    def forward_layer(self, index: int, layer: TransformerEncoderLayer,
+                      x: Tensor, prompts: List[Tensor]) -> Tensor:
+        """Layer ``index`` applied to the tokens x with the layers' prompts."""
+        raise NotImplementedError
+
+    def embed(self, inputs: Tensor):
+        """Patch embedding + class token + (interpolated) position embedding."""
+        x, hw_shape = self.patch_embed(inputs)
+        x = torch.cat((self.cls_token.expand(x.shape[0], -1, -1), x), dim=1)
+        x = self._pos_embeding(x, hw_shape, self.pos_embed)
+        if not self.with_cls_token:
+            x = x[:, 1:]
+        if self.pre_norm:
+            x = self.pre_ln(x)
+        return x, hw_shape
+
+    def feature_map(self, x: Tensor, hw_shape) -> Union[Tensor, list]:
+        """Patch tokens as a (B, D, h, w) map; class token and prompts dropped."""
+        height, width = hw_shape
+        patches = x[:, x.shape[1] - height * width:]
+        out = patches.transpose(1, 2).reshape(x.shape[0], -1, height, width)
+        if self.output_cls_token:
+            return [out, x[:, 0]]
+        return out
+
+    def forward(self, inputs: Tensor):
+        x, hw_shape = self.embed(inputs)
+        prompts = self.layer_prompts()
+        outs = [self.feature_map(x, hw_shape)] if self.out_origin else []
+        for index, layer in enumerate(self.layers):
+            if layer.with_cp and self.training and torch.is_grad_enabled():
+                x = checkpoint(self.forward_layer, index, layer, x, prompts,
+                               use_reentrant=False)
+            else:
+                x = self.forward_layer(index, layer, x, prompts)
+            if index == len(self.layers) - 1 and self.final_norm:
+                x = self.norm1(x)
+            if index in self.out_indices:
+                outs.append(self.feature_map(x, hw_shape))
+        return tuple(outs)

@@ -1,0 +1,74 @@
+"""Convert a timm or JAX ViT checkpoint to mmseg ``VisionTransformer`` keys.
+
+Usage::
+
+    python tools/model_converters/vit2mmseg.py SRC DST [--src-format timm|jax]
+
+SRC is a timm state dict (``.pth``/``.pt``/``.bin`` or ``.safetensors``) or a
+JAX ``.npz`` (e.g. ``ViT-B_16.npz`` of VPT/CVPT); the layout is detected from
+the keys unless ``--src-format`` is given. DST is written atomically as a
+plain tensor state dict; classifier keys (``head``, ``pre_logits``) are
+dropped.
+
+Both layouts carry a patch-embedding bias and LayerNorm eps 1e-6, so build
+the backbone with ``patch_bias=True`` (mmseg's default is False; mmseg's
+``init_weights`` loads non-strictly and would silently skip the bias) and
+``norm_cfg=dict(type='LN', eps=1e-6)``.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+import tempfile
+
+import torch
+
+REPO_ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
+if osp.isdir(osp.join(REPO_ROOT, 'mmseg_cvpt')):
+    sys.path.insert(0, REPO_ROOT)  # run from a checkout without installing
+
+from mmseg_cvpt.models.checkpoint_convert import (  # noqa: E402
+    SRC_FORMATS, load_and_convert)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n\n')[0],
+        epilog='The converted weights need the mmseg backbone args '
+        "patch_bias=True and norm_cfg=dict(type='LN', eps=1e-6).")
+    parser.add_argument('src', help='timm .pth/.pt/.bin/.safetensors or '
+                        'JAX .npz checkpoint')
+    parser.add_argument('dst', help='output .pth path')
+    parser.add_argument('--src-format', choices=SRC_FORMATS,
+                        help='source layout (default: detected from keys)')
+    return parser.parse_args(argv)
+
+
+def save_atomic(state_dict, dst):
+    """``torch.save`` to a temp file next to ``dst``, then rename it."""
+    dst_dir = osp.dirname(osp.abspath(dst))
+    os.makedirs(dst_dir, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dst_dir, suffix='.tmp')
+    os.close(fd)
+    try:
+        torch.save(state_dict, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        os.remove(tmp)
+        raise
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        result = load_and_convert(args.src, args.src_format)
+    except (FileNotFoundError, ValueError) as err:
+        sys.exit(f'vit2mmseg: error: {err}')
+    save_atomic(result.state_dict, args.dst)
+    print(f'converted {len(result.state_dict)} tensors from '
+          f'{result.src_format} layout: {args.src} -> {args.dst}')
+    print(f'dropped {len(result.dropped)} keys: {result.dropped}')
+
+
+if __name__ == '__main__':
+    main()
