@@ -137,14 +137,10 @@ class PromptedVisionTransformer(VisionTransformer):
         """Freeze the pretrained ViT; log trainable / total parameters.
 
         Called by each method at the end of its constructor, once all of its
-        modules exist. Parameters the pretrained ViT does not have (prompts,
-        ...) stay trainable; so do those matching ``frozen_exclude``.
+        modules exist; ``is_frozen`` decides for each parameter.
         """
         for name, param in self.named_parameters():
-            param.requires_grad = (
-                not self.is_pretrained_key(name)
-                or 'all' in self.trainable_patterns
-                or any(p in name for p in self.trainable_patterns))
+            param.requires_grad = not self.is_frozen(name)
         trainable = sum(p.numel() for p in self.parameters()
                         if p.requires_grad)
         total = sum(p.numel() for p in self.parameters())
@@ -153,6 +149,14 @@ class PromptedVisionTransformer(VisionTransformer):
             f'parameters ({self.num_prompts} prompts x {self.prompt_depth} '
             'layers)',
             logger='current')
+
+    def is_frozen(self, name: str) -> bool:
+        """Pretrained parameters are frozen unless ``frozen_exclude`` names
+        them; the modules a method adds are trainable."""
+        if not self.is_pretrained_key(name):
+            return False
+        return not ('all' in self.trainable_patterns
+                    or any(p in name for p in self.trainable_patterns))
 
     def is_pretrained_key(self, key: str) -> bool:
         """Whether ``key`` belongs to mmseg's ViT (else: a module we added)."""
