@@ -301,6 +301,15 @@ def test_pretrained_loading_reports_and_rejects_missing_weights(tmp_path):
     with pytest.raises(KeyError, match=r'layers\.1\.ln2\.weight'):
         model.init_weights()
 
+    state = dict(reference.state_dict())
+    state['patch_embed.projection.bias'] = torch.zeros(48)
+    torch.save(state, bad)
+    model = MODELS.build(dict(
+        type='CVPTViT', num_prompts=4,
+        init_cfg=dict(type='Pretrained', checkpoint=str(bad)), **TINY))
+    with pytest.raises(KeyError, match='patch_bias=True'):
+        model.init_weights()
+
 
 def test_pretrained_pos_embed_is_resized(tmp_path):
     reference = stock_vit()

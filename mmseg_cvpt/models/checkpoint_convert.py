@@ -16,7 +16,6 @@ LayerNorms use ``eps=1e-6`` (``norm_cfg=dict(type='LN', eps=1e-6)``).
 This module only needs torch and numpy: it must not import the backbones.
 """
 import os.path as osp
-import pickle
 import re
 from collections import OrderedDict
 from typing import Dict, List, Mapping, NamedTuple, Optional
@@ -117,7 +116,7 @@ def convert_timm_vit(state_dict: Mapping[str, torch.Tensor]
 def _jax_block(take, i: int) -> Dict[str, torch.Tensor]:
     """Convert ``Transformer/encoderblock_i`` to ``layers.i.*`` tensors."""
     src, dst = f'Transformer/encoderblock_{i}/', f'layers.{i}.'
-    mha = src + 'MultiHeadDotProductAttention_1/'
+    mha, mlp = src + 'MultiHeadDotProductAttention_1/', src + 'MlpBlock_3/'
     qkv = ('query', 'key', 'value')
     # q/k/v kernels are (D, heads, head_dim); torch Linear wants (out, in).
     in_w = [take(f'{mha}{n}/kernel') for n in qkv]
@@ -134,10 +133,11 @@ def _jax_block(take, i: int) -> Dict[str, torch.Tensor]:
         dst + 'attn.attn.out_proj.bias': take(mha + 'out/bias'),
         dst + 'ln2.weight': take(src + 'LayerNorm_2/scale'),
         dst + 'ln2.bias': take(src + 'LayerNorm_2/bias'),
-        dst + 'ffn.layers.0.0.weight': take(src + 'MlpBlock_3/Dense_0/kernel').T,
-        dst + 'ffn.layers.0.0.bias': take(src + 'MlpBlock_3/Dense_0/bias'),
-        dst + 'ffn.layers.1.weight': take(src + 'MlpBlock_3/Dense_1/kernel').T,
-        dst + 'ffn.layers.1.bias': take(src + 'MlpBlock_3/Dense_1/bias'),
+        # Dense kernels are (in, out).
+        dst + 'ffn.layers.0.0.weight': take(mlp + 'Dense_0/kernel').T,
+        dst + 'ffn.layers.0.0.bias': take(mlp + 'Dense_0/bias'),
+        dst + 'ffn.layers.1.weight': take(mlp + 'Dense_1/kernel').T,
+        dst + 'ffn.layers.1.bias': take(mlp + 'Dense_1/bias'),
     }
 
 
@@ -188,42 +188,47 @@ def detect_format(keys) -> str:
     if any(k.startswith(('blocks.', 'patch_embed.proj.')) for k in keys):
         return 'timm'
     if any(k.startswith('patch_embed.projection.') for k in keys):
-        raise ValueError('checkpoint is already in mmseg ViT layout '
-                         '(found patch_embed.projection.*); nothing to convert')
+        raise ValueError('checkpoint is already in mmseg ViT layout (found '
+                         'patch_embed.projection.*); nothing to convert')
     raise ValueError(
         f'unknown checkpoint layout: found keys {keys[:8]}; expected timm '
         f'(blocks.N.*, patch_embed.proj.*) or JAX (embedding/kernel, '
         f'Transformer/encoderblock_N/*)')
 
 
-def _read_torch(path: str) -> Mapping:
-    """``torch.load`` a plain tensor checkpoint, unwrapping its state dict."""
-    try:
-        ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise ValueError(
-            f'cannot load {path} as a plain-tensor torch checkpoint '
-            f'(weights_only=True): {err}') from err
-    for wrapper in ('state_dict', 'model'):
-        if isinstance(ckpt, Mapping) and isinstance(ckpt.get(wrapper), Mapping):
-            ckpt = ckpt[wrapper]
-    if not isinstance(ckpt, Mapping):
-        raise ValueError(f'{path} holds a {type(ckpt).__name__}, '
-                         f'expected a state dict')
-    return ckpt
-
-
-def read_checkpoint(path: str) -> Mapping:
-    """Read ``.npz``, ``.safetensors`` or torch checkpoints into a mapping."""
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'checkpoint not found: {path}')
+def _load_file(path: str):
+    """Load ``path`` by its extension (``.npz``, ``.safetensors``, torch)."""
     if path.endswith('.npz'):
         with np.load(path, allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
     if path.endswith('.safetensors'):
         from safetensors.torch import load_file
         return load_file(path, device='cpu')
-    return _read_torch(path)
+    return torch.load(path, map_location='cpu', weights_only=True)
+
+
+def read_checkpoint(path: str) -> Mapping:
+    """Read a checkpoint file into a flat mapping of tensors/arrays.
+
+    A torch checkpoint's ``state_dict`` or ``model`` wrapper is unwrapped.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'checkpoint not found: {path}')
+    try:
+        ckpt = _load_file(path)
+    except Exception as err:  # corrupt or foreign file: say which and why
+        raise ValueError(
+            f'cannot read {path}: expected a JAX .npz, a .safetensors file '
+            f'or a torch checkpoint of plain tensors (weights_only=True); '
+            f'{type(err).__name__}: {err}') from err
+    for wrapper in ('state_dict', 'model'):
+        if isinstance(ckpt, Mapping) and isinstance(ckpt.get(wrapper),
+                                                    Mapping):
+            ckpt = ckpt[wrapper]
+    if not isinstance(ckpt, Mapping):
+        raise ValueError(f'{path} holds a {type(ckpt).__name__}, '
+                         f'expected a state dict')
+    return ckpt
 
 
 def load_and_convert(path: str, src_format: Optional[str] = None

@@ -17,18 +17,13 @@ the backbone with ``patch_bias=True`` (mmseg's default is False; mmseg's
 """
 import argparse
 import os
-import os.path as osp
 import sys
+import os.path as osp
 import tempfile
 
 import torch
 
-REPO_ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
-if osp.isdir(osp.join(REPO_ROOT, 'mmseg_cvpt')):
-    sys.path.insert(0, REPO_ROOT)  # run from a checkout without installing
-
-from mmseg_cvpt.models.checkpoint_convert import (  # noqa: E402
-    SRC_FORMATS, load_and_convert)
+from mmseg_cvpt.models import checkpoint_convert as converter
 
 
 def parse_args(argv=None):
@@ -39,7 +34,7 @@ def parse_args(argv=None):
     parser.add_argument('src', help='timm .pth/.pt/.bin/.safetensors or '
                         'JAX .npz checkpoint')
     parser.add_argument('dst', help='output .pth path')
-    parser.add_argument('--src-format', choices=SRC_FORMATS,
+    parser.add_argument('--src-format', choices=converter.SRC_FORMATS,
                         help='source layout (default: detected from keys)')
     return parser.parse_args(argv)
 
@@ -61,7 +56,7 @@ def save_atomic(state_dict, dst):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        result = load_and_convert(args.src, args.src_format)
+        result = converter.load_and_convert(args.src, args.src_format)
     except (FileNotFoundError, ValueError) as err:
         sys.exit(f'vit2mmseg: error: {err}')
     save_atomic(result.state_dict, args.dst)

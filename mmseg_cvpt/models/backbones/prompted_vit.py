@@ -206,6 +206,13 @@ class PromptedVisionTransformer(VisionTransformer):
                 'tools/model_converters/vit2mmseg.py, and pass '
                 "init_cfg=dict(..., prefix='backbone.') for a whole-model "
                 'checkpoint.')
+        misfit = [k for k in result.unexpected_keys
+                  if k.startswith(('patch_embed.', 'layers.'))]
+        if misfit:
+            raise KeyError(
+                f'{checkpoint} has ViT weights this backbone has no place '
+                f'for: {misfit[:5]}. Match the architecture to the checkpoint '
+                '(patch_bias=True for timm / JAX weights, num_layers, ...).')
         new = sorted(set(result.missing_keys) - set(missing))
         print_log(
             f'Loaded {len(state_dict) - len(result.unexpected_keys)} tensors '
