@@ -24,10 +24,11 @@ if ! have_mmcv_ops; then
   if ! $PIP install --only-binary mmcv "mmcv==$MMCV_VERSION"; then
     echo "No mmcv $MMCV_VERSION wheel found: building it from source." >&2
     build=$(mktemp -d)
-    $PIP download --no-deps --no-binary mmcv -d "$build" "mmcv==$MMCV_VERSION"
+    $PIP download --no-build-isolation --no-deps --no-binary mmcv \
+      -d "$build" "mmcv==$MMCV_VERSION"
     tar -xzf "$build"/mmcv-*.tar.gz -C "$build"
     src=$(find "$build" -maxdepth 1 -type d -name 'mmcv-*' | head -n 1)
-    sed -i 's/-std=c++17/-std=c++20/g' "$src/setup.py"
+    sed -i -E 's/-std=c\+\+1[47]/-std=c++20/g' "$src/setup.py"
     MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} \
       $PIP install --no-build-isolation "$src"
     rm -rf "$build"
