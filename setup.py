@@ -13,7 +13,7 @@ import sys
 from setuptools import find_packages, setup
 
 ROOT = osp.dirname(osp.abspath(__file__))
-MIM_FILES = ('configs', 'tools')
+MIM_FILES = ('configs', 'tools', 'model-index.yml')
 
 
 def read_requirements(name):
@@ -23,7 +23,7 @@ def read_requirements(name):
 
 
 def add_mim_extension():
-    """Place configs/ and tools/ under mmseg_cvpt/.mim (link or copy)."""
+    """Place configs/, tools/ and model-index.yml under mmseg_cvpt/.mim."""
     editable = any(arg in sys.argv for arg in ('develop', 'editable_wheel'))
     mim_root = osp.join(ROOT, 'mmseg_cvpt', '.mim')
     os.makedirs(mim_root, exist_ok=True)
@@ -35,8 +35,10 @@ def add_mim_extension():
             shutil.rmtree(dst)
         if editable:
             os.symlink(osp.relpath(src, mim_root), dst)
-        else:
+        elif osp.isdir(src):
             shutil.copytree(src, dst)
+        else:
+            shutil.copyfile(src, dst)
 
 
 if __name__ == '__main__':
@@ -53,7 +55,8 @@ if __name__ == '__main__':
         long_description_content_type='text/markdown',
         packages=find_packages(exclude=('tests', 'tools', 'configs')),
         include_package_data=True,
-        package_data={'mmseg_cvpt': ['.mim/configs/**/*.py',
+        package_data={'mmseg_cvpt': ['.mim/model-index.yml',
+                                     '.mim/configs/**/*.py',
                                      '.mim/tools/**/*']},
         python_requires='>=3.9',
         install_requires=read_requirements('runtime.txt'),

@@ -1,9 +1,11 @@
 """mmseg_cvpt: prompt tuning of frozen Vision Transformers for OpenMMLab.
 
 Importing the package registers every module in mmseg's (and mmpretrain's)
-registries.
+registries, makes ``mmseg_cvpt::`` config paths resolvable and prepares
+runner checkpoints for torch's ``weights_only`` loader.
 """
+from . import config_registration  # noqa: F401  (mmseg_cvpt:: in configs)
+from . import datasets, engine, models  # noqa: F401  (registration)
 from .version import __version__
-from . import models  # noqa: F401  (registers the backbones)
 
 __all__ = ['__version__']

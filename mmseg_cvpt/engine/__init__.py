@@ -1,0 +1,27 @@
+"""Training and testing support for mmseg_cvpt.
+
+Importing this package
+
+* allow-lists the classes of an mmengine runner checkpoint for torch's
+  ``weights_only`` loader (torch >= 2.6), so that ``--resume`` works,
+* registers the ``atomic_local`` file backend used to write checkpoints,
+* registers :class:`RNGStateHook`, :class:`TrainableOptimWrapperConstructor`
+  and :class:`ViewCountingSegTTAModel` in mmseg's registries and
+  :class:`TaskResultsHook` in mmpretrain's.
+"""
+from .checkpoint import AtomicLocalBackend, allow_runner_checkpoint_globals
+from .dist import setup_cpu_distributed
+from .hooks import RNGStateHook
+from .optimizers import TrainableOptimWrapperConstructor
+from .preflight import check_train_inputs
+from .results_hook import TaskResultsHook
+from .tta import ViewCountingSegTTAModel
+
+allow_runner_checkpoint_globals()
+
+__all__ = [
+    'AtomicLocalBackend', 'allow_runner_checkpoint_globals',
+    'setup_cpu_distributed', 'RNGStateHook',
+    'TrainableOptimWrapperConstructor', 'check_train_inputs',
+    'TaskResultsHook', 'ViewCountingSegTTAModel'
+]

@@ -1,0 +1,72 @@
+"""Distributed runs on machines without CUDA."""
+import os
+from datetime import timedelta
+
+import torch
+import torch.distributed as torch_dist
+from mmengine.config import Config
+from mmengine.logging import print_log
+
+
+def _sync_bn_to_bn(cfg):
+    """Replace ``SyncBN`` norm configs by ``BN`` in a (nested) config."""
+    if isinstance(cfg, dict):
+        if cfg.get('type') == 'SyncBN':
+            cfg['type'] = 'BN'
+        for value in cfg.values():
+            _sync_bn_to_bn(value)
+    elif isinstance(cfg, (list, tuple)):
+        for value in cfg:
+            _sync_bn_to_bn(value)
+
+
+def setup_cpu_distributed(cfg: Config) -> None:
+    """Prepare a ``--launcher pytorch`` run for a machine without CUDA.
+
+    mmengine's ``init_dist`` calls ``torch.cuda.set_device`` and defaults to
+    NCCL, so on a CPU-only machine a ``torchrun`` launch fails. Call this
+    after the command-line options are merged and before the Runner is
+    built; with CUDA available, or with another launcher, it does nothing.
+    Otherwise it
+
+    * creates the process group with the gloo backend from torchrun's
+      environment (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``,
+      ``MASTER_PORT``); the Runner finds it initialised and skips
+      ``init_dist``, yet still treats the run as distributed (its launcher is
+      not ``'none'``): distributed samplers, gradient all-reduce, rank-0
+      logging and saving;
+    * records ``backend='gloo'`` in ``cfg.env_cfg.dist_cfg``;
+    * wraps the model in ``MMDistributedDataParallel`` with
+      ``device_ids=None``, the form DDP requires for CPU modules;
+    * turns ``SyncBN`` into ``BN`` (``SyncBatchNorm`` needs a GPU); each
+      process then keeps its own batch statistics.
+
+    Args:
+        cfg (Config): The full config, ``cfg.launcher`` set.
+    """
+    if cfg.get('launcher', 'none') != 'pytorch' or torch.cuda.is_available():
+        return
+    cfg.merge_from_dict({'env_cfg.dist_cfg.backend': 'gloo'})
+    if not torch_dist.is_initialized():
+        kwargs = {}
+        timeout = cfg.env_cfg.dist_cfg.get('timeout')
+        if timeout is not None:
+            kwargs['timeout'] = timedelta(seconds=timeout)
+        torch_dist.init_process_group(
+            backend='gloo',
+            rank=int(os.environ['RANK']),
+            world_size=int(os.environ['WORLD_SIZE']),
+            **kwargs)
+    # the Runner's default wrapper, but with the device_ids CPU modules need
+    wrapper_cfg = cfg.get('model_wrapper_cfg') or dict(
+        type='MMDistributedDataParallel',
+        broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False))
+    wrapper_cfg['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper_cfg
+    _sync_bn_to_bn(cfg.model)
+    print_log(
+        'No CUDA device: distributed run on CPU with the gloo backend '
+        f'(rank {torch_dist.get_rank()} of {torch_dist.get_world_size()}); '
+        'SyncBN layers use per-process BN.',
+        logger='current')

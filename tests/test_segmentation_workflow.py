@@ -1,0 +1,320 @@
+"""End-to-end checks of the segmentation workflow on tiny CPU runs.
+
+The tools run as a user runs them (subprocesses from the repository root) on
+a few synthetic 64x64 scenes of tools/misc/make_ade20k_demo.py with the demo
+config (configs/cvpt/upernet_vittiny_ade20k_demo.py). The package must be
+installed (``pip install -e .``) for ``mmseg_cvpt::`` configs to resolve.
+"""
+import importlib.util
+import os
+import os.path as osp
+import re
+import socket
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import mmseg_cvpt.engine  # noqa: F401  (torch.load of runner checkpoints)
+
+pytestmark = pytest.mark.filterwarnings('ignore:pkg_resources is deprecated')
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DEMO_CFG = osp.join(REPO, 'configs', 'cvpt', 'upernet_vittiny_ade20k_demo.py')
+CVPT_CFG = osp.join(REPO, 'configs', 'cvpt', 'upernet_vitb_ade20k.py')
+VPT_CFG = osp.join(REPO, 'configs', 'vpt', 'upernet_vitb_ade20k.py')
+BASELINE_CFG = osp.join(REPO, 'configs', 'baseline', 'upernet_vitb_ade20k.py')
+
+# A hook, imported by the test configs, that saves what each rank trained.
+DUMP_HOOK = '''
+import os.path as osp
+
+import torch
+from mmengine.dist import get_rank
+from mmengine.hooks import Hook
+from mmseg.registry import HOOKS
+
+
+@HOOKS.register_module()
+class DumpTrainableHook(Hook):
+    """Save the trainable parameters of this rank before and after
+    training to work_dir/rank{rank}.pth."""
+
+    def _trainable(self, runner):
+        model = getattr(runner.model, 'module', runner.model)
+        return {n: p.detach().clone() for n, p in model.named_parameters()
+                if p.requires_grad}
+
+    def before_train(self, runner):
+        self.initial = self._trainable(runner)
+
+    def after_train(self, runner):
+        torch.save(dict(initial=self.initial, final=self._trainable(runner),
+                        iter=runner.iter),
+                   osp.join(runner.work_dir, f'rank{get_rank()}.pth'))
+'''
+
+
+def run(args, cwd=REPO, env=None, timeout=600):
+    """Run a command; return its output, failing with it on a bad exit."""
+    proc = subprocess.run(
+        args,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    return proc.stdout
+
+
+def tool(name):
+    return [sys.executable, osp.join(REPO, 'tools', name)]
+
+
+def data_options(root, iters=None):
+    """--cfg-options for tiny runs on the data at ``root``."""
+    opts = []
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        opts += [
+            f'{loader}.dataset.data_root={root}', f'{loader}.num_workers=0',
+            f'{loader}.persistent_workers=False'
+        ]
+    opts.append('train_dataloader.batch_size=2')
+    if iters is not None:
+        opts += [
+            f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
+            f'default_hooks.checkpoint.interval={iters}',
+            'default_hooks.logger.interval=1'
+        ]
+    return opts
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope='module')
+def demo_root(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('ade20k_demo'))
+    run(tool('misc/make_ade20k_demo.py') +
+        [root, '--num-train', '16', '--num-val', '4'])
+    return root
+
+
+@pytest.fixture(scope='module')
+def demo_checkpoint(demo_root, tmp_path_factory):
+    work_dir = str(tmp_path_factory.mktemp('demo_train'))
+    run(tool('train.py') + [DEMO_CFG, '--work-dir', work_dir] +
+        ['--cfg-options'] + data_options(demo_root, iters=2))
+    return osp.join(work_dir, 'iter_2.pth')
+
+
+@pytest.fixture
+def hook_module(tmp_path):
+    """PYTHONPATH entry with the DumpTrainableHook module."""
+    (tmp_path / 'dump_trainable_hook.py').write_text(DUMP_HOOK)
+    env = dict(os.environ)
+    env['PYTHONPATH'] = os.pathsep.join(
+        [str(tmp_path), env.get('PYTHONPATH', '')])
+    return env
+
+
+def write_config(path, text):
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+def parse_counts(output):
+    return {
+        m.group(1): int(m.group(2).replace(',', ''))
+        for m in re.finditer(r'^\s+(\w+)\s+([\d,]+)$', output, re.M)
+    }
+
+
+# ---- trainable parameters ------------------------------------------------
+def tiny_vit(**backbone):
+    """Config text shrinking a ViT-B UperNet config to a 4-layer ViT."""
+    backbone = dict(
+        img_size=(64, 64),
+        patch_size=8,
+        embed_dims=64,
+        num_layers=4,
+        num_heads=4,
+        out_indices=(0, 1, 2, 3),
+        init_cfg=None,
+        **backbone)
+    return f'''
+model = dict(
+    backbone={backbone!r},
+    neck=dict(in_channels=[64] * 4, out_channels=32),
+    decode_head=dict(in_channels=[32] * 4, channels=32, num_classes=6),
+    auxiliary_head=dict(in_channels=32, channels=16, num_classes=6))
+'''
+
+
+@pytest.fixture(scope='module')
+def count_params_tool():
+    """tools/analysis/count_params.py, imported as a module."""
+    spec = importlib.util.spec_from_file_location(
+        'count_params', osp.join(REPO, 'tools', 'analysis', 'count_params.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize('base, backbone_cfg, expected', [
+    (CVPT_CFG, dict(num_prompts=8), 4 * 8 * 64),
+    (VPT_CFG, dict(num_prompts=8), 4 * 8 * 64),
+    (VPT_CFG, dict(num_prompts=8, prompt_depth='shallow'), 8 * 64),
+    (BASELINE_CFG, {}, 0),
+])
+def test_count_params_tiny(tmp_path, count_params_tool, base, backbone_cfg,
+                           expected):
+    """Tiny versions of the three ADE20K configs: only prompts train in the
+    backbone (layers x prompts x width, or nothing for the baseline)."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    cfg = Config.fromfile(
+        write_config(tmp_path / 'tiny.py',
+                     f'_base_ = [{base!r}]\n' + tiny_vit(**backbone_cfg)))
+    init_default_scope('mmseg')
+    counts = count_params_tool.count_trainable(MODELS.build(cfg.model))
+    assert counts['backbone'] == expected
+    assert counts['heads'] > 0
+    assert counts['total'] == counts['backbone'] + counts['heads']
+
+
+# ---- distributed training on CPU ------------------------------------------
+def test_dist_train_two_cpu_ranks(demo_root, tmp_path, hook_module):
+    """tools/dist_train.sh CONFIG 2: two gloo ranks, identical prompts."""
+    work_dir = tmp_path / 'work'
+    cfg = write_config(
+        tmp_path / 'dist.py', f'''
+        _base_ = [{DEMO_CFG!r}]
+        custom_imports = dict(
+            imports=['mmseg_cvpt', 'dump_trainable_hook'],
+            allow_failed_imports=False)
+        custom_hooks = [dict(type='RNGStateHook'),
+                        dict(type='DumpTrainableHook')]
+        ''')
+    env = dict(hook_module, PORT=str(free_port()), CUDA_VISIBLE_DEVICES='')
+    out = run(['bash', osp.join(REPO, 'tools', 'dist_train.sh'), cfg, '2'] +
+              ['--work-dir', str(work_dir), '--cfg-options'] +
+              data_options(demo_root, iters=3), env=env)
+    assert 'gloo' in out
+    ranks = [torch.load(work_dir / f'rank{r}.pth') for r in (0, 1)]
+    assert 'backbone.prompts.tokens' in ranks[0]['final']
+    for rank in ranks:
+        assert rank['iter'] == 3
+        tokens = rank['final']['backbone.prompts.tokens']
+        assert not torch.equal(tokens,
+                               rank['initial']['backbone.prompts.tokens'])
+    for name, value in ranks[0]['final'].items():
+        assert torch.equal(value, ranks[1]['final'][name]), name
+
+
+# ---- test-time augmentation -----------------------------------------------
+@pytest.mark.parametrize('flag', ['--aug-test', '--tta'])
+def test_aug_test_runs_12_views(demo_root, demo_checkpoint, tmp_path, flag):
+    out = run(tool('test.py') +
+              [DEMO_CFG, demo_checkpoint, flag, '--work-dir',
+               str(tmp_path)] + ['--cfg-options'] + data_options(demo_root))
+    assert 'merging 12 views per image' in out
+    assert 'merged 48 views of 4 images (12 per image)' in out
+    assert re.search(r'mIoU: \d', out)
+
+
+def test_single_scale_test(demo_root, demo_checkpoint, tmp_path):
+    out = run(tool('test.py') +
+              [DEMO_CFG, demo_checkpoint, '--work-dir',
+               str(tmp_path)] + ['--cfg-options'] + data_options(demo_root))
+    assert re.search(r'mIoU: \d', out)
+    assert 'views per image' not in out
+
+
+# ---- inheritance by downstream configs ------------------------------------
+DOWNSTREAM = '''
+_base_ = ['mmseg_cvpt::cvpt/upernet_vitb_ade20k.py']
+model = dict(backbone=dict(num_prompts=50))
+'''
+
+
+def test_inherit_via_tools(tmp_path):
+    """A config outside the repo builds through our tools (ViT-B, P=50)."""
+    cfg = write_config(tmp_path / 'my_cvpt.py', DOWNSTREAM)
+    counts = parse_counts(
+        run(tool('analysis/count_params.py') + [cfg], cwd=tmp_path))
+    assert counts['backbone'] == 12 * 50 * 768
+    # train.py builds the full model, then stops at the missing data set
+    proc = subprocess.run(
+        tool('train.py') + [cfg, '--work-dir', str(tmp_path / 'work')],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=600)
+    assert proc.returncode != 0
+    expected = osp.join(str(tmp_path), 'data', 'ade', 'ADEChallengeData2016',
+                        'images', 'training')
+    assert f'Data set folder not found: {expected}' in proc.stdout, \
+        proc.stdout[-3000:]
+
+
+def test_inherit_via_import(tmp_path):
+    """``import mmseg_cvpt`` is all a script needs before Config.fromfile."""
+    cfg = write_config(tmp_path / 'my_cvpt.py', DOWNSTREAM)
+    script = ('import mmseg_cvpt\n'
+              'from mmengine.config import Config\n'
+              f'cfg = Config.fromfile({cfg!r})\n'
+              'print(cfg.model.backbone.type, cfg.model.backbone.num_prompts,'
+              ' cfg.model.decode_head.num_classes)\n')
+    out = run([sys.executable, '-c', script], cwd=tmp_path)
+    assert 'CVPTViT 50 150' in out
+
+
+# ---- exact resumption -----------------------------------------------------
+def test_resume_continues_exactly(demo_root, tmp_path):
+    """4 iterations + --resume to 8 == 8 iterations in one go, bit for bit.
+
+    Same seed; the learning-rate schedule spans 8 iterations in every run,
+    the interrupted run stops at 4 (as a killed job would), and validation
+    only runs at the end, so that the RNGStateHook restores exactly the
+    states the uninterrupted run has at iteration 5 (prompt dropout and the
+    data augmentation draw the same numbers).
+    """
+    cfg = write_config(
+        tmp_path / 'resume.py', f'''
+        _base_ = [{DEMO_CFG!r}]
+        param_scheduler = [
+            dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
+                 end=2),
+            dict(type='PolyLR', power=1.0, by_epoch=False, begin=2, end=8)]
+        train_cfg = dict(max_iters=8, val_interval=8)
+        default_hooks = dict(checkpoint=dict(interval=4))
+        ''')
+
+    def train(work_dir, *options, resume=False):
+        return run(tool('train.py') + [cfg, '--work-dir', str(work_dir)] +
+                   (['--resume'] if resume else []) + ['--cfg-options'] +
+                   data_options(demo_root) + list(options))
+
+    train(tmp_path / 'straight')
+    train(tmp_path / 'resumed', 'train_cfg.max_iters=4')
+    out = train(tmp_path / 'resumed', resume=True)
+    assert 'resumed epoch: 0, iter: 4' in out
+    straight = torch.load(tmp_path / 'straight' / 'iter_8.pth')['state_dict']
+    resumed = torch.load(tmp_path / 'resumed' / 'iter_8.pth')['state_dict']
+    assert 'backbone.prompts.tokens' in straight
+    before = torch.load(tmp_path / 'resumed' / 'iter_4.pth')['state_dict']
+    assert not torch.equal(before['backbone.prompts.tokens'],
+                           resumed['backbone.prompts.tokens'])
+    for name, value in straight.items():
+        assert torch.equal(value, resumed[name]), name

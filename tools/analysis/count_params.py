@@ -1,0 +1,77 @@
+"""Count the trainable parameters of a segmentor config.
+
+Builds the model on the CPU without loading weights (ViT-B takes a few
+seconds) and prints the trainable parameters of the backbone, of each head
+(neck included) and in total, with the total size of the model.
+
+Example::
+
+    python tools/analysis/count_params.py configs/cvpt/upernet_vitb_ade20k.py
+    # backbone  1,843,200 for CVPT and VPT-deep at P=200, 0 for the baseline
+"""
+import argparse
+import warnings
+
+import mmseg_cvpt  # noqa: F401  (registers our modules)
+import mmseg_cvpt.config_registration  # noqa: F401  (mmseg_cvpt:: bases)
+from mmengine.config import Config, DictAction
+from mmengine.registry import init_default_scope
+from mmseg.registry import MODELS
+
+# mmengine re-imports the deprecated pkg_resources for every `pkg::` base
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description='Count the trainable parameters of a model config')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config, key=value')
+    return parser.parse_args()
+
+
+def count(module, trainable_only=True):
+    """Number of (trainable) parameters of ``module`` (0 for None)."""
+    if module is None:
+        return 0
+    return sum(p.numel() for p in module.parameters()
+               if p.requires_grad or not trainable_only)
+
+
+def count_trainable(model):
+    """Trainable parameters per top-level part of a segmentor.
+
+    Returns:
+        dict: part name (``backbone``, ``neck``, ``decode_head``,
+        ``auxiliary_head``, ...) -> count, plus ``heads`` (all but the
+        backbone) and ``total``.
+    """
+    counts = {
+        name: count(child)
+        for name, child in model.named_children() if count(child, False)
+    }
+    counts['heads'] = sum(v for k, v in counts.items() if k != 'backbone')
+    counts['total'] = count(model)
+    return counts
+
+
+def main():
+    args = parse_args()
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    init_default_scope(cfg.get('default_scope', 'mmseg'))
+    model = MODELS.build(cfg.model)
+    counts = count_trainable(model)
+    print(f'Trainable parameters of {args.config}:')
+    for name, value in counts.items():
+        print(f'  {name:<18}{value:>14,}')
+    print(f'  {"all, frozen too":<18}{count(model, False):>14,}')
+
+
+if __name__ == '__main__':
+    main()

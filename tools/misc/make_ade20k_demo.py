@@ -1,0 +1,174 @@
+"""Generate a small synthetic data set in the ADE20K layout.
+
+The layout is the one of ``ADEChallengeData2016``::
+
+    OUT/images/{training,validation}/*.jpg
+    OUT/annotations/{training,validation}/*.png
+
+Label 0 means "other" (ignored with ``reduce_zero_label=True``) and labels
+1..6 are the first six ADE20K classes (wall, building, sky, floor, tree,
+ceiling), so that a config can keep ``ADE20KDataset`` and select these six
+classes through ``metainfo``; their ids then map to 0..5 unchanged.
+
+The scenes have a learnable structure: indoor scenes (ceiling / wall / floor)
+and outdoor scenes (sky / buildings and trees / floor), each class with its
+own colour and texture, random layouts and a few random "other" objects.
+
+It also writes ``OUT/majority_baseline.json``: the mIoU on the validation
+split of a predictor that outputs the most frequent training class
+everywhere, the floor a trained model has to beat.
+
+Example::
+
+    python tools/misc/make_ade20k_demo.py data/ade20k_demo
+"""
+import argparse
+import json
+import os
+import os.path as osp
+
+import cv2
+import numpy as np
+
+CLASSES = ('wall', 'building', 'sky', 'floor', 'tree', 'ceiling')
+WALL, BUILDING, SKY, FLOOR, TREE, CEILING = range(1, len(CLASSES) + 1)
+OTHER = 0
+# Base colour of each class (RGB).
+COLOURS = {
+    WALL: (205, 170, 150),
+    BUILDING: (130, 130, 140),
+    SKY: (110, 160, 230),
+    FLOOR: (120, 80, 45),
+    TREE: (50, 130, 50),
+    CEILING: (235, 235, 220),
+}
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description='Generate a synthetic ADE20K-layout data set')
+    parser.add_argument('out_dir', help='data root to create')
+    parser.add_argument('--num-train', type=int, default=300)
+    parser.add_argument('--num-val', type=int, default=50)
+    parser.add_argument('--size', type=int, default=64, help='image side')
+    parser.add_argument('--seed', type=int, default=0)
+    return parser.parse_args()
+
+
+def texture(cls, shape, rng):
+    """Return an (H, W) brightness offset that characterises ``cls``."""
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    if cls == SKY:  # smooth vertical gradient
+        return 40.0 * (yy / max(h - 1, 1)) - 20.0
+    if cls == BUILDING:  # dark window grid
+        period = rng.integers(6, 9)
+        windows = ((yy % period) < period // 2) & ((xx % period) < period // 2)
+        return np.where(windows, -60.0, 10.0)
+    if cls == FLOOR:  # horizontal planks
+        return np.where((yy // 3) % 2 == 0, 25.0, -25.0)
+    if cls == TREE:  # leafy high-frequency noise
+        return rng.normal(0, 35, size=(h, w))
+    if cls == WALL:  # vertical wallpaper stripes
+        return np.where((xx // 4) % 2 == 0, 18.0, -18.0)
+    return np.zeros((h, w))  # ceiling: flat
+
+
+def make_scene(size, rng):
+    """Return an RGB image (uint8) and its label map (uint8) of one scene."""
+    label = np.zeros((size, size), np.uint8)
+    horizon = int(size * rng.uniform(0.25, 0.45))
+    ground = int(size * rng.uniform(0.7, 0.85))
+    yy, xx = np.mgrid[0:size, 0:size]
+    if rng.random() < 0.5:  # indoor
+        label[:horizon] = CEILING
+        label[horizon:ground] = WALL
+        label[ground:] = FLOOR
+    else:  # outdoor: buildings and trees stand on the floor under the sky
+        label[:ground] = SKY
+        label[ground:] = FLOOR
+        x = 0
+        while x < size:
+            width = int(rng.integers(size // 6, size // 3))
+            top = int(rng.integers(horizon // 2, ground - size // 8))
+            if rng.random() < 0.5:
+                label[top:ground, x:x + width] = BUILDING
+            else:
+                cy, cx, r = (top + ground) / 2, x + width / 2, width / 2
+                blob = ((yy - cy) / max(ground - top, 1) * 2)**2 + (
+                    (xx - cx) / r)**2 < 1
+                label[blob & (yy < ground + 2)] = TREE
+            x += width + int(rng.integers(0, size // 8))
+    for _ in range(rng.integers(0, 3)):  # "other" objects (label 0)
+        cy, cx = rng.integers(0, size, 2)
+        r = rng.integers(size // 16, size // 8)
+        label[(yy - cy)**2 + (xx - cx)**2 < r * r] = OTHER
+
+    image = np.zeros((size, size, 3), np.float32)
+    for cls, colour in COLOURS.items():
+        mask = label == cls
+        if mask.any():
+            jitter = rng.normal(0, 12, 3)
+            tex = texture(cls, (size, size), rng)
+            image[mask] = (np.asarray(colour) + jitter)[None] + tex[mask][:,
+                                                                         None]
+    other = label == OTHER
+    image[other] = rng.uniform(0, 255, 3)[None]
+    image += rng.normal(0, 6, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8), label
+
+
+def iou_of_majority(train_labels, val_labels, num_classes):
+    """mIoU (%) on ``val_labels`` of predicting the most frequent class.
+
+    Computed like mmseg's ``IoUMetric`` with ``reduce_zero_label``: label 0
+    is ignored and the mean runs over the classes present in ground truth or
+    prediction.
+    """
+    counts = np.bincount(
+        np.concatenate([lbl.ravel() for lbl in train_labels]),
+        minlength=num_classes + 1)[1:]
+    majority = int(np.argmax(counts)) + 1
+    gt = np.concatenate([lbl.ravel() for lbl in val_labels])
+    gt = gt[gt != OTHER]
+    ious = []
+    for cls in range(1, num_classes + 1):
+        inter = np.sum((gt == cls) & (cls == majority))
+        union = np.sum(gt == cls) + (gt.size if cls == majority else 0) - inter
+        if union > 0:
+            ious.append(inter / union)
+    return CLASSES[majority - 1], 100.0 * float(np.mean(ious))
+
+
+def main():
+    args = parse_args()
+    rng = np.random.default_rng(args.seed)
+    labels = {}
+    for split, num in (('training', args.num_train),
+                       ('validation', args.num_val)):
+        img_dir = osp.join(args.out_dir, 'images', split)
+        ann_dir = osp.join(args.out_dir, 'annotations', split)
+        os.makedirs(img_dir, exist_ok=True)
+        os.makedirs(ann_dir, exist_ok=True)
+        labels[split] = []
+        for i in range(num):
+            image, label = make_scene(args.size, rng)
+            name = f'ADE_demo_{split}_{i:05d}'
+            cv2.imwrite(
+                osp.join(img_dir, name + '.jpg'), image[..., ::-1],
+                [cv2.IMWRITE_JPEG_QUALITY, 95])
+            cv2.imwrite(osp.join(ann_dir, name + '.png'), label)
+            labels[split].append(label)
+    majority, miou = iou_of_majority(labels['training'],
+                                     labels['validation'], len(CLASSES))
+    with open(osp.join(args.out_dir, 'majority_baseline.json'), 'w') as f:
+        json.dump(dict(classes=CLASSES, majority_class=majority, mIoU=miou),
+                  f, indent=2)
+    print(f'Wrote {args.num_train} training and {args.num_val} validation '
+          f'scenes to {args.out_dir}')
+    print(f'Most-frequent-class predictor ({majority!r}): '
+          f'validation mIoU {miou:.2f}')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,40 @@
+"""Print the full config (mmseg's print_config, plus task resolution).
+
+    python tools/misc/print_config.py configs/cvpt/vitb_vtab_fgvc.py \
+        --cfg-options task=dtd
+"""
+import argparse
+
+from mmengine import Config, DictAction
+
+from mmseg_cvpt.datasets import resolve_task
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Print the whole config')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override some settings in the used config, the key-value pair '
+        'in xxx=yyy format will be merged into config file (e.g. task=dtd '
+        'for the classification configs).')
+    parser.add_argument(
+        '--output-file', default=None, help='also dump the config here')
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    resolve_task(cfg)
+    print(f'Config:\n{cfg.pretty_text}')
+    if args.output_file is not None:
+        cfg.dump(args.output_file)
+
+
+if __name__ == '__main__':
+    main()

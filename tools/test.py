@@ -1,0 +1,161 @@
+"""Test (and evaluate) a segmentor; mmseg's tools/test.py for mmseg_cvpt.
+
+``--aug-test`` (mmseg 0.x's name; ``--tta`` is an alias) evaluates with the
+config's ``tta_pipeline`` and ``tta_model``: for our ADE20K configs 6 scales
+(0.5-1.75) x 2 flips = 12 views per image, the multi-scale mIoU.
+
+Example::
+
+    python tools/test.py configs/cvpt/upernet_vitb_ade20k.py CKPT --aug-test
+    bash tools/dist_test.sh configs/cvpt/upernet_vitb_ade20k.py CKPT 8
+"""
+import argparse
+import os
+import os.path as osp
+import warnings
+
+import mmseg_cvpt  # noqa: F401  (registers our modules)
+import mmseg_cvpt.config_registration  # noqa: F401  (mmseg_cvpt:: bases)
+from mmengine.config import Config, DictAction
+from mmengine.dist import get_world_size
+from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
+from mmengine.runner import Runner
+
+from mmseg_cvpt.datasets.tasks import resolve_task
+from mmseg_cvpt.engine import setup_cpu_distributed
+
+# mmengine re-imports the deprecated pkg_resources for every `pkg::` base
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description='MMSeg test (and eval) a model')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        '--work-dir',
+        help=('if specified, the evaluation metric results will be dumped '
+              'into the directory as json'))
+    parser.add_argument(
+        '--out',
+        type=str,
+        help='The directory to save output prediction for offline evaluation')
+    parser.add_argument(
+        '--show', action='store_true', help='show prediction results')
+    parser.add_argument(
+        '--show-dir',
+        help='directory where painted images will be saved. '
+        'If specified, it will be automatically saved '
+        'to the work_dir/timestamp/show_dir')
+    parser.add_argument(
+        '--wait-time', type=float, default=2, help='the interval of show (s)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override some settings in the used config, the key-value pair '
+        'in xxx=yyy format will be merged into config file. If the value to '
+        'be overwritten is a list, it should be like key="[a,b]" or key=a,b '
+        'It also allows nested list/tuple values, e.g. key="[(a,b),(c,d)]" '
+        'Note that the quotation marks are necessary and that no white space '
+        'is allowed.')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument(
+        '--aug-test',
+        '--tta',
+        dest='aug_test',
+        action='store_true',
+        help='test-time augmentation (multi-scale + flip): the config\'s '
+        'tta_pipeline and tta_model')
+    # torch.distributed.launch passes --local-rank (torch >= 2.0)
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def trigger_visualization_hook(cfg, args):
+    default_hooks = cfg.default_hooks
+    if 'visualization' in default_hooks:
+        visualization_hook = default_hooks['visualization']
+        visualization_hook['draw'] = True
+        if args.show:
+            visualization_hook['show'] = True
+            visualization_hook['wait_time'] = args.wait_time
+        if args.show_dir:
+            cfg.visualizer['save_dir'] = args.show_dir
+    else:
+        raise RuntimeError(
+            'VisualizationHook must be included in default_hooks.'
+            'refer to usage '
+            '"visualization=dict(type=\'VisualizationHook\')"')
+    return cfg
+
+
+def use_tta(cfg):
+    """Switch the test data and model to the config's TTA versions."""
+    for key in ('tta_pipeline', 'tta_model'):
+        if key not in cfg:
+            raise KeyError(f'--aug-test needs `{key}` in the config')
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+    cfg.tta_model.module = cfg.model
+    cfg.model = cfg.tta_model
+
+
+def report_tta(runner):
+    """Log how many views the TTA model merged, where it counts them."""
+    model = runner.model.module if is_model_wrapper(
+        runner.model) else runner.model
+    if getattr(model, 'num_images', 0):
+        where = ' in this process' if get_world_size() > 1 else ''
+        print_log(
+            f'Test-time augmentation merged {model.num_views} views of '
+            f'{model.num_images} images{where} '
+            f'({model.num_views / model.num_images:g} per image).',
+            logger='current')
+
+
+def main():
+    args = parse_args()
+
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    # classification configs: fill the task's data, classes, prompts, lr
+    # (a no-op for segmentation configs)
+    resolve_task(cfg)
+
+    # work_dir: CLI > config > ./work_dirs/<config name>
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+
+    cfg.load_from = args.checkpoint
+
+    if args.show or args.show_dir:
+        cfg = trigger_visualization_hook(cfg, args)
+    if args.aug_test:
+        use_tta(cfg)
+    if args.out is not None:
+        cfg.test_evaluator['output_dir'] = args.out
+        cfg.test_evaluator['keep_results'] = True
+    setup_cpu_distributed(cfg)
+
+    runner = Runner.from_cfg(cfg)
+    runner.test()
+    if args.aug_test:
+        report_tta(runner)
+
+
+if __name__ == '__main__':
+    main()
