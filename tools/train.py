@@ -13,18 +13,16 @@ Example::
 import argparse
 import logging
 import os
-import os.path as osp
 import warnings
 
-import mmseg_cvpt  # noqa: F401  (registers our modules)
-import mmseg_cvpt.config_registration  # noqa: F401  (mmseg_cvpt:: bases)
-from mmengine.config import Config, DictAction
+import mmseg_cvpt  # noqa: F401  (registers our modules, mmseg_cvpt:: bases)
+from mmengine.config import DictAction
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
 
-from mmseg_cvpt.datasets.tasks import resolve_task
-from mmseg_cvpt.engine import check_train_inputs, setup_cpu_distributed
+from mmseg_cvpt.engine import (check_train_inputs, load_config,
+                               setup_cpu_distributed)
 
 # mmengine re-imports the deprecated pkg_resources for every `pkg::` base
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
@@ -70,20 +68,8 @@ def parse_args():
 def main():
     args = parse_args()
 
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config, args.cfg_options, args.work_dir)
     cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    # classification configs: fill the task's data, classes, prompts, lr
-    # (a no-op for segmentation configs)
-    resolve_task(cfg)
-
-    # work_dir: CLI > config > ./work_dirs/<config name>
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
 
     if args.amp is True:
         optim_wrapper = cfg.optim_wrapper.type

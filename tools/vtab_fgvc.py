@@ -16,12 +16,12 @@ one task after another); the table goes to ``WORK_DIR/results.{md,csv}``.
 import argparse
 import os.path as osp
 
-from mmengine import Config, DictAction
+from mmengine import DictAction
 from mmengine.runner import Runner
 
-import mmseg_cvpt  # noqa: F401  (registers models, datasets, hooks)
-from mmseg_cvpt.datasets import FGVC_TASKS, TASKS, VTAB_GROUPS, resolve_task
+from mmseg_cvpt.datasets import FGVC_TASKS, TASKS, VTAB_GROUPS
 from mmseg_cvpt.datasets.results_table import load_rows, write_table
+from mmseg_cvpt.engine import load_config
 
 TASK_SETS = dict(
     all=tuple(TASKS),
@@ -47,10 +47,8 @@ def expand_tasks(names):
 def run_task(config: str, task: str, work_dir: str, final: bool,
              options: dict) -> None:
     """Train on one task; test the final model in the final mode."""
-    cfg = Config.fromfile(config)
-    cfg.merge_from_dict(dict(options, task=task, final=final))
-    cfg.work_dir = work_dir
-    resolve_task(cfg)
+    cfg = load_config(config, dict(options, task=task, final=final),
+                      work_dir)
     runner = Runner.from_cfg(cfg)
     runner.train()
     if final:

@@ -25,9 +25,6 @@ model = dict(
         num_prompts=200,
         prompt_depth='deep',
         prompt_dropout=0.1,
-        ca_position=3,
-        ca_weights='shared',
-        frozen_eval=True,
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)))
 
 # mmseg's SGD (momentum 0.9, no weight decay, lr 1e-3, heads x10) over the

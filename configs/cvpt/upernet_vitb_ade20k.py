@@ -38,9 +38,9 @@ model = dict(
         num_prompts=200,
         prompt_depth='deep',
         prompt_dropout=0.1,
-        ca_position=3,
-        ca_weights='shared',
-        frozen_eval=True,
+        # CVPTViT's defaults: cross-attention after self-attention, using the
+        # block's own frozen attention weights
+        # ca_position=3, ca_weights='shared',
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     decode_head=dict(num_classes=150),
     auxiliary_head=dict(num_classes=150))

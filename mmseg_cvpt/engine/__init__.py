@@ -10,6 +10,7 @@ Importing this package
   :class:`TaskResultsHook` in mmpretrain's.
 """
 from .checkpoint import AtomicLocalBackend, allow_runner_checkpoint_globals
+from .config import load_config
 from .dist import setup_cpu_distributed
 from .hooks import RNGStateHook
 from .optimizers import TrainableOptimWrapperConstructor
@@ -20,7 +21,7 @@ from .tta import ViewCountingSegTTAModel
 allow_runner_checkpoint_globals()
 
 __all__ = [
-    'AtomicLocalBackend', 'allow_runner_checkpoint_globals',
+    'AtomicLocalBackend', 'allow_runner_checkpoint_globals', 'load_config',
     'setup_cpu_distributed', 'RNGStateHook',
     'TrainableOptimWrapperConstructor', 'check_train_inputs',
     'TaskResultsHook', 'ViewCountingSegTTAModel'

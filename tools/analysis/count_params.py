@@ -12,11 +12,11 @@ Example::
 import argparse
 import warnings
 
-import mmseg_cvpt  # noqa: F401  (registers our modules)
-import mmseg_cvpt.config_registration  # noqa: F401  (mmseg_cvpt:: bases)
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS
+
+from mmseg_cvpt.engine import load_config
 
 # mmengine re-imports the deprecated pkg_resources for every `pkg::` base
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
@@ -61,9 +61,7 @@ def count_trainable(model):
 
 def main():
     args = parse_args()
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     model = MODELS.build(cfg.model)
     counts = count_trainable(model)

@@ -5,9 +5,9 @@
 """
 import argparse
 
-from mmengine import Config, DictAction
+from mmengine import DictAction
 
-from mmseg_cvpt.datasets import resolve_task
+from mmseg_cvpt.engine import load_config
 
 
 def parse_args():
@@ -27,10 +27,7 @@ def parse_args():
 
 def main():
     args = parse_args()
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    resolve_task(cfg)
+    cfg = load_config(args.config, args.cfg_options)
     print(f'Config:\n{cfg.pretty_text}')
     if args.output_file is not None:
         cfg.dump(args.output_file)
