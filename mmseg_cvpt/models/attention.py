@@ -7,8 +7,21 @@ parameters (nothing is copied) and run
 ``torch.nn.functional.scaled_dot_product_attention``:
 
     Attn(Q, K, V) = concat_h softmax(Q_h K_h^T / sqrt(d)) V_h  W_o^T + b_o
+
+Cross-attention to m prompts (keys and values shared by the whole batch)
+comes in two exact forms:
+
+* unfolded: project the queries, attend, project the output; per token
+  2 D^2 + 2 m D multiply-adds;
+* folded: per head h, Q_h K_h^T / sqrt(d) = x M_h + c_h with
+  M_h = W_q^h^T K_h^T / sqrt(d), c_h = b_q^h K_h^T / sqrt(d), and
+  concat_h(A_h V_h) W_o^T = sum_h A_h U_h with U_h = V_h W_o^h^T, so that
+  logits = x M + c (M: D x H m) and CA = A U + b_o (U: H m x D); per token
+  2 H m D multiply-adds.
+
+``prefer_folded`` picks the cheaper one from the shapes.
 """
-from typing import Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -40,7 +53,11 @@ def _dropout_p(mha: nn.MultiheadAttention) -> float:
 
 
 def self_attention(mha: nn.MultiheadAttention, x: Tensor) -> Tensor:
-    """Self-attention of x (B, N, D): Q, K, V = x [W_q; W_k; W_v]^T + b."""
+    """Self-attention of x (B, N, D): Q, K, V = x [W_q; W_k; W_v]^T + b.
+
+    One packed projection; the heads are strided views of it (no copies),
+    and SDPA's output is already laid out as (B, N, H, d).
+    """
     batch, num_tokens, dims = x.shape
     qkv = F.linear(x, mha.in_proj_weight, mha.in_proj_bias)
     qkv = qkv.reshape(batch, num_tokens, 3, mha.num_heads,
@@ -51,6 +68,7 @@ def self_attention(mha: nn.MultiheadAttention, x: Tensor) -> Tensor:
     return mha.out_proj(merge_heads(out))
 
 
+# ---- cross-attention to prompts, unfolded ----------------------------------
 def prompt_keys_values(mha: nn.MultiheadAttention,
                        prompts: Tensor) -> Tuple[Tensor, Tensor]:
     """Keys and values of the prompts P (m, D), once for the whole batch.
@@ -58,8 +76,8 @@ def prompt_keys_values(mha: nn.MultiheadAttention,
     K = P W_k^T + b_k, V = P W_v^T + b_v, returned per head as (H, m, d).
     """
     dims = mha.embed_dim
-    keys = _in_proj(mha, prompts, dims, 2 * dims)
-    values = _in_proj(mha, prompts, 2 * dims, 3 * dims)
+    keys_values = _in_proj(mha, prompts, dims, 3 * dims)
+    keys, values = keys_values.chunk(2, dim=-1)
     return (split_heads(keys, mha.num_heads),
             split_heads(values, mha.num_heads))
 
@@ -68,14 +86,77 @@ def cross_attention(mha: nn.MultiheadAttention,
                     x: Tensor,
                     keys: Tensor,
                     values: Tensor) -> Tensor:
-    """Cross-attention of the tokens x (B, N, D) to prompt keys/values (H, m, d).
+    """Cross-attention of tokens x (B, N, D) to prompt keys/values (H, m, d).
 
     CA(x, P) = concat_h softmax(Q_h K_h^T / sqrt(d)) V_h W_o^T + b_o with
-    Q = x W_q^T + b_q; K and V are shared by every image of the batch.
+    Q = x W_q^T + b_q. K and V are shared by every image, so the B N tokens
+    attend as one batch of queries: nothing is expanded per image.
     """
-    queries = split_heads(_in_proj(mha, x, 0, mha.embed_dim), mha.num_heads)
-    batch = x.shape[0]
+    batch, num_tokens, dims = x.shape
+    queries = _in_proj(mha, x, 0, dims).reshape(1, batch * num_tokens, dims)
     out = F.scaled_dot_product_attention(
-        queries, keys.expand(batch, -1, -1, -1),
-        values.expand(batch, -1, -1, -1), dropout_p=_dropout_p(mha))
-    return mha.out_proj(merge_heads(out))
+        split_heads(queries, mha.num_heads), keys[None], values[None],
+        dropout_p=_dropout_p(mha))
+    return mha.out_proj(merge_heads(out).reshape(batch, num_tokens, dims))
+
+
+# ---- cross-attention to prompts, folded ------------------------------------
+class FoldedPrompts(NamedTuple):
+    """Prompts folded into the projections: CA = softmax_h(x M + c) U + b_o.
+
+    ``logit_weight`` M^T (H m, D), ``logit_bias`` c (H m) or None and
+    ``out_weight`` U^T (D, H m), the weights in ``F.linear``'s layout (U^T is
+    a transposed view of the contiguous U: no copy either way).
+    """
+    logit_weight: Tensor
+    logit_bias: Optional[Tensor]
+    out_weight: Tensor
+
+
+def fold_prompts(mha: nn.MultiheadAttention, prompts: Tensor) -> FoldedPrompts:
+    """M, c and U of the folded form, for each head h:
+
+        M_h = W_q^h^T K_h^T / sqrt(d), c_h = b_q^h K_h^T / sqrt(d),
+        U_h = V_h W_o^h^T.
+
+    W_q^h (d, D) are the rows of head h in W_q; W_o^h (D, d) its columns in
+    W_o. Costs 4 m D^2 multiply-adds per layer, independent of the batch.
+    """
+    dims, heads = mha.embed_dim, mha.num_heads
+    head_dims = dims // heads
+    keys, values = prompt_keys_values(mha, prompts)  # (H, m, d)
+    keys = keys * head_dims**-0.5
+    w_q = mha.in_proj_weight[:dims].view(heads, head_dims, dims)
+    logit_weight = torch.matmul(keys, w_q).flatten(0, 1)  # (H m, D)
+    logit_bias = None
+    if mha.in_proj_bias is not None:
+        b_q = mha.in_proj_bias[:dims].view(heads, head_dims, 1)
+        logit_bias = torch.matmul(keys, b_q).flatten()  # (H m)
+    w_o = mha.out_proj.weight.view(dims, heads, head_dims).permute(1, 2, 0)
+    out_values = torch.matmul(values, w_o).flatten(0, 1)  # U: (H m, D)
+    return FoldedPrompts(logit_weight, logit_bias, out_values.T)
+
+
+def folded_cross_attention(mha: nn.MultiheadAttention, x: Tensor,
+                           folded: FoldedPrompts) -> Tensor:
+    """CA(x, P) = sum_h softmax(x M_h + c_h) U_h + b_o for x (B, N, D)."""
+    logits = F.linear(x, folded.logit_weight, folded.logit_bias)
+    probs = logits.unflatten(-1, (mha.num_heads, -1)).softmax(-1)
+    if _dropout_p(mha) > 0:
+        probs = F.dropout(probs, _dropout_p(mha))
+    return F.linear(probs.flatten(-2), folded.out_weight, mha.out_proj.bias)
+
+
+def prefer_folded(mha: nn.MultiheadAttention, num_prompts: int,
+                  with_grad: bool) -> bool:
+    """Whether the folded form costs fewer multiply-adds per token.
+
+    Forward: folded 2 H m D vs unfolded 2 D^2 + 2 m D (break-even
+    m = D / (H - 1)). With gradients to the prompts (weights frozen) the
+    backward adds 4 H m D (folded: gradients of x, M, U) vs 2 D^2 + 4 m D, so
+    break-even moves to m = 2 D / (3 (H - 1)).
+    """
+    dims, heads, m = mha.embed_dim, mha.num_heads, num_prompts
+    if with_grad:
+        return 6 * heads * m * dims < 4 * dims * dims + 6 * m * dims
+    return heads * m * dims < dims * dims + m * dims

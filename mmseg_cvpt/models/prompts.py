@@ -1,8 +1,12 @@
-"""Where prompts come from: a small module that returns the prompts of layer i.
+"""Where prompts come from: a small module that returns the prompts of every
+prompted layer.
 
-A prompted backbone builds one of these from ``prompt_cfg`` and asks it for
-``prompts(i)`` (shape (m, D)) before layer i. Other parameterisations of the
-prompts (whitened, low-rank, ...) are registered next to ``LayerPrompts``.
+A prompted backbone builds one of these from ``prompt_cfg`` and calls it once
+per forward: ``prompts()`` is an (L, m, D) tensor whose row i holds the
+prompts of layer i. (One call for all layers keeps the backward to one
+gradient tensor rather than a full-size one per layer.) Other
+parameterisations of the prompts (whitened, low-rank, ...) are registered
+next to ``LayerPrompts``.
 """
 import math
 
@@ -59,5 +63,6 @@ class LayerPrompts(BaseModule):
     def num_layers(self) -> int:
         return self.tokens.shape[0]
 
-    def forward(self, layer_index: int) -> Tensor:
-        return self.tokens[layer_index]
+    def forward(self) -> Tensor:
+        """The prompts of all layers, (L, m, D)."""
+        return self.tokens

@@ -1,12 +1,16 @@
 """CVPT: prompts enter through cross-attention (Cross Visual Prompt Tuning,
 ICCV 2025, arXiv 2408.14961)."""
-from typing import Callable, List, Optional
+from functools import partial
+from typing import Callable, Dict, List, Optional, Tuple
 
+import torch
 from mmseg.models.backbones.vit import TransformerEncoderLayer
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 
-from ..attention import cross_attention, prompt_keys_values
+from ..attention import (cross_attention, fold_prompts,
+                         folded_cross_attention, prefer_folded,
+                         prompt_keys_values)
 from .prompted_vit import (PromptedVisionTransformer, mlp_residual,
                            self_attention_branch, vit_block)
 
@@ -64,6 +68,14 @@ class CVPTViT(PromptedVisionTransformer):
     block's own frozen self-attention projections: no copies, no extra
     parameters, nothing extra in the state dict.
 
+    The prompts' side of CA (keys and values, or for small m the
+    projections folded with them, see ``..attention``) is computed once per
+    forward for the whole batch. When no gradient can flow to it and nothing
+    is in train mode it is cached, keyed on the identity, storage and
+    in-place version counter of every tensor it is computed from: optimiser
+    steps and ``load_state_dict`` (both in-place) invalidate it, and so does
+    ``train()``.
+
     Args:
         ca_position (int): where CA sits in the block, 1-5 (see
             ``CA_POSITIONS``). Default 3.
@@ -92,14 +104,14 @@ class CVPTViT(PromptedVisionTransformer):
                 'shared cross-attention weights are the frozen self-attention '
                 'weights')
         super().__init__(**kwargs)
+        self._prompt_cache: Dict[int, Tuple[tuple, tuple]] = {}
         self.ca_position = ca_position
         self.ca_weights = ca_weights
         self.block_with_ca = CA_POSITIONS[ca_position]
         self.cross_attns = self._build_cross_attentions()
+        self.ca_trainable = ca_trainable is not False
         self.after_pretrained_loaded()
         self.freeze_pretrained()
-        if self.cross_attns is not None and ca_trainable is False:
-            self.cross_attns.requires_grad_(False)
 
     def _build_cross_attentions(self) -> Optional[nn.ModuleList]:
         if self.ca_weights == 'shared' or self.num_prompts == 0:
@@ -114,6 +126,11 @@ class CVPTViT(PromptedVisionTransformer):
                     bias=source.in_proj_bias is not None,
                     batch_first=True))
         return cross_attns
+
+    def is_frozen(self, name: str) -> bool:
+        if name.startswith('cross_attns.'):
+            return not self.ca_trainable
+        return super().is_frozen(name)
 
     def after_pretrained_loaded(self) -> None:
         """'copy' mode: CA weights start as the loaded self-attention's."""
@@ -131,7 +148,51 @@ class CVPTViT(PromptedVisionTransformer):
                       x: Tensor, prompts: List[Tensor]) -> Tensor:
         if index >= len(prompts):
             return vit_block(layer, x)
+        return self.block_with_ca(layer, x,
+                                  self.prompt_cross_attention(index, prompts))
+
+    def prompt_cross_attention(self, index: int,
+                               prompts: List[Tensor]) -> CrossAttn:
+        """x -> CA(x, P_i), the prompts' side computed (or cached) once."""
         mha = self.cross_attention_weights(index)
-        keys, values = prompt_keys_values(mha, prompts[index])
-        return self.block_with_ca(
-            layer, x, lambda tokens: cross_attention(mha, tokens, keys, values))
+        sources = self._prompt_sources(mha)
+        with_grad = torch.is_grad_enabled() and any(t.requires_grad
+                                                    for t in sources)
+        fold = prefer_folded(mha, self.num_prompts, with_grad)
+        project = fold_prompts if fold else prompt_keys_values
+        if with_grad or self._stochastic_prompts():
+            operands = project(mha, prompts[index])
+        else:
+            key = (fold, torch.is_inference_mode_enabled(),
+                   tuple((id(t), t.data_ptr(), t._version) for t in sources))
+            cached_key, operands = self._prompt_cache.get(index, (None, None))
+            if cached_key != key:
+                operands = project(mha, prompts[index])
+                self._prompt_cache[index] = (key, operands)
+        if fold:
+            return partial(folded_cross_attention, mha, folded=operands)
+        return partial(cross_attention, mha, keys=operands[0],
+                       values=operands[1])
+
+    def _prompt_sources(self, mha: nn.MultiheadAttention) -> List[Tensor]:
+        """Every tensor the prompts' keys and values are computed from."""
+        return [
+            *self.prompts.parameters(), *self.prompts.buffers(),
+            *mha.parameters()
+        ]
+
+    def _stochastic_prompts(self) -> bool:
+        """Whether the prompts may differ between calls (train mode)."""
+        return any(module.training
+                   for module in (self, self.prompts, self.prompt_dropout))
+
+    def clear_prompt_cache(self) -> None:
+        self._prompt_cache.clear()
+
+    def train(self, mode: bool = True):
+        self.clear_prompt_cache()
+        return super().train(mode)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self.clear_prompt_cache()
+        super()._load_from_state_dict(*args, **kwargs)

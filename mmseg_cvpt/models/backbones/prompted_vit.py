@@ -239,10 +239,7 @@ class PromptedVisionTransformer(VisionTransformer):
         """The (dropped-out) prompts of each prompted layer, (m, D) each."""
         if self.prompts is None:
             return []
-        return [
-            self.prompt_dropout(self.prompts(i))
-            for i in range(self.prompt_depth)
-        ]
+        return list(self.prompt_dropout(self.prompts()).unbind(0))
 
     def forward_layer(self, index: int, layer: TransformerEncoderLayer,
                       x: Tensor, prompts: List[Tensor]) -> Tensor:
