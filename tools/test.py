@@ -10,17 +10,16 @@ Example::
     bash tools/dist_test.sh configs/cvpt/upernet_vitb_ade20k.py CKPT 8
 """
 import argparse
-import os
 import warnings
 
 import mmseg_cvpt  # noqa: F401  (registers our modules, mmseg_cvpt:: bases)
-from mmengine.config import DictAction
 from mmengine.dist import get_world_size
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
-from mmseg_cvpt.engine import load_config, setup_cpu_distributed
+from mmseg_cvpt.engine import (add_run_arguments, load_config,
+                               setup_cpu_distributed)
 
 # mmengine re-imports the deprecated pkg_resources for every `pkg::` base
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
@@ -49,33 +48,14 @@ def parse_args():
     parser.add_argument(
         '--wait-time', type=float, default=2, help='the interval of show (s)')
     parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override some settings in the used config, the key-value pair '
-        'in xxx=yyy format will be merged into config file. If the value to '
-        'be overwritten is a list, it should be like key="[a,b]" or key=a,b '
-        'It also allows nested list/tuple values, e.g. key="[(a,b),(c,d)]" '
-        'Note that the quotation marks are necessary and that no white space '
-        'is allowed.')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument(
         '--aug-test',
         '--tta',
         dest='aug_test',
         action='store_true',
         help='test-time augmentation (multi-scale + flip): the config\'s '
         'tta_pipeline and tta_model')
-    # torch.distributed.launch passes --local-rank (torch >= 2.0)
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_run_arguments(parser)
+    return parser.parse_args()
 
 
 def trigger_visualization_hook(cfg, args):

@@ -10,7 +10,7 @@ Importing this package
   :class:`TaskResultsHook` in mmpretrain's.
 """
 from .checkpoint import AtomicLocalBackend, allow_runner_checkpoint_globals
-from .config import load_config
+from .config import add_run_arguments, load_config
 from .dist import setup_cpu_distributed
 from .hooks import RNGStateHook
 from .optimizers import TrainableOptimWrapperConstructor
@@ -21,7 +21,8 @@ from .tta import ViewCountingSegTTAModel
 allow_runner_checkpoint_globals()
 
 __all__ = [
-    'AtomicLocalBackend', 'allow_runner_checkpoint_globals', 'load_config',
+    'AtomicLocalBackend', 'allow_runner_checkpoint_globals', 'add_run_arguments',
+    'load_config',
     'setup_cpu_distributed', 'RNGStateHook',
     'TrainableOptimWrapperConstructor', 'check_train_inputs',
     'TaskResultsHook', 'ViewCountingSegTTAModel'

@@ -1,10 +1,43 @@
 """How our tools read a config: one place for the steps they all need."""
+import argparse
+import os
 import os.path as osp
 from typing import Optional
 
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 
 from ..datasets import resolve_task
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--cfg-options``, ``--launcher`` and torchrun's ``--local-rank``."""
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config: key=value pairs merged into '
+        'it, e.g. model.backbone.num_prompts=50 or key="[a,b]" for a list '
+        '(quotes needed, no white space)')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument(
+        '--local_rank',
+        '--local-rank',
+        type=int,
+        default=0,
+        action=_LocalRank,
+        help='set by torch.distributed.launch (torchrun uses LOCAL_RANK)')
+
+
+class _LocalRank(argparse.Action):
+    """Store --local-rank and export it as LOCAL_RANK unless already set."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        setattr(namespace, self.dest, value)
+        os.environ.setdefault('LOCAL_RANK', str(value))
 
 
 def load_config(path: str,
