@@ -95,6 +95,28 @@ def _umask() -> int:
     return umask
 
 
+def write_atomic(data: bytes, filepath: Union[str, os.PathLike]) -> None:
+    """Write ``data`` to a temporary file next to ``filepath``, flush it to
+    disk and rename it over ``filepath``: the file is complete or absent."""
+    filepath = str(filepath)
+    folder = osp.dirname(osp.abspath(filepath))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp_path = tempfile.mkstemp(
+        dir=folder, prefix=f'.{osp.basename(filepath)}.', suffix='.tmp')
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        # mkstemp creates the file 0600; give it the usual permissions
+        os.chmod(tmp_path, 0o666 & ~_umask())
+        os.replace(tmp_path, filepath)
+    except BaseException:
+        if osp.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
+
+
 @register_backend('atomic_local')
 class AtomicLocalBackend(LocalBackend):
     """Local file backend whose writes are atomic.
@@ -106,31 +128,11 @@ class AtomicLocalBackend(LocalBackend):
 
     def put(self, obj: bytes, filepath: Union[str, os.PathLike]) -> None:
         """Write ``obj`` to ``filepath`` atomically."""
-        self._atomic_write(obj, filepath)
+        write_atomic(obj, filepath)
 
     def put_text(self,
                  obj: str,
                  filepath: Union[str, os.PathLike],
                  encoding: str = 'utf-8') -> None:
         """Write the text ``obj`` to ``filepath`` atomically."""
-        self._atomic_write(obj.encode(encoding), filepath)
-
-    @staticmethod
-    def _atomic_write(data: bytes, filepath) -> None:
-        filepath = str(filepath)
-        folder = osp.dirname(osp.abspath(filepath))
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp_path = tempfile.mkstemp(
-            dir=folder, prefix=f'.{osp.basename(filepath)}.', suffix='.tmp')
-        try:
-            with os.fdopen(fd, 'wb') as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            # mkstemp creates the file 0600; give it the usual permissions
-            os.chmod(tmp_path, 0o666 & ~_umask())
-            os.replace(tmp_path, filepath)
-        except BaseException:
-            if osp.exists(tmp_path):
-                os.remove(tmp_path)
-            raise
+        write_atomic(obj.encode(encoding), filepath)

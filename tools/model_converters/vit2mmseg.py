@@ -16,13 +16,12 @@ the backbone with ``patch_bias=True`` (mmseg's default is False; mmseg's
 ``norm_cfg=dict(type='LN', eps=1e-6)``.
 """
 import argparse
-import os
+import io
 import sys
-import os.path as osp
-import tempfile
 
 import torch
 
+from mmseg_cvpt.engine.checkpoint import write_atomic
 from mmseg_cvpt.models import checkpoint_convert as converter
 
 
@@ -39,27 +38,15 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def save_atomic(state_dict, dst):
-    """``torch.save`` to a temp file next to ``dst``, then rename it."""
-    dst_dir = osp.dirname(osp.abspath(dst))
-    os.makedirs(dst_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst_dir, suffix='.tmp')
-    os.close(fd)
-    try:
-        torch.save(state_dict, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        os.remove(tmp)
-        raise
-
-
 def main(argv=None):
     args = parse_args(argv)
     try:
         result = converter.load_and_convert(args.src, args.src_format)
     except (FileNotFoundError, ValueError) as err:
         sys.exit(f'vit2mmseg: error: {err}')
-    save_atomic(result.state_dict, args.dst)
+    buffer = io.BytesIO()
+    torch.save(result.state_dict, buffer)
+    write_atomic(buffer.getvalue(), args.dst)
     print(f'converted {len(result.state_dict)} tensors from '
           f'{result.src_format} layout: {args.src} -> {args.dst}')
     print(f'dropped {len(result.dropped)} keys: {result.dropped}')
