@@ -9,6 +9,19 @@ from mmengine.config import Config, DictAction
 from ..datasets import resolve_task
 
 
+def iter_dicts(cfg):
+    """Every dict in a (nested) config, ``cfg`` itself included."""
+    if isinstance(cfg, dict):
+        yield cfg
+        values = cfg.values()
+    elif isinstance(cfg, (list, tuple)):
+        values = cfg
+    else:
+        return
+    for value in values:
+        yield from iter_dicts(value)
+
+
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """``--cfg-options``, ``--launcher`` and torchrun's ``--local-rank``."""
     parser.add_argument(

@@ -7,17 +7,7 @@ import torch.distributed as torch_dist
 from mmengine.config import Config
 from mmengine.logging import print_log
 
-
-def _sync_bn_to_bn(cfg):
-    """Replace ``SyncBN`` norm configs by ``BN`` in a (nested) config."""
-    if isinstance(cfg, dict):
-        if cfg.get('type') == 'SyncBN':
-            cfg['type'] = 'BN'
-        for value in cfg.values():
-            _sync_bn_to_bn(value)
-    elif isinstance(cfg, (list, tuple)):
-        for value in cfg:
-            _sync_bn_to_bn(value)
+from .config import iter_dicts
 
 
 def setup_cpu_distributed(cfg: Config) -> None:
@@ -64,7 +54,9 @@ def setup_cpu_distributed(cfg: Config) -> None:
         find_unused_parameters=cfg.get('find_unused_parameters', False))
     wrapper_cfg['device_ids'] = None
     cfg.model_wrapper_cfg = wrapper_cfg
-    _sync_bn_to_bn(cfg.model)
+    for module_cfg in iter_dicts(cfg.model):
+        if module_cfg.get('type') == 'SyncBN':
+            module_cfg['type'] = 'BN'
     print_log(
         'No CUDA device: distributed run on CPU with the gloo backend '
         f'(rank {torch_dist.get_rank()} of {torch_dist.get_world_size()}); '

@@ -3,6 +3,8 @@ import os.path as osp
 
 from mmengine.config import Config
 
+from .config import iter_dicts
+
 
 def _dataset_dirs(dataset_cfg):
     """Yield the image / annotation folders a dataset config reads."""
@@ -25,16 +27,12 @@ def _dataset_dirs(dataset_cfg):
 
 def _local_checkpoints(cfg):
     """Yield local checkpoint paths named by ``Pretrained`` init configs."""
-    if isinstance(cfg, dict):
-        checkpoint = cfg.get('checkpoint')
-        if (cfg.get('type') == 'Pretrained' and isinstance(checkpoint, str)
+    for init_cfg in iter_dicts(cfg):
+        checkpoint = init_cfg.get('checkpoint')
+        if (init_cfg.get('type') == 'Pretrained'
+                and isinstance(checkpoint, str)
                 and '://' not in checkpoint):  # URLs are fetched on demand
             yield checkpoint
-        for value in cfg.values():
-            yield from _local_checkpoints(value)
-    elif isinstance(cfg, (list, tuple)):
-        for value in cfg:
-            yield from _local_checkpoints(value)
 
 
 def check_train_inputs(cfg: Config) -> None:
