@@ -128,11 +128,16 @@ def test_folded_and_unfolded_cross_attention_match_equation(num_prompts):
     x, prompts = torch.randn(3, 7, DIMS), torch.randn(num_prompts, DIMS)
     expected = plain_attention(mha, x, prompts)
     keys, values = attention.prompt_keys_values(mha, prompts)
-    unfolded = attention.cross_attention(mha, x, keys, values)
-    folded = attention.folded_cross_attention(
-        mha, x, attention.fold_prompts(mha, prompts))
-    assert (unfolded - expected).abs().max() < TOL
-    assert (folded - expected).abs().max() < TOL
+    residual = torch.randn_like(x)
+    folded_prompts = attention.fold_prompts(mha, prompts)
+    for cross_attention, operands in (
+        (attention.cross_attention, (keys, values)),
+        (attention.folded_cross_attention, (folded_prompts, )),
+    ):
+        alone = cross_attention(mha, x, *operands)
+        added = cross_attention(mha, x, *operands, residual=residual)
+        assert (alone - expected).abs().max() < TOL
+        assert (added - residual - expected).abs().max() < TOL
 
 
 @pytest.mark.parametrize('num_prompts', [3, 40])
@@ -146,11 +151,11 @@ def test_both_forms_give_the_equation_gradients(num_prompts):
         return torch.autograd.grad((out * out.detach().cos()).sum(),
                                    (x, prompts))
 
-    expected = grads(lambda: plain_attention(mha, x, prompts))
+    expected = grads(lambda: x + plain_attention(mha, x, prompts))
     unfolded = grads(lambda: attention.cross_attention(
-        mha, x, *attention.prompt_keys_values(mha, prompts)))
+        mha, x, *attention.prompt_keys_values(mha, prompts), residual=x))
     folded = grads(lambda: attention.folded_cross_attention(
-        mha, x, attention.fold_prompts(mha, prompts)))
+        mha, x, attention.fold_prompts(mha, prompts), residual=x))
     for got in (unfolded, folded):
         for g, e in zip(got, expected):
             assert (g - e).abs().max() < TOL
@@ -160,14 +165,26 @@ def test_folded_form_honours_attention_dropout():
     mha = random_mha()
     mha.dropout = 0.5
     x, prompts = torch.randn(2, 7, DIMS), torch.randn(5, DIMS)
-    folded = attention.fold_prompts(mha, prompts)
-    exact = attention.folded_cross_attention(mha, x, folded)
+    exact = attention.folded_cross_attention(
+        mha, x, attention.fold_prompts(mha, prompts))
     mha.train()
+    folded = attention.fold_prompts(mha, prompts)
+    assert folded.out_bias is mha.out_proj.bias  # b_o stays out of U
     torch.manual_seed(0)
     first = attention.folded_cross_attention(mha, x, folded)
     second = attention.folded_cross_attention(mha, x, folded)
     assert (first - exact).abs().max() > 1e-3
     assert (first - second).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize('row_length', [1, 10, 15])
+def test_short_row_softmax_matches_torch(row_length):
+    logits = torch.randn(3, 4, row_length, dtype=torch.double,
+                         requires_grad=True)
+    assert torch.allclose(attention.ShortRowSoftmax.apply(logits),
+                          logits.softmax(-1))
+    assert torch.autograd.gradcheck(attention.ShortRowSoftmax.apply,
+                                    (logits, ))
 
 
 def test_break_even_of_folding():

@@ -17,9 +17,13 @@ comes in two exact forms:
   M_h = W_q^h^T K_h^T / sqrt(d), c_h = b_q^h K_h^T / sqrt(d), and
   concat_h(A_h V_h) W_o^T = sum_h A_h U_h with U_h = V_h W_o^h^T, so that
   logits = x M + c (M: D x H m) and CA = A U + b_o (U: H m x D); per token
-  2 H m D multiply-adds.
+  2 H m D multiply-adds. Each A_h's rows sum to 1, so b_o folds into U as
+  well (U_h + b_o / H) unless attention dropout is active.
 
-``prefer_folded`` picks the cheaper one from the shapes.
+``prefer_folded`` picks the cheaper one from the shapes. Both forms take an
+optional ``residual`` r and return r + CA(x); the folded form adds it inside
+its output matrix product (``torch.addmm``), saving two passes over the
+tokens.
 """
 from typing import NamedTuple, Optional, Tuple
 
@@ -85,42 +89,48 @@ def prompt_keys_values(mha: nn.MultiheadAttention,
 def cross_attention(mha: nn.MultiheadAttention,
                     x: Tensor,
                     keys: Tensor,
-                    values: Tensor) -> Tensor:
+                    values: Tensor,
+                    residual: Optional[Tensor] = None) -> Tensor:
     """Cross-attention of tokens x (B, N, D) to prompt keys/values (H, m, d).
 
     CA(x, P) = concat_h softmax(Q_h K_h^T / sqrt(d)) V_h W_o^T + b_o with
     Q = x W_q^T + b_q. K and V are shared by every image, so the B N tokens
-    attend as one batch of queries: nothing is expanded per image.
+    attend as one batch of queries: nothing is expanded per image. Returns
+    ``residual`` + CA(x, P) when a residual is given.
     """
     batch, num_tokens, dims = x.shape
     queries = _in_proj(mha, x, 0, dims).reshape(1, batch * num_tokens, dims)
     out = F.scaled_dot_product_attention(
         split_heads(queries, mha.num_heads), keys[None], values[None],
         dropout_p=_dropout_p(mha))
-    return mha.out_proj(merge_heads(out).reshape(batch, num_tokens, dims))
+    out = mha.out_proj(merge_heads(out).reshape(batch, num_tokens, dims))
+    return out if residual is None else residual + out
 
 
 # ---- cross-attention to prompts, folded ------------------------------------
 class FoldedPrompts(NamedTuple):
     """Prompts folded into the projections: CA = softmax_h(x M + c) U + b_o.
 
-    ``logit_weight`` M^T (H m, D), ``logit_bias`` c (H m) or None and
-    ``out_weight`` U^T (D, H m), the weights in ``F.linear``'s layout (U^T is
-    a transposed view of the contiguous U: no copy either way).
+    ``logit_weight`` M^T (H m, D) and ``logit_bias`` c (H m) or None, in
+    ``F.linear``'s layout; ``out_values`` U (H m, D), with b_o / H added to
+    every row when ``out_bias`` is None, else ``out_bias`` b_o.
     """
     logit_weight: Tensor
     logit_bias: Optional[Tensor]
-    out_weight: Tensor
+    out_values: Tensor
+    out_bias: Optional[Tensor]
 
 
 def fold_prompts(mha: nn.MultiheadAttention, prompts: Tensor) -> FoldedPrompts:
     """M, c and U of the folded form, for each head h:
 
         M_h = W_q^h^T K_h^T / sqrt(d), c_h = b_q^h K_h^T / sqrt(d),
-        U_h = V_h W_o^h^T.
+        U_h = V_h W_o^h^T (+ b_o / H without attention dropout).
 
     W_q^h (d, D) are the rows of head h in W_q; W_o^h (D, d) its columns in
     W_o. Costs 4 m D^2 multiply-adds per layer, independent of the batch.
+    Fold in the mode the result is used in: b_o is folded only when the
+    attention probabilities are not dropped out.
     """
     dims, heads = mha.embed_dim, mha.num_heads
     head_dims = dims // heads
@@ -134,17 +144,61 @@ def fold_prompts(mha: nn.MultiheadAttention, prompts: Tensor) -> FoldedPrompts:
         logit_bias = torch.matmul(keys, b_q).flatten()  # (H m)
     w_o = mha.out_proj.weight.view(dims, heads, head_dims).permute(1, 2, 0)
     out_values = torch.matmul(values, w_o).flatten(0, 1)  # U: (H m, D)
-    return FoldedPrompts(logit_weight, logit_bias, out_values.T)
+    out_bias = mha.out_proj.bias
+    if out_bias is not None and _dropout_p(mha) == 0:
+        out_values = out_values + out_bias / heads
+        out_bias = None
+    return FoldedPrompts(logit_weight, logit_bias, out_values, out_bias)
 
 
-def folded_cross_attention(mha: nn.MultiheadAttention, x: Tensor,
-                           folded: FoldedPrompts) -> Tensor:
-    """CA(x, P) = sum_h softmax(x M_h + c_h) U_h + b_o for x (B, N, D)."""
+class ShortRowSoftmax(torch.autograd.Function):
+    """softmax over a short last dim, from element-wise ops.
+
+    softmax(z) = exp(z - max z) / sum exp(z - max z);
+    d z = p * (g - sum(p * g)).
+    torch's CPU softmax kernel vectorises only rows of 16 or more: on rows
+    of 10 (ten prompts per head) it is about 4x slower than these four
+    element-wise passes, forward and backward.
+    """
+
+    @staticmethod
+    def forward(ctx, logits: Tensor) -> Tensor:
+        probs = (logits - logits.amax(-1, keepdim=True)).exp_()
+        probs = probs.div_(probs.sum(-1, keepdim=True))
+        ctx.save_for_backward(probs)
+        return probs
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        probs, = ctx.saved_tensors
+        grad_logits = probs * grad
+        return grad_logits.sub_(probs * grad_logits.sum(-1, keepdim=True))
+
+
+def head_softmax(logits: Tensor) -> Tensor:
+    """Softmax over the last dim, by the faster kernel for its length."""
+    if logits.device.type == 'cpu' and logits.shape[-1] < 16:
+        return ShortRowSoftmax.apply(logits)
+    return logits.softmax(-1)
+
+
+def folded_cross_attention(mha: nn.MultiheadAttention,
+                           x: Tensor,
+                           folded: FoldedPrompts,
+                           residual: Optional[Tensor] = None) -> Tensor:
+    """CA(x, P) = sum_h softmax(x M_h + c_h) U_h + b_o for x (B, N, D), plus
+    ``residual`` when given (added by the output matrix product itself)."""
     logits = F.linear(x, folded.logit_weight, folded.logit_bias)
-    probs = logits.unflatten(-1, (mha.num_heads, -1)).softmax(-1)
+    probs = head_softmax(logits.unflatten(-1, (mha.num_heads, -1)))
+    probs = probs.flatten(-2)
     if _dropout_p(mha) > 0:
         probs = F.dropout(probs, _dropout_p(mha))
-    return F.linear(probs.flatten(-2), folded.out_weight, mha.out_proj.bias)
+    if residual is None:
+        out = torch.matmul(probs, folded.out_values)
+    else:
+        out = torch.addmm(residual.flatten(0, -2), probs.flatten(0, -2),
+                          folded.out_values).view_as(residual)
+    return out if folded.out_bias is None else out + folded.out_bias
 
 
 def prefer_folded(mha: nn.MultiheadAttention, num_prompts: int,

@@ -1,6 +1,5 @@
 """CVPT: prompts enter through cross-attention (Cross Visual Prompt Tuning,
 ICCV 2025, arXiv 2408.14961)."""
-from functools import partial
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
@@ -14,31 +13,33 @@ from ..attention import (cross_attention, fold_prompts,
 from .prompted_vit import (PromptedVisionTransformer, mlp_residual,
                            self_attention_branch, vit_block)
 
-CrossAttn = Callable[[Tensor], Tensor]
+# ca(x, r) = r + CA(x): the folded form adds the residual r inside its
+# output matrix product.
+CrossAttn = Callable[[Tensor, Tensor], Tensor]
 
 
 def _ca_first(layer, x, ca: CrossAttn):
-    x = x + ca(x)
+    x = ca(x, x)
     return mlp_residual(layer, x + self_attention_branch(layer, x))
 
 
 def _ca_parallel(layer, x, ca: CrossAttn):
-    return mlp_residual(layer, x + self_attention_branch(layer, x) + ca(x))
+    return mlp_residual(layer, ca(x, x + self_attention_branch(layer, x)))
 
 
 def _ca_after_attention(layer, x, ca: CrossAttn):
     x = x + self_attention_branch(layer, x)
-    return mlp_residual(layer, x + ca(x))
+    return mlp_residual(layer, ca(x, x))
 
 
 def _ca_into_mlp(layer, x, ca: CrossAttn):
     x = x + self_attention_branch(layer, x)
-    return layer.ffn(layer.norm2(x) + ca(x), identity=x)
+    return layer.ffn(ca(x, layer.norm2(x)), identity=x)
 
 
 def _ca_last(layer, x, ca: CrossAttn):
     x = mlp_residual(layer, x + self_attention_branch(layer, x))
-    return x + ca(x)
+    return ca(x, x)
 
 
 # The paper's five places for the cross-attention CA(x) (raw x, no norm);
@@ -153,7 +154,8 @@ class CVPTViT(PromptedVisionTransformer):
 
     def prompt_cross_attention(self, index: int,
                                prompts: List[Tensor]) -> CrossAttn:
-        """x -> CA(x, P_i), the prompts' side computed (or cached) once."""
+        """(x, r) -> r + CA(x, P_i), the prompts' side computed (or cached)
+        once."""
         mha = self.cross_attention_weights(index)
         sources = self._prompt_sources(mha)
         with_grad = torch.is_grad_enabled() and any(t.requires_grad
@@ -170,9 +172,11 @@ class CVPTViT(PromptedVisionTransformer):
                 operands = project(mha, prompts[index])
                 self._prompt_cache[index] = (key, operands)
         if fold:
-            return partial(folded_cross_attention, mha, folded=operands)
-        return partial(cross_attention, mha, keys=operands[0],
-                       values=operands[1])
+            return lambda x, residual: folded_cross_attention(
+                mha, x, operands, residual)
+        keys, values = operands
+        return lambda x, residual: cross_attention(mha, x, keys, values,
+                                                   residual)
 
     def _prompt_sources(self, mha: nn.MultiheadAttention) -> List[Tensor]:
         """Every tensor the prompts' keys and values are computed from."""
