@@ -13,7 +13,7 @@ Example (the run in docs/performance.md)::
 
     python tools/analysis/benchmark.py --sizes 224 512 \\
         --prompts 0 1 10 50 100 200 --prompts-for 512=0,200 \\
-        --batch 2 --repeats 8 --repeats-for 512=5 --device cpu \\
+        --batch 2 --repeats 15 --repeats-for 512=8 --device cpu \\
         --out work_dirs/benchmark
 """
 import argparse
@@ -65,11 +65,15 @@ Definitions
   this backward pass.
 - inference: forward in eval mode under torch.no_grad() (CVPT's cached prompt
   keys/values in place, as in deployment).
-- time: median over the timed rounds, in ms per step of the whole batch.
-  Other programs on the machine distort CPU timings, so each timed step
-  waits (up to 15 s) for a calm machine and is retaken (up to 3 times) when
-  other processes (or the hypervisor) used more than --max-others of the
-  CPUs during it; benchmark_raw.csv records that share for each kept step.
+- time: median over the timed rounds, in ms per step of the whole batch;
+  --clock wall (default) is elapsed time, --clock cpu the CPU time the
+  process used (user + system, all its threads), which time the hypervisor
+  gives to other machines does not inflate (with --threads 1 it is the
+  elapsed time the step takes when nothing else runs). Other programs on
+  the machine distort CPU timings, so each timed step waits (up to 15 s)
+  for a calm machine and is retaken (up to 3 times) when other processes
+  (or the hypervisor) used more than --max-others of the CPUs during it;
+  benchmark_raw.csv records that share for each kept step.
 - peak memory: the most bytes held at once by tensors that the step's ops
   allocate (activations, saved tensors, gradients, temporaries), counted by
   a dispatch mode: what torch.cuda.max_memory_allocated() minus the memory
@@ -171,6 +175,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="'cpu' or 'cuda[:index]'")
     parser.add_argument('--threads', type=positive_int,
                         help='torch CPU threads (default: torch\'s choice)')
+    parser.add_argument('--clock', choices=('wall', 'cpu'), default='wall',
+                        help='elapsed time, or the CPU time of this process '
+                        '(CPU only; see "time" below)')
     parser.add_argument('--max-others', type=float, default=0.1,
                         help='retake a timed step (up to 3 times, after '
                         'waiting up to 15 s for calm) when other processes '
@@ -192,6 +199,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                      f'{args.device}')
     if args.device.type == 'cuda' and not torch.cuda.is_available():
         parser.error('--device cuda: no CUDA device is available')
+    if args.device.type == 'cuda' and args.clock == 'cpu':
+        parser.error('--clock cpu measures CPU work; time a GPU with --clock '
+                     'wall')
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -403,20 +413,21 @@ def wait_for_quiet(threshold: float, patience: float = 15.) -> None:
             return
 
 
-def seconds(step: Callable[[], None], device: torch.device,
+def seconds(step: Callable[[], None], device: torch.device, clock: str,
             threshold: float, attempts: int = 3) -> Tuple[float, float]:
-    """Wall time of the step, retaken while other processes used more than
-    ``threshold`` of the CPUs; returns (seconds, their share)."""
+    """Time of the step by ``clock``, retaken while other processes used
+    more than ``threshold`` of the CPUs; returns (seconds, their share)."""
+    read_clock = time.process_time if clock == 'cpu' else time.perf_counter
     for _ in range(attempts):
         wait_for_quiet(threshold)
         with CpuShare() as share:
             if device.type == 'cuda':
                 torch.cuda.synchronize(device)
-            start = time.perf_counter()
+            start = read_clock()
             step()
             if device.type == 'cuda':
                 torch.cuda.synchronize(device)
-            elapsed = time.perf_counter() - start
+            elapsed = read_clock() - start
         if share.others is None or share.others < threshold:
             break
     return elapsed, share.others or 0.
@@ -455,7 +466,8 @@ def measure_size(size: int, prompt_counts: List[int], args,
                     run = partial(train_step, case.train_model, images)
                 else:
                     run = partial(infer, case.infer_model, images)
-                elapsed, others = seconds(run, args.device, args.max_others)
+                elapsed, others = seconds(run, args.device, args.clock,
+                                          args.max_others)
                 times.setdefault((case.config, kind), []).append(1e3 * elapsed)
                 raw.append(dict(size=size, method=METHODS[case.config.method],
                                 prompts=case.config.prompts, round=round_,
@@ -612,7 +624,8 @@ def main(argv=None) -> None:
     note = plot(rows, args.out / 'benchmark.png')
     report = '\n\n'.join([
         f'Command: `{command}`',
-        f'Machine: {machine()}; batch {args.batch}, device {args.device}',
+        f'Machine: {machine()}; batch {args.batch}, device {args.device}, '
+        f'{args.clock} clock',
         table,
         'Targets of issue 5:\n' + ('\n'.join(targets) or '(none measured)'),
         DEFINITIONS,
