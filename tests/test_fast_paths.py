@@ -175,6 +175,21 @@ def test_folded_form_honours_attention_dropout():
     second = attention.folded_cross_attention(mha, x, folded)
     assert (first - exact).abs().max() > 1e-3
     assert (first - second).abs().max() > 1e-3
+    folded_in_eval = attention.fold_prompts(mha.eval(), prompts)
+    with pytest.raises(ValueError, match='fold_prompts in the mode'):
+        attention.folded_cross_attention(mha.train(), x, folded_in_eval)
+
+
+def test_cache_follows_the_attention_mode(projections):
+    model = build(num_prompts=4)
+    images = torch.randn(1, 3, 32, 32)
+    mha = model.layers[0].attn.attn
+    mha.dropout = 0.5
+    with torch.no_grad():
+        model(images)
+        mha.train()  # only this block's attention: dropout, b_o kept out
+        model(images)
+    assert projections() == 4
 
 
 @pytest.mark.parametrize('row_length', [1, 10, 15])

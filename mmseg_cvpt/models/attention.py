@@ -192,6 +192,11 @@ def folded_cross_attention(mha: nn.MultiheadAttention,
     probs = head_softmax(logits.unflatten(-1, (mha.num_heads, -1)))
     probs = probs.flatten(-2)
     if _dropout_p(mha) > 0:
+        if folded.out_bias is None and mha.out_proj.bias is not None:
+            raise ValueError(
+                'these prompts were folded without attention dropout (b_o '
+                'is inside U) but the attention now drops out: call '
+                'fold_prompts in the mode the result is used in')
         probs = F.dropout(probs, _dropout_p(mha))
     if residual is None:
         out = torch.matmul(probs, folded.out_values)

@@ -165,7 +165,8 @@ class CVPTViT(PromptedVisionTransformer):
         if with_grad or self._stochastic_prompts():
             operands = project(mha, prompts[index])
         else:
-            key = (fold, torch.is_inference_mode_enabled(),
+            # the folded operands depend on mha.training (b_o folded or not)
+            key = (fold, mha.training, torch.is_inference_mode_enabled(),
                    tuple((id(t), t.data_ptr(), t._version) for t in sources))
             cached_key, operands = self._prompt_cache.get(index, (None, None))
             if cached_key != key:
