@@ -200,6 +200,9 @@ def test_short_row_softmax_matches_torch(row_length):
                           logits.softmax(-1))
     assert torch.autograd.gradcheck(attention.ShortRowSoftmax.apply,
                                     (logits, ))
+    with torch.no_grad():  # the inference path, no autograd node
+        assert torch.allclose(attention.head_softmax(logits),
+                              logits.softmax(-1))
 
 
 def test_break_even_of_folding():

@@ -151,6 +151,12 @@ def fold_prompts(mha: nn.MultiheadAttention, prompts: Tensor) -> FoldedPrompts:
     return FoldedPrompts(logit_weight, logit_bias, out_values, out_bias)
 
 
+def short_row_softmax(logits: Tensor) -> Tensor:
+    """softmax(z) = exp(z - max z) / sum exp(z - max z), in four passes."""
+    probs = (logits - logits.amax(-1, keepdim=True)).exp_()
+    return probs.div_(probs.sum(-1, keepdim=True))
+
+
 class ShortRowSoftmax(torch.autograd.Function):
     """softmax over a short last dim, from element-wise ops.
 
@@ -163,8 +169,7 @@ class ShortRowSoftmax(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits: Tensor) -> Tensor:
-        probs = (logits - logits.amax(-1, keepdim=True)).exp_()
-        probs = probs.div_(probs.sum(-1, keepdim=True))
+        probs = short_row_softmax(logits)
         ctx.save_for_backward(probs)
         return probs
 
@@ -177,9 +182,11 @@ class ShortRowSoftmax(torch.autograd.Function):
 
 def head_softmax(logits: Tensor) -> Tensor:
     """Softmax over the last dim, by the faster kernel for its length."""
-    if logits.device.type == 'cpu' and logits.shape[-1] < 16:
+    if logits.device.type != 'cpu' or logits.shape[-1] >= 16:
+        return logits.softmax(-1)
+    if torch.is_grad_enabled() and logits.requires_grad:
         return ShortRowSoftmax.apply(logits)
-    return logits.softmax(-1)
+    return short_row_softmax(logits)  # no autograd node to build
 
 
 def folded_cross_attention(mha: nn.MultiheadAttention,
