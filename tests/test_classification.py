@@ -2,7 +2,6 @@
 a tiny CVPT training run through mmengine's Runner, and the results table."""
 import copy
 import csv
-import importlib.util
 import io
 import json
 import os.path as osp
@@ -17,6 +16,7 @@ from mmengine import Config
 from mmseg_cvpt.datasets import (FGVC, TASKS, VTAB1k, VTAB_GROUPS,
                                  resolve_task)
 from mmseg_cvpt.datasets.results_table import load_rows, write_table
+from tool_loading import load_tool
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = {
@@ -24,16 +24,6 @@ CONFIGS = {
     for method in ('cvpt', 'vpt')
 }
 NUM_CLASSES = 4  # classes in the generated data
-
-
-def load_tool(relative_path):
-    """Import a script under tools/ as a module."""
-    path = osp.join(ROOT, 'tools', relative_path)
-    spec = importlib.util.spec_from_file_location(
-        osp.splitext(osp.basename(path))[0], path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope='module')

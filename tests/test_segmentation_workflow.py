@@ -5,7 +5,6 @@ a few synthetic 64x64 scenes of tools/misc/make_ade20k_demo.py with the demo
 config (configs/cvpt/upernet_vittiny_ade20k_demo.py). The package must be
 installed (``pip install -e .``) for ``mmseg_cvpt::`` configs to resolve.
 """
-import importlib.util
 import os
 import os.path as osp
 import re
@@ -18,6 +17,7 @@ import pytest
 import torch
 
 import mmseg_cvpt.engine  # noqa: F401  (torch.load of runner checkpoints)
+from tool_loading import load_tool
 
 pytestmark = pytest.mark.filterwarnings('ignore:pkg_resources is deprecated')
 
@@ -160,12 +160,7 @@ model = dict(
 
 @pytest.fixture(scope='module')
 def count_params_tool():
-    """tools/analysis/count_params.py, imported as a module."""
-    spec = importlib.util.spec_from_file_location(
-        'count_params', osp.join(REPO, 'tools', 'analysis', 'count_params.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('analysis/count_params.py')
 
 
 @pytest.mark.parametrize('base, backbone_cfg, expected', [
