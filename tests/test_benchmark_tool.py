@@ -19,7 +19,8 @@ def benchmark_tool():
 @pytest.fixture(scope='module')
 def costs(benchmark_tool):
     """untimed_costs of the frozen ViT and of CVPT, by method."""
-    cases = benchmark_tool.build_cases(SIZE, [PROMPTS], torch.device('cpu'), ARCH)
+    cases = benchmark_tool.build_cases(SIZE, [PROMPTS], torch.device('cpu'),
+                                       ARCH)
     images = torch.randn(BATCH, 3, SIZE, SIZE)
     return {case.config.method: benchmark_tool.untimed_costs(case, images)
             for case in cases}
