@@ -5,10 +5,12 @@ Importing this package
 * allow-lists the classes of an mmengine runner checkpoint for torch's
   ``weights_only`` loader (torch >= 2.6), so that ``--resume`` works,
 * registers the ``atomic_local`` file backend used to write checkpoints,
-* registers :class:`RNGStateHook`, :class:`TrainableOptimWrapperConstructor`
+* registers :class:`PromptCalibrationHook` in mmengine's root registry
+  (found from every scope) and :class:`RNGStateHook`, :class:`TrainableOptimWrapperConstructor`
   and :class:`ViewCountingSegTTAModel` in mmseg's registries and
   :class:`TaskResultsHook` in mmpretrain's.
 """
+from .calibration import PromptCalibrationHook, preserved_rng_states
 from .checkpoint import AtomicLocalBackend, allow_runner_checkpoint_globals
 from .config import add_run_arguments, load_config
 from .dist import setup_cpu_distributed
@@ -25,5 +27,6 @@ __all__ = [
     'load_config',
     'setup_cpu_distributed', 'RNGStateHook',
     'TrainableOptimWrapperConstructor', 'check_train_inputs',
-    'TaskResultsHook', 'ViewCountingSegTTAModel'
+    'TaskResultsHook', 'ViewCountingSegTTAModel', 'PromptCalibrationHook',
+    'preserved_rng_states'
 ]

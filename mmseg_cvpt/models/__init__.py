@@ -1,8 +1,9 @@
 from .backbones import CVPTViT, PromptedVisionTransformer, VPTViT
 from .classification import ClsTokenViT
-from .prompts import LayerPrompts
+from .prompts import (BilinearPrompts, LayerPrompts, PromptProvider,
+                      WhitenedPrompts)
 
 __all__ = [
-    'PromptedVisionTransformer', 'VPTViT', 'CVPTViT', 'LayerPrompts',
-    'ClsTokenViT'
+    'PromptedVisionTransformer', 'VPTViT', 'CVPTViT', 'PromptProvider',
+    'LayerPrompts', 'WhitenedPrompts', 'BilinearPrompts', 'ClsTokenViT'
 ]

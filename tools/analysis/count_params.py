@@ -2,12 +2,15 @@
 
 Builds the model on the CPU without loading weights (ViT-B takes a few
 seconds) and prints the trainable parameters of the backbone, of each head
-(neck included) and in total, with the total size of the model.
+(neck included) and in total, with the total size of the model, then each
+trainable backbone tensor (prompts, BPT's bilinear factors, ...).
 
 Example::
 
     python tools/analysis/count_params.py configs/cvpt/upernet_vitb_ade20k.py
     # backbone  1,843,200 for CVPT and VPT-deep at P=200, 0 for the baseline
+    python tools/analysis/count_params.py configs/bpt/upernet_vitb_ade20k.py
+    # backbone    490,800 = 12 x (50 x 50 + 768 x 50), bilinear prompts
 """
 import argparse
 import warnings
@@ -69,6 +72,14 @@ def main():
     for name, value in counts.items():
         print(f'  {name:<18}{value:>14,}')
     print(f'  {"all, frozen too":<18}{count(model, False):>14,}')
+    backbone = getattr(model, 'backbone', model)
+    tensors = [(name, p) for name, p in backbone.named_parameters()
+               if p.requires_grad]
+    if tensors:
+        print('Trainable backbone tensors:')
+    for name, param in tensors:
+        print(f'  {name:<28}{str(tuple(param.shape)):<18}'
+              f'{param.numel():>12,}')
 
 
 if __name__ == '__main__':

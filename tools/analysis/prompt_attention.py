@@ -54,10 +54,8 @@ def positive_int(text: str) -> int:
     return value
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description='Attention share of prompts in VPT-deep vs CVPT, per '
-        'layer and against the number of prompts.')
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Weights, images and ViT architecture (shared with burstiness.py)."""
     parser.add_argument('--checkpoint', type=Path,
                         help='mmseg-layout ViT or whole-model checkpoint '
                         '(default: random weights)')
@@ -66,17 +64,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--images', type=Path, nargs='*', default=[],
                         help='image files (default: random images)')
     parser.add_argument('--num-random-images', type=positive_int, default=4)
-    parser.add_argument('--prompts', type=positive_int, nargs='+',
-                        default=[1, 10, 50, 100, 196])
     parser.add_argument('--img-size', type=positive_int, default=224)
     parser.add_argument('--patch-size', type=positive_int, default=16)
     parser.add_argument('--embed-dims', type=positive_int, default=768)
     parser.add_argument('--num-layers', type=positive_int, default=12)
     parser.add_argument('--num-heads', type=positive_int, default=12)
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--out', type=Path,
-                        default=Path('work_dirs/prompt_attention'))
-    args = parser.parse_args(argv)
+
+
+def check_model_arguments(parser: argparse.ArgumentParser,
+                          args: argparse.Namespace) -> None:
+    """Errors for inconsistent sizes and missing files; creates --out."""
     if args.img_size % args.patch_size:
         parser.error(f'--img-size {args.img_size} is not a multiple of '
                      f'--patch-size {args.patch_size}')
@@ -87,6 +85,19 @@ def parse_args(argv=None) -> argparse.Namespace:
         if path is not None and not path.is_file():
             parser.error(f'{path} does not exist')
     args.out.mkdir(parents=True, exist_ok=True)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Attention share of prompts in VPT-deep vs CVPT, per '
+        'layer and against the number of prompts.')
+    add_model_arguments(parser)
+    parser.add_argument('--prompts', type=positive_int, nargs='+',
+                        default=[1, 10, 50, 100, 196])
+    parser.add_argument('--out', type=Path,
+                        default=Path('work_dirs/prompt_attention'))
+    args = parser.parse_args(argv)
+    check_model_arguments(parser, args)
     return args
 
 
@@ -116,15 +127,16 @@ def load_state(checkpoint: Optional[Path], prefix: str) -> Dict[str, Tensor]:
             if k.startswith(prefix)}
 
 
-def build(backbone: str, num_prompts: int, args,
-          state: Dict[str, Tensor]) -> nn.Module:
-    """The backbone with the checkpoint's tensors whose shapes fit."""
+def build(backbone: str, num_prompts: int, args, state: Dict[str, Tensor],
+          **kwargs) -> nn.Module:
+    """The backbone (``kwargs``: more of its arguments) with the
+    checkpoint's tensors whose shapes fit."""
     torch.manual_seed(args.seed)
     model = MODELS.build(
         dict(type=backbone, img_size=args.img_size, patch_size=args.patch_size,
              embed_dims=args.embed_dims, num_layers=args.num_layers,
              num_heads=args.num_heads, num_prompts=num_prompts,
-             out_indices=(args.num_layers - 1, )))
+             out_indices=(args.num_layers - 1, ), **kwargs))
     model.init_weights()
     own = model.state_dict()
     fitting = {k: v for k, v in state.items()

@@ -140,10 +140,25 @@ class CVPTViT(PromptedVisionTransformer):
         for layer, cross_attn in zip(self.layers, self.cross_attns):
             cross_attn.load_state_dict(layer.attn.attn.state_dict())
 
-    def cross_attention_weights(self, index: int) -> nn.MultiheadAttention:
+    def prompt_attention(self, index: int) -> nn.MultiheadAttention:
+        """The cross-attention's weights: the block's own self-attention
+        ('shared') or the layer's own ('copy', 'random')."""
         if self.cross_attns is None:
-            return self.layers[index].attn.attn
+            return super().prompt_attention(index)
         return self.cross_attns[index]
+
+    def block_without_prompts(self, index: int,
+                              layer: TransformerEncoderLayer,
+                              x: Tensor) -> Tuple[Tensor, Tensor]:
+        """The block with CA(x, P) = 0, and the input x of its CA."""
+        queries = []
+
+        def no_prompts(x: Tensor, residual: Tensor) -> Tensor:
+            queries.append(x)
+            return residual
+
+        x = self.block_with_ca(layer, x, no_prompts)
+        return queries[0], x
 
     def forward_layer(self, index: int, layer: TransformerEncoderLayer,
                       x: Tensor, prompts: List[Tensor]) -> Tensor:
@@ -156,7 +171,7 @@ class CVPTViT(PromptedVisionTransformer):
                                prompts: List[Tensor]) -> CrossAttn:
         """(x, r) -> r + CA(x, P_i), the prompts' side computed (or cached)
         once."""
-        mha = self.cross_attention_weights(index)
+        mha = self.prompt_attention(index)
         sources = self._prompt_sources(mha)
         with_grad = torch.is_grad_enabled() and any(t.requires_grad
                                                     for t in sources)

@@ -13,14 +13,20 @@ loads unchanged) with
   weights.
 
 A method subclasses it and implements ``forward_layer`` (how layer i uses its
-prompts) and ``num_prompt_tokens`` (how many prompt tokens sit inside the
-token sequence).
+prompts) and ``block_without_prompts`` (the same layer in the prompt-free
+model, with the tokens that would query its prompts), and names in
+``prompt_attention`` the attention whose keys the prompts become. From these
+the core measures the statistics of the vectors a prompt meets inside
+attention (``prompt_query_statistics``, ``calibrate_prompts``), which BPT's
+whitened prompt providers are built on.
 """
 import math
+from contextlib import contextmanager
 from numbers import Integral
-from typing import List, Optional, Sequence, Union
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
+from mmengine.dist import all_reduce
 from mmengine.logging import print_log
 from mmengine.runner.checkpoint import CheckpointLoader
 from mmseg.models.backbones import VisionTransformer
@@ -29,7 +35,8 @@ from mmseg.registry import MODELS
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from ..attention import self_attention
+from ..attention import query_key_vectors, self_attention
+from ..prompts import PromptProvider
 
 
 def self_attention_branch(layer: TransformerEncoderLayer, x: Tensor) -> Tensor:
@@ -123,7 +130,9 @@ class PromptedVisionTransformer(VisionTransformer):
                 raise ValueError(
                     f'prompt_cfg must not set {key!r}: the backbone fills it '
                     '(use num_prompts / prompt_depth / embed_dims)')
-        if cfg.get('type') == 'LayerPrompts':
+        provider = MODELS.get(cfg.get('type'))
+        if isinstance(provider, type) and issubclass(provider, PromptProvider):
+            cfg.setdefault('init', self.default_prompt_cfg['init'])
             cfg.setdefault('patch_size', self.patch_size)
         return MODELS.build(
             dict(
@@ -144,10 +153,11 @@ class PromptedVisionTransformer(VisionTransformer):
         trainable = sum(p.numel() for p in self.parameters()
                         if p.requires_grad)
         total = sum(p.numel() for p in self.parameters())
+        provider = f', {type(self.prompts).__name__}' if self.prompts else ''
         print_log(
             f'{type(self).__name__}: {trainable:,} trainable of {total:,} '
             f'parameters ({self.num_prompts} prompts x {self.prompt_depth} '
-            'layers)',
+            f'layers{provider})',
             logger='current')
 
     def is_frozen(self, name: str) -> bool:
@@ -245,6 +255,94 @@ class PromptedVisionTransformer(VisionTransformer):
                       x: Tensor, prompts: List[Tensor]) -> Tensor:
         """Layer ``index`` applied to the tokens x with the layers' prompts."""
         raise NotImplementedError
+
+    def block_without_prompts(self, index: int,
+                              layer: TransformerEncoderLayer,
+                              x: Tensor) -> Tuple[Tensor, Tensor]:
+        """Layer ``index`` of the prompt-free model: ``(u, block(x))`` with u
+        the tokens that query the layer's prompts in the prompted model."""
+        raise NotImplementedError
+
+    def prompt_attention(self, index: int) -> nn.MultiheadAttention:
+        """The attention whose keys and values layer ``index``'s prompts
+        become: the block's own self-attention."""
+        return self.layers[index].attn.attn
+
+    # ---- statistics of what the prompts meet (BPT) ----------------------
+    @contextmanager
+    def _evaluating(self):
+        """Eval mode (no dropout anywhere) and no gradients, then back."""
+        was_training = self.training
+        self.train(False)
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            self.train(was_training)
+
+    def prompt_query_vectors(self,
+                             images: Tensor) -> Iterator[Tuple[int, Tensor]]:
+        """``(l, z)`` for each prompted layer l, in the prompt-free model.
+
+        z = W_k^T (W_q u + b_q) (``query_key_vectors``) for every token u
+        (class token and patches of every image) that queries layer l's
+        prompts, as a (tokens, D) tensor: a prompt p meets these through
+        the attention logits z^T p.
+        """
+        x, _ = self.embed(images)
+        for index, layer in enumerate(self.layers[:self.prompt_depth]):
+            queries, x = self.block_without_prompts(index, layer, x)
+            yield index, query_key_vectors(self.prompt_attention(index),
+                                           queries.flatten(0, -2))
+
+    def prompt_query_moments(self, images: Tensor) -> Tuple[Tensor, int]:
+        """``(sum over tokens of z z^T (L, D, D) in float64, token count)``
+        for a batch of images (B, 3, H, W), in eval mode."""
+        sums = []
+        with self._evaluating():
+            for _, vectors in self.prompt_query_vectors(images):
+                vectors = vectors.double()
+                sums.append(vectors.mT @ vectors)
+        return torch.stack(sums), vectors.shape[0]
+
+    def prompt_query_statistics(self, images: Tensor) -> Tensor:
+        """S_l = mean over the query tokens of z z^T, (L, D, D) float64."""
+        sums, count = self.prompt_query_moments(images)
+        return sums / count
+
+    def calibrate_prompts(self,
+                          batches: Iterable[Tensor]) -> Tuple[Tensor, int]:
+        """Measure S over image batches and hand it to the prompt provider.
+
+        S is the token-count weighted mean of every batch's statistics; in a
+        distributed run the sums and counts of all ranks are added first
+        (every rank must call this), so that every rank ends with the same
+        matrices. Returns S (L, D, D), float64, and the number of query
+        tokens it averages (all ranks).
+        """
+        provider = self.calibrated_provider()
+        total, count = 0., 0
+        for images in batches:
+            sums, num_tokens = self.prompt_query_moments(images)
+            total, count = total + sums, count + num_tokens
+        if isinstance(total, float):
+            raise ValueError('calibrate_prompts got no image batches')
+        count = torch.tensor(float(count), dtype=torch.float64)
+        all_reduce(total)  # in place; nothing without a process group
+        all_reduce(count)
+        statistics = total / count
+        provider.set_statistics(statistics)
+        return statistics, int(count)
+
+    def calibrated_provider(self) -> nn.Module:
+        """The prompt provider, which must be one calibrated from the
+        statistics (has ``set_statistics``)."""
+        if not hasattr(self.prompts, 'set_statistics'):
+            raise TypeError(
+                'calibration needs a whitening prompt provider, '
+                "prompt_cfg=dict(type='WhitenedPrompts' or 'BilinearPrompts'"
+                f', ...); this backbone has {type(self.prompts).__name__}')
+        return self.prompts
 
     def embed(self, inputs: Tensor):
         """Patch embedding + class token + (interpolated) position embedding."""

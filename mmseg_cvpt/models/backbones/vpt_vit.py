@@ -1,5 +1,5 @@
 """VPT: prompts inserted into the token sequence (Jia et al., ECCV 2022)."""
-from typing import List
+from typing import List, Tuple
 
 import torch
 from mmseg.models.backbones.vit import TransformerEncoderLayer
@@ -42,3 +42,9 @@ class VPTViT(PromptedVisionTransformer):
             x = torch.cat(
                 (x[:, :num_prefix], new, x[:, num_prefix + num_old:]), dim=1)
         return vit_block(layer, x)
+
+    def block_without_prompts(self, index: int,
+                              layer: TransformerEncoderLayer,
+                              x: Tensor) -> Tuple[Tensor, Tensor]:
+        """The prompts are keys of the self-attention, queried by LN1(x)."""
+        return layer.norm1(x), vit_block(layer, x)
