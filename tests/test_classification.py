@@ -255,3 +255,22 @@ def test_table_means(tmp_path):
     assert list(table)[:7] == [
         'cifar', 'dtd', 'eurosat', 'dmlab', 'kitti', 'cub', 'nabirds']
     assert len(VTAB_GROUPS['structured']) == 8
+
+
+def test_tiny_bpt_calibrates_in_mmpretrain(demo_root, tmp_path):
+    """configs/bpt/vitb_vtab_fgvc.py: VPT-deep with bilinear prompts (m=50,
+    p=25), calibrated by PromptCalibrationHook in mmpretrain's runner."""
+    import torch
+    config = osp.join(ROOT, 'configs', 'bpt', 'vitb_vtab_fgvc.py')
+    options = dict(tiny_options(demo_root), **{
+        'train_cfg.max_epochs': 2, 'param_scheduler.1.end': 2})
+    runner = load_tool('vtab_fgvc.py').run_task(
+        config, 'dtd', str(tmp_path / 'dtd'), final=True, options=options)
+    provider = runner.model.backbone.vit.prompts
+    assert type(provider).__name__ == 'BilinearPrompts'
+    assert provider.is_calibrated
+    assert not torch.equal(provider.basis[0], torch.eye(32, 25))
+    with open(tmp_path / 'dtd' / 'results.json') as f:
+        results = json.load(f)
+    assert results['params']['backbone_trainable'] == 2 * (50 + 32) * 25
+    assert 'top1' in results['test']

@@ -45,14 +45,16 @@ def expand_tasks(names):
 
 
 def run_task(config: str, task: str, work_dir: str, final: bool,
-             options: dict) -> None:
-    """Train on one task; test the final model in the final mode."""
+             options: dict) -> Runner:
+    """Train on one task; test the final model in the final mode. Returns
+    the runner."""
     cfg = load_config(config, dict(options, task=task, final=final),
                       work_dir)
     runner = Runner.from_cfg(cfg)
     runner.train()
     if final:
         runner.test()
+    return runner
 
 
 def parse_args():
