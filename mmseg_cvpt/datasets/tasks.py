@@ -137,7 +137,10 @@ def resolve_task(cfg: Config) -> Optional[Task]:
       where they are None: values set in the config or with
       ``--cfg-options`` win over the table;
     - the warm-up ``LinearLR``'s ``start_factor`` so that the warm-up starts
-      at ``warmup_lr``.
+      at ``warmup_lr``;
+    - from ``benchmark_defaults`` (``dict(vtab={dotted.key: value}, fgvc=
+      {...})``, optional) the values of the task's benchmark, where the
+      config holds None (e.g. DA-VPT's loss weights).
 
     Returns:
         Task | None: the resolved task.
@@ -171,6 +174,13 @@ def resolve_task(cfg: Config) -> Optional[Task]:
     if 'num_prompts' in vit:
         _fill(vit, 'num_prompts', task.num_prompts)
     _fill(cfg.optim_wrapper.optimizer, 'lr', task.lr)
+    defaults = (cfg.get('benchmark_defaults') or {}).get(task.benchmark, {})
+    for path, value in defaults.items():
+        *parents, key = path.split('.')
+        node = cfg
+        for parent in parents:
+            node = node[parent]
+        _fill(node, key, value)
     if cfg.get('warmup_lr') is not None:
         lr = cfg.optim_wrapper.optimizer.lr
         for scheduler in cfg.param_scheduler:

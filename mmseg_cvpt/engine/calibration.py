@@ -1,39 +1,14 @@
 """Calibrate whitening prompt providers (BPT) on training images."""
 import math
-import random
-from contextlib import contextmanager
 
-import numpy as np
 import torch
-from mmengine.dist import get_dist_info
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
-from torch.utils.data import DataLoader, Subset
 
-from ..models.backbones import PromptedVisionTransformer
-
-
-def find_prompted_backbone(model) -> PromptedVisionTransformer:
-    """The prompted ViT inside a (wrapped) segmentor or classifier."""
-    for module in model.modules():
-        if isinstance(module, PromptedVisionTransformer):
-            return module
-    raise TypeError(
-        f'{type(model).__name__} has no prompted backbone (VPTViT, CVPTViT)')
-
-
-@contextmanager
-def preserved_rng_states():
-    """Run a block without moving torch's, numpy's or python's global
-    random streams: training draws the same numbers as without it."""
-    states = (torch.get_rng_state(), np.random.get_state(), random.getstate())
-    try:
-        yield
-    finally:
-        torch.set_rng_state(states[0])
-        np.random.set_state(states[1])
-        random.setstate(states[2])
+from ..models.backbones import find_prompted_backbone
+from .training_images import (preprocessed_batches, preserved_rng_states,
+                              rank_share)
 
 
 @HOOKS.register_module()
@@ -76,37 +51,12 @@ class PromptCalibrationHook(Hook):
                 f'{type(provider).__name__}: calibrated matrices from the '
                 'checkpoint are kept', logger='current')
             return
-        images = self._my_images(runner)
+        images = rank_share(runner, self.num_images, type(self).__name__)
+        batches = preprocessed_batches(runner, model, images, self.batch_size)
         with preserved_rng_states():
             statistics, num_tokens = backbone.calibrate_prompts(
-                self._image_batches(runner, model, images))
+                batch['inputs'] for batch in batches)
         self._log(provider, statistics, num_tokens)
-
-    def _my_images(self, runner) -> list:
-        """This rank's share of a fixed random subset of training images."""
-        dataset = runner.train_dataloader.dataset
-        rank, world_size = get_dist_info()
-        order = torch.randperm(
-            len(dataset),
-            generator=torch.Generator().manual_seed(runner.seed or 0))
-        mine = order[:self.num_images][rank::world_size].tolist()
-        if not mine:
-            raise ValueError(
-                f'PromptCalibrationHook: {min(self.num_images, len(dataset))}'
-                f' images for {world_size} ranks leave rank {rank} none; use '
-                'num_images >= the world size')
-        return mine
-
-    def _image_batches(self, runner, model, indices):
-        """The images through the training pipeline and the model's data
-        preprocessor (training=True, as training sees them), in batches."""
-        loader = runner.train_dataloader
-        subset = DataLoader(
-            Subset(loader.dataset, indices),
-            batch_size=self.batch_size,
-            collate_fn=loader.collate_fn)
-        for batch in subset:
-            yield model.data_preprocessor(batch, training=True)['inputs']
 
     def _log(self, provider, statistics, num_tokens) -> None:
         eigenvalues = torch.linalg.eigvalsh(statistics)

@@ -56,6 +56,11 @@ def _dropout_p(mha: nn.MultiheadAttention) -> float:
     return mha.dropout if mha.training else 0.
 
 
+def queries_of(mha: nn.MultiheadAttention, x: Tensor) -> Tensor:
+    """q = W_q x + b_q for tokens x (..., D)."""
+    return _in_proj(mha, x, 0, mha.embed_dim)
+
+
 def query_key_vectors(mha: nn.MultiheadAttention, x: Tensor) -> Tensor:
     """z = W_k^T (W_q x + b_q) for tokens x (..., D), as rows: q W_k.
 
@@ -63,8 +68,8 @@ def query_key_vectors(mha: nn.MultiheadAttention, x: Tensor) -> Tensor:
     token p is z^T p (all heads together, before the 1 / sqrt(d) scale):
     (W_q x + b_q)^T (W_k p + b_k) = z^T p + q^T b_k.
     """
-    queries = _in_proj(mha, x, 0, mha.embed_dim)
-    return queries @ mha.in_proj_weight[mha.embed_dim:2 * mha.embed_dim]
+    return queries_of(mha, x) @ mha.in_proj_weight[mha.embed_dim:2 *
+                                                   mha.embed_dim]
 
 
 def self_attention(mha: nn.MultiheadAttention, x: Tensor) -> Tensor:

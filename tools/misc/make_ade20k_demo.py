@@ -14,6 +14,11 @@ The scenes have a learnable structure: indoor scenes (ceiling / wall / floor)
 and outdoor scenes (sky / buildings and trees / floor), each class with its
 own colour and texture, random layouts and a few random "other" objects.
 
+Like ADE20K it writes ``OUT/sceneCategories.txt``, one line per image of
+both splits with its scene (``ADE_demo_training_00000 living_room``: the
+indoor scenes are ``living_room``, the outdoor ones ``street``), which
+DA-VPT's ``image_labels='scene'`` reads.
+
 It also writes ``OUT/majority_baseline.json``: the mIoU on the validation
 split of a predictor that outputs the most frequent training class
 everywhere, the floor a trained model has to beat.
@@ -33,6 +38,7 @@ import numpy as np
 CLASSES = ('wall', 'building', 'sky', 'floor', 'tree', 'ceiling')
 WALL, BUILDING, SKY, FLOOR, TREE, CEILING = range(1, len(CLASSES) + 1)
 OTHER = 0
+SCENES = {True: 'living_room', False: 'street'}  # indoor -> scene category
 # Base colour of each class (RGB).
 COLOURS = {
     WALL: (205, 170, 150),
@@ -75,12 +81,14 @@ def texture(cls, shape, rng):
 
 
 def make_scene(size, rng):
-    """Return an RGB image (uint8) and its label map (uint8) of one scene."""
+    """Return an RGB image (uint8), its label map (uint8) and the scene
+    category of one scene."""
     label = np.zeros((size, size), np.uint8)
     horizon = int(size * rng.uniform(0.25, 0.45))
     ground = int(size * rng.uniform(0.7, 0.85))
     yy, xx = np.mgrid[0:size, 0:size]
-    if rng.random() < 0.5:  # indoor
+    indoor = rng.random() < 0.5
+    if indoor:
         label[:horizon] = CEILING
         label[horizon:ground] = WALL
         label[ground:] = FLOOR
@@ -115,7 +123,8 @@ def make_scene(size, rng):
     other = label == OTHER
     image[other] = rng.uniform(0, 255, 3)[None]
     image += rng.normal(0, 6, image.shape)
-    return np.clip(image, 0, 255).astype(np.uint8), label
+    scene = SCENES[indoor]
+    return np.clip(image, 0, 255).astype(np.uint8), label, scene
 
 
 def iou_of_majority(train_labels, val_labels, num_classes):
@@ -144,6 +153,7 @@ def main():
     args = parse_args()
     rng = np.random.default_rng(args.seed)
     labels = {}
+    scenes = []
     for split, num in (('training', args.num_train),
                        ('validation', args.num_val)):
         img_dir = osp.join(args.out_dir, 'images', split)
@@ -152,13 +162,16 @@ def main():
         os.makedirs(ann_dir, exist_ok=True)
         labels[split] = []
         for i in range(num):
-            image, label = make_scene(args.size, rng)
+            image, label, scene = make_scene(args.size, rng)
             name = f'ADE_demo_{split}_{i:05d}'
+            scenes.append(f'{name} {scene}\n')
             cv2.imwrite(
                 osp.join(img_dir, name + '.jpg'), image[..., ::-1],
                 [cv2.IMWRITE_JPEG_QUALITY, 95])
             cv2.imwrite(osp.join(ann_dir, name + '.png'), label)
             labels[split].append(label)
+    with open(osp.join(args.out_dir, 'sceneCategories.txt'), 'w') as f:
+        f.writelines(scenes)
     majority, miou = iou_of_majority(labels['training'],
                                      labels['validation'], len(CLASSES))
     with open(osp.join(args.out_dir, 'majority_baseline.json'), 'w') as f:

@@ -1,5 +1,7 @@
 from .cvpt_vit import CVPTViT
-from .prompted_vit import PromptedVisionTransformer
+from .prompted_vit import PromptedVisionTransformer, find_prompted_backbone
 from .vpt_vit import VPTViT
 
-__all__ = ['PromptedVisionTransformer', 'VPTViT', 'CVPTViT']
+__all__ = [
+    'PromptedVisionTransformer', 'VPTViT', 'CVPTViT', 'find_prompted_backbone'
+]

@@ -164,8 +164,21 @@ class CVPTViT(PromptedVisionTransformer):
                       x: Tensor, prompts: List[Tensor]) -> Tensor:
         if index >= len(prompts):
             return vit_block(layer, x)
-        return self.block_with_ca(layer, x,
-                                  self.prompt_cross_attention(index, prompts))
+        ca = self.prompt_cross_attention(index, prompts)
+        if self.guided(index):
+            ca = self._recording_class_query(index, ca)
+        return self.block_with_ca(layer, x, ca)
+
+    def class_query_input(self, index, layer, x) -> None:
+        """Recorded inside the block: the cross-attention's input."""
+        return None
+
+    def _recording_class_query(self, index: int, ca: CrossAttn) -> CrossAttn:
+        def recording(x: Tensor, residual: Tensor) -> Tensor:
+            self.record_class_query(index, x[:, 0])
+            return ca(x, residual)
+
+        return recording
 
     def prompt_cross_attention(self, index: int,
                                prompts: List[Tensor]) -> CrossAttn:

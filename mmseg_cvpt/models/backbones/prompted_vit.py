@@ -23,7 +23,8 @@ whitened prompt providers are built on.
 import math
 from contextlib import contextmanager
 from numbers import Integral
-from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import (Dict, Iterable, Iterator, List, Optional, Sequence,
+                    Tuple, Union)
 
 import torch
 from mmengine.dist import all_reduce
@@ -79,6 +80,15 @@ def parse_prompt_depth(prompt_depth: Union[str, int], num_layers: int) -> int:
         f'layers between 1 and num_layers={num_layers}, got {prompt_depth!r}')
 
 
+def find_prompted_backbone(model: nn.Module) -> 'PromptedVisionTransformer':
+    """The prompted ViT inside a (wrapped) segmentor or classifier."""
+    for module in model.modules():
+        if isinstance(module, PromptedVisionTransformer):
+            return module
+    raise TypeError(
+        f'{type(model).__name__} has no prompted backbone (VPTViT, CVPTViT)')
+
+
 class PromptedVisionTransformer(VisionTransformer):
     """Frozen mmseg ViT whose layers receive prompts.
 
@@ -95,6 +105,10 @@ class PromptedVisionTransformer(VisionTransformer):
             Prompts (and other modules a method adds) are always trainable.
         frozen_eval (bool): keep modules without trainable parameters in
             eval mode while training. Default True.
+        guidance_cfg (dict, optional): DA-VPT's guidance of the prompts,
+            e.g. ``dict(type='ProxyGuidance', num_guided=10)`` (see
+            ``..guidance``); ``num_layers``, ``num_prompted``,
+            ``num_prompts`` and ``embed_dims`` are filled in.
         **kwargs: the arguments of mmseg's ``VisionTransformer``.
     """
 
@@ -107,6 +121,7 @@ class PromptedVisionTransformer(VisionTransformer):
                  prompt_dropout: float = 0.1,
                  frozen_exclude: Sequence[str] = (),
                  frozen_eval: bool = True,
+                 guidance_cfg: Optional[dict] = None,
                  **kwargs):
         num_prompts = parse_num_prompts(num_prompts)
         if not 0. <= prompt_dropout < 1.:
@@ -120,6 +135,9 @@ class PromptedVisionTransformer(VisionTransformer):
         self.prompt_dropout = nn.Dropout(prompt_dropout)
         self.trainable_patterns = tuple(frozen_exclude)
         self.frozen_eval = frozen_eval
+        self.guidance = self._build_guidance(guidance_cfg)
+        # layer index -> what the guidance reads of the last training forward
+        self.guidance_records: Dict[int, Dict[str, Tensor]] = {}
 
     def _build_prompts(self, prompt_cfg: Optional[dict]) -> Optional[nn.Module]:
         if self.num_prompts == 0:
@@ -138,6 +156,23 @@ class PromptedVisionTransformer(VisionTransformer):
             dict(
                 cfg,
                 num_layers=self.prompt_depth,
+                num_prompts=self.num_prompts,
+                embed_dims=self.cls_token.shape[-1]))
+
+    def _build_guidance(self,
+                        guidance_cfg: Optional[dict]) -> Optional[nn.Module]:
+        if guidance_cfg is None:
+            return None
+        if self.prompts is None:
+            raise ValueError('guidance_cfg needs prompts: num_prompts is 0')
+        if not self.with_cls_token:
+            raise ValueError('guidance_cfg needs the class token '
+                             '(with_cls_token=True)')
+        return MODELS.build(
+            dict(
+                guidance_cfg,
+                num_layers=len(self.layers),
+                num_prompted=self.prompt_depth,
                 num_prompts=self.num_prompts,
                 embed_dims=self.cls_token.shape[-1]))
 
@@ -270,7 +305,7 @@ class PromptedVisionTransformer(VisionTransformer):
 
     # ---- statistics of what the prompts meet (BPT) ----------------------
     @contextmanager
-    def _evaluating(self):
+    def evaluating(self):
         """Eval mode (no dropout anywhere) and no gradients, then back."""
         was_training = self.training
         self.train(False)
@@ -289,17 +324,25 @@ class PromptedVisionTransformer(VisionTransformer):
         prompts, as a (tokens, D) tensor: a prompt p meets these through
         the attention logits z^T p.
         """
-        x, _ = self.embed(images)
-        for index, layer in enumerate(self.layers[:self.prompt_depth]):
-            queries, x = self.block_without_prompts(index, layer, x)
+        for index, _, queries in self.prompt_free_layers(images):
             yield index, query_key_vectors(self.prompt_attention(index),
                                            queries.flatten(0, -2))
+
+    def prompt_free_layers(
+            self, images: Tensor) -> Iterator[Tuple[int, Tensor, Tensor]]:
+        """``(l, x_l, u_l)`` for each prompted layer l of the prompt-free
+        model: its input tokens and the tokens that query its prompts."""
+        x, _ = self.embed(images)
+        for index, layer in enumerate(self.layers[:self.prompt_depth]):
+            queries, next_x = self.block_without_prompts(index, layer, x)
+            yield index, x, queries
+            x = next_x
 
     def prompt_query_moments(self, images: Tensor) -> Tuple[Tensor, int]:
         """``(sum over tokens of z z^T (L, D, D) in float64, token count)``
         for a batch of images (B, 3, H, W), in eval mode."""
         sums = []
-        with self._evaluating():
+        with self.evaluating():
             for _, vectors in self.prompt_query_vectors(images):
                 vectors = vectors.double()
                 sums.append(vectors.mT @ vectors)
@@ -364,11 +407,52 @@ class PromptedVisionTransformer(VisionTransformer):
             return [out, x[:, 0]]
         return out
 
+    # ---- guidance (DA-VPT) ------------------------------------------------
+    def guided(self, index: int) -> bool:
+        """Whether this forward records layer ``index`` for the guidance."""
+        return index in self.guidance_records
+
+    def class_query_input(self, index: int, layer: TransformerEncoderLayer,
+                          x: Tensor) -> Optional[Tensor]:
+        """The class token's input to the queries that meet layer
+        ``index``'s prompts, from the layer input x: LN1(x_cls) (VPT: the
+        self-attention queries it). None where the method records it during
+        the layer instead (``record_class_query``)."""
+        return layer.norm1(x[:, 0])
+
+    def _record_layer_input(self, index: int, layer: TransformerEncoderLayer,
+                            x: Tensor, hw_shape) -> None:
+        """X, the mean patch token of the layer input, and the class token's
+        query input where the layer input determines it."""
+        num_patches = hw_shape[0] * hw_shape[1]
+        self.guidance_records[index].update(
+            patch_mean=x[:, -num_patches:].mean(1),
+            class_query=self.class_query_input(index, layer, x))
+
+    def record_class_query(self, index: int, queries: Tensor) -> None:
+        self.guidance_records[index]['class_query'] = queries
+
+    def _start_records(self) -> None:
+        self.guidance_records = {}
+        if self.guidance is not None and self.training:
+            self.guidance_records = {i: {} for i in self.guidance.layers}
+
+    def guidance_losses(self, labels: Tensor) -> Dict[str, Tensor]:
+        """DA-VPT's losses for the images of the last training forward;
+        ``labels``: (B,) class indices or (B, C) multi-hot booleans."""
+        if not self.guidance_records:
+            raise RuntimeError('guidance_losses needs a forward in train mode '
+                               'first (it reads that forward\'s tokens)')
+        return self.guidance.losses(self, labels)
+
     def forward(self, inputs: Tensor):
         x, hw_shape = self.embed(inputs)
         prompts = self.layer_prompts()
+        self._start_records()
         outs = [self.feature_map(x, hw_shape)] if self.out_origin else []
         for index, layer in enumerate(self.layers):
+            if self.guided(index):
+                self._record_layer_input(index, layer, x, hw_shape)
             if layer.with_cp and self.training and torch.is_grad_enabled():
                 x = checkpoint(self.forward_layer, index, layer, x, prompts,
                                use_reentrant=False)
