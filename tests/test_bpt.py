@@ -1,7 +1,6 @@
 """BPT: query statistics, whitened / bilinear prompt providers, calibration
 hook, configs and the burstiness tool."""
 import logging
-import os
 import os.path as osp
 import re
 
@@ -11,9 +10,8 @@ from mmengine.logging import MMLogger
 
 from mmseg_cvpt.engine import PromptCalibrationHook
 from test_backbones import TINY, build, layer_norm, mlp, sa
-from test_segmentation_workflow import (DUMP_HOOK, REPO, data_options,
-                                        free_port, parse_counts, run, tool,
-                                        write_config)
+from seg_helpers import (REPO, data_options, dist_train_demo, parse_counts,
+                         run, tool, train_demo, write_config)
 from tool_loading import load_tool
 
 pytestmark = pytest.mark.filterwarnings('ignore:pkg_resources is deprecated')
@@ -276,14 +274,6 @@ def test_calibration_invalidates_the_cvpt_cache():
 
 
 # ---- through the runner ---------------------------------------------------
-@pytest.fixture(scope='module')
-def demo_root(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('ade20k_demo_bpt'))
-    run(tool('misc/make_ade20k_demo.py') +
-        [root, '--num-train', '16', '--num-val', '4'])
-    return root
-
-
 def test_demo_trains_calibrates_and_tests(demo_root, tmp_path):
     """tools/train.py on the BPT demo logs the calibration; tools/test.py
     --aug-test evaluates its checkpoint."""
@@ -317,15 +307,10 @@ def test_resume_keeps_the_calibration(demo_root, tmp_path):
         default_hooks = dict(checkpoint=dict(interval=2))
         ''')
 
-    def train(work_dir, *options, resume=False):
-        return run(tool('train.py') + [cfg, '--work-dir', str(work_dir)] +
-                   (['--resume'] if resume else []) + ['--cfg-options'] +
-                   data_options(demo_root) + list(options))
-
-    assert train(tmp_path / 'straight').count('calibrated BilinearPrompts') \
-        == 1
-    train(tmp_path / 'resumed', 'train_cfg.max_iters=2')
-    out = train(tmp_path / 'resumed', resume=True)
+    out = train_demo(cfg, tmp_path / 'straight', demo_root)
+    assert out.count('calibrated BilinearPrompts') == 1
+    train_demo(cfg, tmp_path / 'resumed', demo_root, 'train_cfg.max_iters=2')
+    out = train_demo(cfg, tmp_path / 'resumed', demo_root, resume=True)
     assert 'resumed epoch: 0, iter: 2' in out
     assert 'calibrated matrices from the checkpoint are kept' in out
     assert 'calibrated BilinearPrompts' not in out
@@ -335,20 +320,10 @@ def test_resume_keeps_the_calibration(demo_root, tmp_path):
         assert torch.equal(value, resumed[name]), name
 
 
-def test_two_ranks_end_with_identical_whitening(demo_root, tmp_path):
+def test_two_ranks_end_with_identical_whitening(demo_root, tmp_path,
+                                                hook_module):
     """Two gloo ranks calibrate on different images and reduce: the same
     (fixed) whitening matrices on both."""
-    (tmp_path / 'dump_trainable_hook.py').write_text(DUMP_HOOK + '''
-
-@HOOKS.register_module()
-class DumpWhiteningHook(Hook):
-    priority = 'LOWEST'
-
-    def before_train(self, runner):
-        model = getattr(runner.model, 'module', runner.model)
-        torch.save(model.backbone.prompts.state_dict(),
-                   osp.join(runner.work_dir, f'white{get_rank()}.pth'))
-''')
     cfg = write_config(
         tmp_path / 'dist.py', f'''
         _base_ = [{BPT_DEMO!r}]
@@ -358,15 +333,12 @@ class DumpWhiteningHook(Hook):
         model = dict(backbone=dict(prompt_cfg=dict(
             _delete_=True, type='WhitenedPrompts')))
         custom_hooks = [dict(type='PromptCalibrationHook', num_images=8),
-                        dict(type='DumpWhiteningHook')]
+                        dict(type='DumpModuleStateHook',
+                             module='backbone.prompts',
+                             name='white')]
         ''')
-    env = dict(os.environ, PORT=str(free_port()), CUDA_VISIBLE_DEVICES='',
-               PYTHONPATH=os.pathsep.join(
-                   [str(tmp_path), os.environ.get('PYTHONPATH', '')]))
     work_dir = tmp_path / 'work'
-    out = run(['bash', osp.join(REPO, 'tools', 'dist_train.sh'), cfg, '2'] +
-              ['--work-dir', str(work_dir), '--cfg-options'] +
-              data_options(demo_root, iters=1), env=env)
+    out = dist_train_demo(cfg, work_dir, demo_root, 1, hook_module)
     assert 'on 520 query tokens' in out  # 8 images over both ranks
     ranks = [torch.load(work_dir / f'white{r}.pth') for r in (0, 1)]
     assert bool(ranks[0]['calibrated'])

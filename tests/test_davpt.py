@@ -1,6 +1,5 @@
 """DA-VPT: Proxy-Anchor loss, guidance of both backbones, class-to-proxy
 mapping (k-means, resume, ranks), image labels, configs."""
-import os
 import os.path as osp
 import re
 
@@ -16,9 +15,8 @@ from mmseg_cvpt.engine import ClassProxyHook
 from mmseg_cvpt.models import proxy_anchor_loss
 from mmseg_cvpt.models.guided import SceneCategories
 from test_backbones import TINY, build
-from test_segmentation_workflow import (DUMP_HOOK, REPO, data_options,
-                                        free_port, parse_counts, run, tool,
-                                        write_config)
+from seg_helpers import (REPO, data_options, dist_train_demo, parse_counts,
+                         run, tool, train_demo, write_config)
 
 pytestmark = pytest.mark.filterwarnings('ignore:pkg_resources is deprecated')
 
@@ -197,15 +195,7 @@ def test_guided_layer_needs_prompts():
         ClassProxyHook(interval=0)
 
 
-# ---- image labels -------------------------------------------------------------
-@pytest.fixture(scope='module')
-def demo_root(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('ade20k_demo_davpt'))
-    run(tool('misc/make_ade20k_demo.py') +
-        [root, '--num-train', '16', '--num-val', '4'])
-    return root
-
-
+# ---- image labels --------------------------------------------------------
 def demo_segmentor(demo_root, **model):
     cfg = Config.fromfile(DAVPT_DEMO)
     cfg.merge_from_dict({'train_dataloader.dataset.data_root': demo_root})
@@ -310,7 +300,7 @@ def test_classifier_train_step(tmp_path):
     assert any(n.startswith('head.') for n in changed)
 
 
-# ---- through the runner -------------------------------------------------------
+# ---- through the runner --------------------------------------------------
 def test_demo_trains_reclusters_and_tests(demo_root, tmp_path):
     work = str(tmp_path / 'train')
     out = run(tool('train.py') + [DAVPT_DEMO, '--work-dir', work] +
@@ -352,14 +342,9 @@ def test_resume_keeps_the_mapping(demo_root, tmp_path):
                         dict(type='ClassProxyHook', interval=1)]
         ''')
 
-    def train(work_dir, *options, resume=False):
-        return run(tool('train.py') + [cfg, '--work-dir', str(work_dir)] +
-                   (['--resume'] if resume else []) + ['--cfg-options'] +
-                   data_options(demo_root) + list(options))
-
-    train(tmp_path / 'straight')
-    train(tmp_path / 'resumed', 'train_cfg.max_iters=2')
-    out = train(tmp_path / 'resumed', resume=True)
+    train_demo(cfg, tmp_path / 'straight', demo_root)
+    train_demo(cfg, tmp_path / 'resumed', demo_root, 'train_cfg.max_iters=2')
+    out = train_demo(cfg, tmp_path / 'resumed', demo_root, resume=True)
     assert "the checkpoint's mapping of 6 classes is kept" in out
     straight = torch.load(tmp_path / 'straight' / 'iter_4.pth')['state_dict']
     resumed = torch.load(tmp_path / 'resumed' / 'iter_4.pth')['state_dict']
@@ -369,32 +354,18 @@ def test_resume_keeps_the_mapping(demo_root, tmp_path):
         assert torch.equal(value, resumed[name]), name
 
 
-def test_two_ranks_hold_the_same_mapping(demo_root, tmp_path):
-    (tmp_path / 'dump_trainable_hook.py').write_text(DUMP_HOOK + '''
-
-@HOOKS.register_module()
-class DumpGuidanceHook(Hook):
-    priority = 'LOWEST'
-
-    def after_train(self, runner):
-        model = getattr(runner.model, 'module', runner.model)
-        torch.save(model.backbone.guidance.state_dict(),
-                   osp.join(runner.work_dir, f'guidance{get_rank()}.pth'))
-''')
+def test_two_ranks_hold_the_same_mapping(demo_root, tmp_path, hook_module):
     cfg = present_labels_config(tmp_path, '''
         custom_imports = dict(
             imports=['mmseg_cvpt', 'dump_trainable_hook'],
             allow_failed_imports=False)
         custom_hooks = [dict(type='ClassProxyHook', interval=2),
-                        dict(type='DumpGuidanceHook')]
+                        dict(type='DumpModuleStateHook',
+                             module='backbone.guidance',
+                             name='guidance')]
         ''')
-    env = dict(os.environ, PORT=str(free_port()), CUDA_VISIBLE_DEVICES='',
-               PYTHONPATH=os.pathsep.join(
-                   [str(tmp_path), os.environ.get('PYTHONPATH', '')]))
     work_dir = tmp_path / 'work'
-    out = run(['bash', osp.join(REPO, 'tools', 'dist_train.sh'), cfg, '2'] +
-              ['--work-dir', str(work_dir), '--cfg-options'] +
-              data_options(demo_root, iters=2), env=env)
+    out = dist_train_demo(cfg, work_dir, demo_root, 2, hook_module)
     assert 'at iteration 2' in out
     ranks = [torch.load(work_dir / f'guidance{r}.pth') for r in (0, 1)]
     assert ranks[0]['centroids'].abs().sum() > 0

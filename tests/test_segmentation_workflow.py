@@ -5,107 +5,21 @@ a few synthetic 64x64 scenes of tools/misc/make_ade20k_demo.py with the demo
 config (configs/cvpt/upernet_vittiny_ade20k_demo.py). The package must be
 installed (``pip install -e .``) for ``mmseg_cvpt::`` configs to resolve.
 """
-import os
 import os.path as osp
 import re
-import socket
 import subprocess
 import sys
-import textwrap
 
 import pytest
 import torch
 
 import mmseg_cvpt.engine  # noqa: F401  (torch.load of runner checkpoints)
+from seg_helpers import (BASELINE_CFG, CVPT_CFG, DEMO_CFG, VPT_CFG,
+                         data_options, dist_train_demo, parse_counts, run,
+                         tool, train_demo, write_config)
 from tool_loading import load_tool
 
 pytestmark = pytest.mark.filterwarnings('ignore:pkg_resources is deprecated')
-
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEMO_CFG = osp.join(REPO, 'configs', 'cvpt', 'upernet_vittiny_ade20k_demo.py')
-CVPT_CFG = osp.join(REPO, 'configs', 'cvpt', 'upernet_vitb_ade20k.py')
-VPT_CFG = osp.join(REPO, 'configs', 'vpt', 'upernet_vitb_ade20k.py')
-BASELINE_CFG = osp.join(REPO, 'configs', 'baseline', 'upernet_vitb_ade20k.py')
-
-# A hook, imported by the test configs, that saves what each rank trained.
-DUMP_HOOK = '''
-import os.path as osp
-
-import torch
-from mmengine.dist import get_rank
-from mmengine.hooks import Hook
-from mmseg.registry import HOOKS
-
-
-@HOOKS.register_module()
-class DumpTrainableHook(Hook):
-    """Save the trainable parameters of this rank before and after
-    training to work_dir/rank{rank}.pth."""
-
-    def _trainable(self, runner):
-        model = getattr(runner.model, 'module', runner.model)
-        return {n: p.detach().clone() for n, p in model.named_parameters()
-                if p.requires_grad}
-
-    def before_train(self, runner):
-        self.initial = self._trainable(runner)
-
-    def after_train(self, runner):
-        torch.save(dict(initial=self.initial, final=self._trainable(runner),
-                        iter=runner.iter),
-                   osp.join(runner.work_dir, f'rank{get_rank()}.pth'))
-'''
-
-
-def run(args, cwd=REPO, env=None, timeout=600):
-    """Run a command; return its output, failing with it on a bad exit."""
-    proc = subprocess.run(
-        args,
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=timeout)
-    assert proc.returncode == 0, proc.stdout[-6000:]
-    return proc.stdout
-
-
-def tool(name):
-    return [sys.executable, osp.join(REPO, 'tools', name)]
-
-
-def data_options(root, iters=None):
-    """--cfg-options for tiny runs on the data at ``root``."""
-    opts = []
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        opts += [
-            f'{loader}.dataset.data_root={root}', f'{loader}.num_workers=0',
-            f'{loader}.persistent_workers=False'
-        ]
-    opts.append('train_dataloader.batch_size=2')
-    if iters is not None:
-        opts += [
-            f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
-            f'default_hooks.checkpoint.interval={iters}',
-            'default_hooks.logger.interval=1'
-        ]
-    return opts
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope='module')
-def demo_root(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('ade20k_demo'))
-    run(tool('misc/make_ade20k_demo.py') +
-        [root, '--num-train', '16', '--num-val', '4'])
-    return root
-
 
 @pytest.fixture(scope='module')
 def demo_checkpoint(demo_root, tmp_path_factory):
@@ -115,29 +29,6 @@ def demo_checkpoint(demo_root, tmp_path_factory):
     return osp.join(work_dir, 'iter_2.pth')
 
 
-@pytest.fixture
-def hook_module(tmp_path):
-    """PYTHONPATH entry with the DumpTrainableHook module."""
-    (tmp_path / 'dump_trainable_hook.py').write_text(DUMP_HOOK)
-    env = dict(os.environ)
-    env['PYTHONPATH'] = os.pathsep.join(
-        [str(tmp_path), env.get('PYTHONPATH', '')])
-    return env
-
-
-def write_config(path, text):
-    path.write_text(textwrap.dedent(text))
-    return str(path)
-
-
-def parse_counts(output):
-    return {
-        m.group(1): int(m.group(2).replace(',', ''))
-        for m in re.finditer(r'^\s+(\w+)\s+([\d,]+)$', output, re.M)
-    }
-
-
-# ---- trainable parameters ------------------------------------------------
 def tiny_vit(**backbone):
     """Config text shrinking a ViT-B UperNet config to a 4-layer ViT."""
     backbone = dict(
@@ -200,10 +91,7 @@ def test_dist_train_two_cpu_ranks(demo_root, tmp_path, hook_module):
         custom_hooks = [dict(type='RNGStateHook'),
                         dict(type='DumpTrainableHook')]
         ''')
-    env = dict(hook_module, PORT=str(free_port()), CUDA_VISIBLE_DEVICES='')
-    out = run(['bash', osp.join(REPO, 'tools', 'dist_train.sh'), cfg, '2'] +
-              ['--work-dir', str(work_dir), '--cfg-options'] +
-              data_options(demo_root, iters=3), env=env)
+    out = dist_train_demo(cfg, work_dir, demo_root, 3, hook_module)
     assert 'gloo' in out
     ranks = [torch.load(work_dir / f'rank{r}.pth') for r in (0, 1)]
     assert 'backbone.prompts.tokens' in ranks[0]['final']
@@ -296,14 +184,9 @@ def test_resume_continues_exactly(demo_root, tmp_path):
         default_hooks = dict(checkpoint=dict(interval=4))
         ''')
 
-    def train(work_dir, *options, resume=False):
-        return run(tool('train.py') + [cfg, '--work-dir', str(work_dir)] +
-                   (['--resume'] if resume else []) + ['--cfg-options'] +
-                   data_options(demo_root) + list(options))
-
-    train(tmp_path / 'straight')
-    train(tmp_path / 'resumed', 'train_cfg.max_iters=4')
-    out = train(tmp_path / 'resumed', resume=True)
+    train_demo(cfg, tmp_path / 'straight', demo_root)
+    train_demo(cfg, tmp_path / 'resumed', demo_root, 'train_cfg.max_iters=4')
+    out = train_demo(cfg, tmp_path / 'resumed', demo_root, resume=True)
     assert 'resumed epoch: 0, iter: 4' in out
     straight = torch.load(tmp_path / 'straight' / 'iter_8.pth')['state_dict']
     resumed = torch.load(tmp_path / 'resumed' / 'iter_8.pth')['state_dict']

@@ -1,22 +1,17 @@
 # DA-VPT on VTAB-1K / FGVC: choose the task with --cfg-options task=NAME.
-# VPT-deep (P and lr from the task table) whose last layer's first k=10
-# prompts are class proxies (C <= k: one per class; else cosine k-means
-# groups), re-clustered every epoch. beta = lambda from the paper per
-# benchmark: 0.01 on VTAB-1K, 0.05 on FGVC (override with --cfg-options
-# model.backbone.vit.guidance_cfg.beta=...). Losses in the training log:
-# loss_guidance_patch, loss_guidance_cls. DA-VPT+: add
+# VPT-deep (../vpt/vitb_vtab_fgvc.py: P and lr from the task table) whose
+# last layer's first k=10 prompts are class proxies (C <= k: one per class;
+# else cosine k-means groups), re-clustered every epoch. beta = lambda from
+# the paper per benchmark: 0.01 on VTAB-1K, 0.05 on FGVC (override with
+# --cfg-options model.backbone.vit.guidance_cfg.beta=...). Losses in the
+# training log: loss_guidance_patch, loss_guidance_cls. DA-VPT+: add
 # model.backbone.vit.frozen_exclude="['in_proj_bias']".
-_base_ = ['../_base_/vtab_fgvc.py']
+_base_ = ['../vpt/vitb_vtab_fgvc.py']
 
 model = dict(
     type='GuidedImageClassifier',
     backbone=dict(
         vit=dict(
-            type='VPTViT',
-            num_prompts=None,
-            prompt_depth='deep',
-            prompt_dropout=0.1,
-            frozen_eval=True,
             guidance_cfg=dict(
                 type='ProxyGuidance',
                 layers=(-1, ),

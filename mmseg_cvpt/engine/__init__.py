@@ -5,20 +5,20 @@ Importing this package
 * allow-lists the classes of an mmengine runner checkpoint for torch's
   ``weights_only`` loader (torch >= 2.6), so that ``--resume`` works,
 * registers the ``atomic_local`` file backend used to write checkpoints,
-* registers :class:`PromptCalibrationHook` and :class:`ClassProxyHook` in
-  mmengine's root registry
-  (found from every scope) and :class:`RNGStateHook`, :class:`TrainableOptimWrapperConstructor`
-  and :class:`ViewCountingSegTTAModel` in mmseg's registries and
+* registers :class:`PromptCalibrationHook` (BPT) and :class:`ClassProxyHook`
+  (DA-VPT) in mmengine's root registry (found from every scope),
+  :class:`RNGStateHook`, :class:`TrainableOptimWrapperConstructor` and
+  :class:`ViewCountingSegTTAModel` in mmseg's registries and
   :class:`TaskResultsHook` in mmpretrain's.
 """
 from .calibration import PromptCalibrationHook
-from .proxy_mapping import ClassProxyHook
 from .checkpoint import AtomicLocalBackend, allow_runner_checkpoint_globals
 from .config import add_run_arguments, load_config
 from .dist import setup_cpu_distributed
 from .hooks import RNGStateHook
 from .optimizers import TrainableOptimWrapperConstructor
 from .preflight import check_train_inputs
+from .proxy_mapping import ClassProxyHook
 from .results_hook import TaskResultsHook
 from .training_images import preserved_rng_states
 from .tta import ViewCountingSegTTAModel

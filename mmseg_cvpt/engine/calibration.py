@@ -7,8 +7,8 @@ from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 
 from ..models.backbones import find_prompted_backbone
-from .training_images import (preprocessed_batches, preserved_rng_states,
-                              rank_share)
+from .training_images import (check_positive_ints, preprocessed_batches,
+                              preserved_rng_states, rank_share)
 
 
 @HOOKS.register_module()
@@ -33,12 +33,8 @@ class PromptCalibrationHook(Hook):
     priority = 'LOW'
 
     def __init__(self, num_images: int = 256, batch_size: int = 16):
-        for name, value in (('num_images', num_images),
-                            ('batch_size', batch_size)):
-            if isinstance(value, bool) or not isinstance(value, int) \
-                    or value < 1:
-                raise ValueError(f'PromptCalibrationHook: {name} must be a '
-                                 f'positive integer, got {value!r}')
+        check_positive_ints(
+            type(self).__name__, num_images=num_images, batch_size=batch_size)
         self.num_images = num_images
         self.batch_size = batch_size
 

@@ -5,8 +5,8 @@ from mmengine.registry import HOOKS
 from mmengine.runner import EpochBasedTrainLoop
 
 from ..models.backbones import find_prompted_backbone
-from .training_images import (preprocessed_batches, preserved_rng_states,
-                              rank_share)
+from .training_images import (check_positive_ints, preprocessed_batches,
+                              preserved_rng_states, rank_share)
 
 
 @HOOKS.register_module()
@@ -40,13 +40,10 @@ class ClassProxyHook(Hook):
 
     def __init__(self, images_per_class: int = 10, interval=None,
                  batch_size: int = 16):
-        for name, value in (('images_per_class', images_per_class),
-                            ('interval', 1 if interval is None else interval),
-                            ('batch_size', batch_size)):
-            if isinstance(value, bool) or not isinstance(value, int) \
-                    or value < 1:
-                raise ValueError(f'ClassProxyHook: {name} must be a '
-                                 f'positive integer, got {value!r}')
+        check_positive_ints(
+            type(self).__name__, images_per_class=images_per_class,
+            batch_size=batch_size,
+            **({} if interval is None else dict(interval=interval)))
         self.images_per_class = images_per_class
         self.interval = interval
         self.batch_size = batch_size

@@ -23,6 +23,14 @@ def preserved_rng_states():
         random.setstate(states[2])
 
 
+def check_positive_ints(owner: str, **values) -> None:
+    """ValueError naming the first argument that is not an integer >= 1."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f'{owner}: {name} must be a positive integer, '
+                             f'got {value!r}')
+
+
 def rank_share(runner, num_images: int, owner: str) -> List[int]:
     """This rank's share of a fixed random subset of ``num_images``
     training images (the same subset for every run with this seed)."""

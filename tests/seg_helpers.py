@@ -1,0 +1,142 @@
+"""Helpers of the tests that run our tools as a user runs them: tiny runs on
+the synthetic ADE20K-layout scenes of tools/misc/make_ade20k_demo.py."""
+import os
+import os.path as osp
+import re
+import socket
+import subprocess
+import sys
+import textwrap
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DEMO_CFG = osp.join(REPO, 'configs', 'cvpt', 'upernet_vittiny_ade20k_demo.py')
+CVPT_CFG = osp.join(REPO, 'configs', 'cvpt', 'upernet_vitb_ade20k.py')
+VPT_CFG = osp.join(REPO, 'configs', 'vpt', 'upernet_vitb_ade20k.py')
+BASELINE_CFG = osp.join(REPO, 'configs', 'baseline', 'upernet_vitb_ade20k.py')
+
+# A hook, imported by the test configs, that saves what each rank trained.
+DUMP_HOOK = '''
+import os.path as osp
+
+import torch
+from mmengine.dist import get_rank
+from mmengine.hooks import Hook
+from mmseg.registry import HOOKS
+
+
+@HOOKS.register_module()
+class DumpTrainableHook(Hook):
+    """Save the trainable parameters of this rank before and after
+    training to work_dir/rank{rank}.pth."""
+
+    def _trainable(self, runner):
+        model = getattr(runner.model, 'module', runner.model)
+        return {n: p.detach().clone() for n, p in model.named_parameters()
+                if p.requires_grad}
+
+    def before_train(self, runner):
+        self.initial = self._trainable(runner)
+
+    def after_train(self, runner):
+        torch.save(dict(initial=self.initial, final=self._trainable(runner),
+                        iter=runner.iter),
+                   osp.join(runner.work_dir, f'rank{get_rank()}.pth'))
+
+
+@HOOKS.register_module()
+class DumpModuleStateHook(Hook):
+    """Save this rank's state dict of the model's submodule ``module``
+    after training to work_dir/{name}{rank}.pth."""
+
+    priority = 'LOWEST'
+
+    def __init__(self, module, name):
+        self.module, self.name = module, name
+
+    def after_train(self, runner):
+        model = getattr(runner.model, 'module', runner.model)
+        torch.save(model.get_submodule(self.module).state_dict(),
+                   osp.join(runner.work_dir, f'{self.name}{get_rank()}.pth'))
+'''
+
+
+def run(args, cwd=REPO, env=None, timeout=600):
+    """Run a command; return its output, failing with it on a bad exit."""
+    proc = subprocess.run(
+        args,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    return proc.stdout
+
+
+def tool(name):
+    return [sys.executable, osp.join(REPO, 'tools', name)]
+
+
+def data_options(root, iters=None):
+    """--cfg-options for tiny runs on the data at ``root``."""
+    opts = []
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        opts += [
+            f'{loader}.dataset.data_root={root}', f'{loader}.num_workers=0',
+            f'{loader}.persistent_workers=False'
+        ]
+    opts.append('train_dataloader.batch_size=2')
+    if iters is not None:
+        opts += [
+            f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
+            f'default_hooks.checkpoint.interval={iters}',
+            'default_hooks.logger.interval=1'
+        ]
+    return opts
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def hook_env(folder, source=DUMP_HOOK):
+    """An environment whose PYTHONPATH finds ``folder/dump_trainable_hook.py``
+    holding ``source`` (``custom_imports`` of the test configs)."""
+    (folder / 'dump_trainable_hook.py').write_text(source)
+    env = dict(os.environ)
+    env['PYTHONPATH'] = os.pathsep.join(
+        [str(folder), env.get('PYTHONPATH', '')])
+    return env
+
+
+def train_demo(cfg, work_dir, demo_root, *options, resume=False):
+    """tools/train.py CFG on the demo data at ``demo_root``."""
+    return run(tool('train.py') + [cfg, '--work-dir', str(work_dir)] +
+               (['--resume'] if resume else []) + ['--cfg-options'] +
+               data_options(demo_root) + list(options))
+
+
+def dist_train_demo(cfg, work_dir, demo_root, iters, env):
+    """tools/dist_train.sh CFG 2: two gloo ranks on the demo data."""
+    env = dict(env, PORT=str(free_port()), CUDA_VISIBLE_DEVICES='')
+    return run(['bash', osp.join(REPO, 'tools', 'dist_train.sh'), cfg, '2'] +
+               ['--work-dir', str(work_dir), '--cfg-options'] +
+               data_options(demo_root, iters=iters), env=env)
+
+
+def write_config(path, text):
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+def parse_counts(output):
+    return {
+        m.group(1): int(m.group(2).replace(',', ''))
+        for m in re.finditer(r'^\s+(\w+)\s+([\d,]+)$', output, re.M)
+    }
+
+
+# ---- trainable parameters ------------------------------------------------
