@@ -5,24 +5,21 @@ a few synthetic 64x64 scenes of tools/misc/make_ade20k_demo.py with the demo
 config (configs/cvpt/upernet_vittiny_ade20k_demo.py). The package must be
 installed (``pip install -e .``) for ``mmseg_cvpt::`` configs to resolve.
 """
-import os
 import os.path as osp
 import re
-import socket
-import subprocess
 import sys
-import textwrap
 
 import pytest
 import torch
 
 import mmseg_cvpt.engine  # noqa: F401  (torch.load of runner checkpoints)
+from tiny_runs import (DEMO_CFG, REPO, data_options, free_port,
+                       make_demo_data, module_env, run, run_unchecked, tool,
+                       write_config)
 from tool_loading import load_tool
 
 pytestmark = pytest.mark.filterwarnings('ignore:pkg_resources is deprecated')
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEMO_CFG = osp.join(REPO, 'configs', 'cvpt', 'upernet_vittiny_ade20k_demo.py')
 CVPT_CFG = osp.join(REPO, 'configs', 'cvpt', 'upernet_vitb_ade20k.py')
 VPT_CFG = osp.join(REPO, 'configs', 'vpt', 'upernet_vitb_ade20k.py')
 BASELINE_CFG = osp.join(REPO, 'configs', 'baseline', 'upernet_vitb_ade20k.py')
@@ -57,54 +54,9 @@ class DumpTrainableHook(Hook):
 '''
 
 
-def run(args, cwd=REPO, env=None, timeout=600):
-    """Run a command; return its output, failing with it on a bad exit."""
-    proc = subprocess.run(
-        args,
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=timeout)
-    assert proc.returncode == 0, proc.stdout[-6000:]
-    return proc.stdout
-
-
-def tool(name):
-    return [sys.executable, osp.join(REPO, 'tools', name)]
-
-
-def data_options(root, iters=None):
-    """--cfg-options for tiny runs on the data at ``root``."""
-    opts = []
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        opts += [
-            f'{loader}.dataset.data_root={root}', f'{loader}.num_workers=0',
-            f'{loader}.persistent_workers=False'
-        ]
-    opts.append('train_dataloader.batch_size=2')
-    if iters is not None:
-        opts += [
-            f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
-            f'default_hooks.checkpoint.interval={iters}',
-            'default_hooks.logger.interval=1'
-        ]
-    return opts
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope='module')
 def demo_root(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('ade20k_demo'))
-    run(tool('misc/make_ade20k_demo.py') +
-        [root, '--num-train', '16', '--num-val', '4'])
-    return root
+    return make_demo_data(tmp_path_factory.mktemp('ade20k_demo'))
 
 
 @pytest.fixture(scope='module')
@@ -118,16 +70,7 @@ def demo_checkpoint(demo_root, tmp_path_factory):
 @pytest.fixture
 def hook_module(tmp_path):
     """PYTHONPATH entry with the DumpTrainableHook module."""
-    (tmp_path / 'dump_trainable_hook.py').write_text(DUMP_HOOK)
-    env = dict(os.environ)
-    env['PYTHONPATH'] = os.pathsep.join(
-        [str(tmp_path), env.get('PYTHONPATH', '')])
-    return env
-
-
-def write_config(path, text):
-    path.write_text(textwrap.dedent(text))
-    return str(path)
+    return module_env(tmp_path, 'dump_trainable_hook', DUMP_HOOK)
 
 
 def parse_counts(output):
@@ -248,14 +191,10 @@ def test_inherit_via_tools(tmp_path):
     counts = parse_counts(
         run(tool('analysis/count_params.py') + [cfg], cwd=tmp_path))
     assert counts['backbone'] == 12 * 50 * 768
-    # train.py builds the full model, then stops at the missing data set
-    proc = subprocess.run(
+    # train.py stops before training, naming the missing data set
+    proc = run_unchecked(
         tool('train.py') + [cfg, '--work-dir', str(tmp_path / 'work')],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=600)
+        cwd=tmp_path)
     assert proc.returncode != 0
     expected = osp.join(str(tmp_path), 'data', 'ade', 'ADEChallengeData2016',
                         'images', 'training')
