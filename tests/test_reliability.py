@@ -29,8 +29,8 @@ from mmseg_cvpt.engine import (check_loaded_state, check_train_inputs,
                                remove_stale_temporaries)
 from mmseg_cvpt.engine.checkpoint import atomic_text_writes
 from tiny_runs import (DEMO_CFG, REPO, data_options, free_port,
-                       make_demo_data, module_env, run, run_unchecked, tool,
-                       tool_env, write_config)
+                       make_demo_data, module_env, run, run_unchecked, start,
+                       tool, tool_env, write_config)
 from tool_loading import load_tool
 
 pytestmark = pytest.mark.filterwarnings('ignore:pkg_resources is deprecated')
@@ -131,34 +131,26 @@ from mmseg.registry import HOOKS
 
 
 @HOOKS.register_module()
-class PauseHook(Hook):
-    """After iteration `at`, say so and wait to be killed."""
+class AtIterationHook(Hook):
+    """After iteration `at` (and its checkpoint), 'pause': say so and wait
+    to be killed; 'link': hard-link last_checkpoint to last_checkpoint.at,
+    which a later rewrite in place would change too."""
     priority = 'LOWEST'
 
-    def __init__(self, at):
+    def __init__(self, at, action):
         self.at = at
+        self.action = action
 
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None):
-        if runner.iter + 1 == self.at:
-            print('paused after iteration', self.at, flush=True)
-            time.sleep(600)
-
-
-@HOOKS.register_module()
-class LinkLastCheckpointHook(Hook):
-    """After iteration `at` (and its checkpoint), hard-link last_checkpoint
-    to last_checkpoint.at: a later rewrite in place would change it too."""
-    priority = 'LOWEST'
-
-    def __init__(self, at):
-        self.at = at
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
-                         outputs=None):
-        if runner.iter + 1 == self.at:
+        if runner.iter + 1 != self.at:
+            return
+        if self.action == 'link':
             path = osp.join(runner.work_dir, 'last_checkpoint')
             os.link(path, path + '.at')
+        else:
+            print('paused after iteration', self.at, flush=True)
+            time.sleep(600)
 '''
 
 # validation at the checkpointed iterations, as in the ViT-B configs
@@ -176,34 +168,35 @@ _base_ = [{base!r}]
 custom_imports = dict(imports=['mmseg_cvpt', 'test_hooks'],
                       allow_failed_imports=False)
 custom_hooks = [dict(type='RNGStateHook'), dict(type='CheckpointCheckHook'),
-                dict(type={hook!r}, at={at})]
+                dict(type='AtIterationHook', at={at}, action={action!r})]
 '''
 
 
-def kill_when_paused(args, env, timeout=300):
-    """Start ``args``; kill -9 it once it says it paused; return output."""
-    proc = subprocess.Popen(
-        args,
-        cwd=REPO,
-        env=tool_env(env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True)
+def read_until(proc, pattern, timeout=300):
+    """Lines of ``proc``'s output up to one matching ``pattern``."""
     timer = threading.Timer(timeout, proc.kill)
     timer.start()
     lines = []
     try:
         for line in proc.stdout:
             lines.append(line)
-            if line.startswith('paused after iteration'):
-                proc.send_signal(signal.SIGKILL)
-                break
+            if re.search(pattern, line):
+                return lines
     finally:
         timer.cancel()
+    raise AssertionError(''.join(lines)[-3000:])
+
+
+def kill_when_paused(args, env):
+    """Start ``args``; kill -9 it once it says it paused."""
+    proc = start(args, env)
+    try:
+        read_until(proc, '^paused after iteration')
+        proc.send_signal(signal.SIGKILL)
+    finally:
         proc.kill()
         proc.wait()
-    assert proc.returncode == -signal.SIGKILL, ''.join(lines)[-3000:]
-    return ''.join(lines)
+    assert proc.returncode == -signal.SIGKILL
 
 
 @pytest.fixture(scope='module')
@@ -215,9 +208,9 @@ def interrupted(demo_root, tmp_path_factory):
     cfg = write_config(tmp / 'resume.py', RESUME_CFG.format(base=DEMO_CFG))
     straight_cfg = write_config(
         tmp / 'straight.py',
-        WITH_HOOK.format(base=cfg, hook='LinkLastCheckpointHook', at=4))
+        WITH_HOOK.format(base=cfg, at=4, action='link'))
     killed_cfg = write_config(
-        tmp / 'killed.py', WITH_HOOK.format(base=cfg, hook='PauseHook', at=6))
+        tmp / 'killed.py', WITH_HOOK.format(base=cfg, at=6, action='pause'))
     run(tool('train.py') +
         [straight_cfg, '--work-dir',
          str(tmp / 'straight'), '--cfg-options'] + data_options(demo_root),
@@ -335,21 +328,6 @@ def test_remove_stale_temporaries_keeps_other_files(tmp_path):
 
 
 # ---- 3. a distributed peer that stops responding -------------------------
-def read_until(proc, pattern, timeout=300):
-    """Lines of ``proc``'s output up to one matching ``pattern``."""
-    timer = threading.Timer(timeout, proc.kill)
-    timer.start()
-    lines = []
-    try:
-        for line in proc.stdout:
-            lines.append(line)
-            if re.search(pattern, line):
-                return lines
-    finally:
-        timer.cancel()
-    raise AssertionError(''.join(lines)[-3000:])
-
-
 def test_stopped_peer_ends_the_other_rank_with_an_error(demo_root, tmp_path):
     """Two gloo ranks; rank 1 is stopped (kill -STOP) while training: rank 0
     exits non-zero within the configured timeout, saying what happened."""
@@ -366,13 +344,11 @@ def test_stopped_peer_ends_the_other_rank_with_an_error(demo_root, tmp_path):
         CUDA_VISIBLE_DEVICES='')
     with open(tmp_path / 'rank1.log', 'w') as rank1_log:
         ranks = [
-            subprocess.Popen(
+            start(
                 args,
-                cwd=REPO,
-                env=tool_env(RANK=str(rank), LOCAL_RANK=str(rank), **dist_env),
-                stdout=subprocess.PIPE if rank == 0 else rank1_log,
-                stderr=subprocess.STDOUT,
-                text=True) for rank in (0, 1)
+                tool_env(RANK=str(rank), LOCAL_RANK=str(rank), **dist_env),
+                stdout=subprocess.PIPE if rank == 0 else rank1_log)
+            for rank in (0, 1)
         ]
     try:
         read_until(ranks[0], r'Iter\(train\) \[\s*2/1000\]')

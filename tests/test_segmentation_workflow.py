@@ -219,10 +219,10 @@ def test_resume_continues_exactly(demo_root, tmp_path):
     """4 iterations + --resume to 8 == 8 iterations in one go, bit for bit.
 
     Same seed; the learning-rate schedule spans 8 iterations in every run,
-    the interrupted run stops at 4 (as a killed job would), and validation
-    only runs at the end, so that the RNGStateHook restores exactly the
-    states the uninterrupted run has at iteration 5 (prompt dropout and the
-    data augmentation draw the same numbers).
+    the interrupted run stops at 4, and the RNGStateHook restores exactly
+    the states the uninterrupted run has at iteration 5 (prompt dropout and
+    the data augmentation draw the same numbers). tests/test_reliability.py
+    kills a run instead, with validation at the checkpointed iteration.
     """
     cfg = write_config(
         tmp_path / 'resume.py', f'''

@@ -42,6 +42,17 @@ def run_unchecked(args, cwd=REPO, env=None, timeout=600):
         timeout=timeout)
 
 
+def start(args, env=None, stdout=subprocess.PIPE):
+    """Start a command in the background (output in ``stdout``)."""
+    return subprocess.Popen(
+        args,
+        cwd=REPO,
+        env=tool_env(env),
+        stdout=stdout,
+        stderr=subprocess.STDOUT,
+        text=True)
+
+
 def tool(name):
     return [sys.executable, osp.join(REPO, 'tools', name)]
 

@@ -66,7 +66,10 @@ def check_loaded_state(model: nn.Module,
         RuntimeError: naming the first few keys of each problem.
     """
     model = unwrap_model(model)
-    state_dict = {re.sub(r'^module\.', '', k): v for k, v in state_dict.items()}
+    state_dict = {
+        re.sub(r'^module\.', '', key): value
+        for key, value in state_dict.items()
+    }
     own = model.state_dict()
     is_new = new_weight_rule(model)
     mismatched = [

@@ -92,18 +92,23 @@ def _listed(paths: List[str]) -> str:
         f' and {more} more' if more > 0 else '')
 
 
+def unpaired_files(images: Dict[str, str],
+                   annotations: Dict[str, str]) -> Tuple[List[str], List[str]]:
+    """Images without an annotation, annotations without an image."""
+    return ([path for name, path in images.items() if name not in annotations],
+            [path for name, path in annotations.items() if name not in images])
+
+
 def pairing_problems(images: Dict[str, str],
                      annotations: Dict[str, str]) -> List[str]:
-    """Images without annotations and annotations without images."""
-    problems = []
-    for have, lack, what in ((images, annotations, 'images without an '
-                              'annotation'),
-                             (annotations, images, 'annotations without an '
-                              'image')):
-        alone = [path for name, path in have.items() if name not in lack]
-        if alone:
-            problems.append(f'{len(alone)} {what}: {_listed(alone)}')
-    return problems
+    """:func:`unpaired_files` as problems naming the files."""
+    lone_images, lone_annotations = unpaired_files(images, annotations)
+    return [
+        f'{len(files)} {what}: {_listed(files)}'
+        for files, what in ((lone_images, 'images without an annotation'),
+                            (lone_annotations, 'annotations without an image'))
+        if files
+    ]
 
 
 def folder_problems(dataset_cfg: dict, where: str) -> List[str]:

@@ -32,7 +32,7 @@ from mmseg.registry import DATASETS
 from mmseg_cvpt.engine import load_config
 from mmseg_cvpt.engine.preflight import (NUM_FILES_SHOWN, dataset_problems,
                                          folder_problems, leaf_datasets,
-                                         segmentation_files)
+                                         segmentation_files, unpaired_files)
 
 # mmengine re-imports the deprecated pkg_resources for every `pkg::` base
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
@@ -107,6 +107,15 @@ class Report:
                 _lines(files))
 
     def print(self) -> None:
+        if self.classes:
+            self.print_frequencies()
+        for problem in self.problems:
+            print(f'PROBLEM: {problem}')
+        print(f'{len(self.problems)} problems found.' if self.problems else
+              'No problems found.')
+
+
+    def print_frequencies(self) -> None:
         total = max(int(self.pixels.sum()) + self.ignored, 1)
         print('class pixel frequencies:')
         for index, (name, count) in enumerate(zip(self.classes,
@@ -115,10 +124,6 @@ class Report:
                   f'{100 * count / total:6.2f}%')
         print(f'  {"ignored":>29} {self.ignored:>14,} '
               f'{100 * self.ignored / total:6.2f}%')
-        for problem in self.problems:
-            print(f'PROBLEM: {problem}')
-        print(f'{len(self.problems)} problems found.' if self.problems else
-              'No problems found.')
 
 
 def _lines(files) -> str:
@@ -144,10 +149,7 @@ def model_class_problems(cfg, num_classes: int):
 def _unpaired_images(dataset_cfg: dict) -> set:
     """Images without an annotation (the pairing check reports them)."""
     files = segmentation_files(dataset_cfg)
-    if files is None:
-        return set()
-    images, annotations = files
-    return {path for name, path in images.items() if name not in annotations}
+    return set() if files is None else set(unpaired_files(*files)[0])
 
 
 def read_all(report: Report, dataset, skip: set, where: str) -> None:
