@@ -1,7 +1,7 @@
 import pytest
 from mmengine.registry import init_default_scope
 
-from seg_helpers import hook_env, run, tool
+from tiny_runs import DUMP_HOOK, make_demo_data, module_env
 
 
 @pytest.fixture(autouse=True)
@@ -13,13 +13,12 @@ def mmseg_default_scope():
 
 @pytest.fixture(scope='module')
 def demo_root(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('ade20k_demo'))
-    run(tool('misc/make_ade20k_demo.py') +
-        [root, '--num-train', '16', '--num-val', '4'])
-    return root
+    """The synthetic ADE20K-layout demo data, 16 + 4 scenes."""
+    return make_demo_data(tmp_path_factory.mktemp('ade20k_demo'))
 
 
 @pytest.fixture
 def hook_module(tmp_path):
-    """PYTHONPATH entry with the DumpTrainableHook module."""
-    return hook_env(tmp_path)
+    """An environment whose PYTHONPATH has the DUMP_HOOK hooks (the module
+    dump_trainable_hook)."""
+    return module_env(tmp_path, 'dump_trainable_hook', DUMP_HOOK)

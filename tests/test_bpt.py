@@ -10,8 +10,8 @@ from mmengine.logging import MMLogger
 
 from mmseg_cvpt.engine import PromptCalibrationHook
 from test_backbones import TINY, build, layer_norm, mlp, sa
-from seg_helpers import (REPO, data_options, dist_train_demo, parse_counts,
-                         run, tool, train_demo, write_config)
+from tiny_runs import (REPO, data_options, dist_train_demo, parse_counts,
+                       run, tool, train_demo, write_config)
 from tool_loading import load_tool
 
 pytestmark = pytest.mark.filterwarnings('ignore:pkg_resources is deprecated')

@@ -15,8 +15,8 @@ from mmseg_cvpt.engine import ClassProxyHook
 from mmseg_cvpt.models import proxy_anchor_loss
 from mmseg_cvpt.models.guided import SceneCategories
 from test_backbones import TINY, build
-from seg_helpers import (REPO, data_options, dist_train_demo, parse_counts,
-                         run, tool, train_demo, write_config)
+from tiny_runs import (REPO, data_options, dist_train_demo, parse_counts,
+                       run, tool, train_demo, write_config)
 
 pytestmark = pytest.mark.filterwarnings('ignore:pkg_resources is deprecated')
 

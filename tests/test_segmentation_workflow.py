@@ -7,16 +7,15 @@ installed (``pip install -e .``) for ``mmseg_cvpt::`` configs to resolve.
 """
 import os.path as osp
 import re
-import subprocess
 import sys
 
 import pytest
 import torch
 
 import mmseg_cvpt.engine  # noqa: F401  (torch.load of runner checkpoints)
-from seg_helpers import (BASELINE_CFG, CVPT_CFG, DEMO_CFG, VPT_CFG,
-                         data_options, dist_train_demo, parse_counts, run,
-                         tool, train_demo, write_config)
+from tiny_runs import (BASELINE_CFG, CVPT_CFG, DEMO_CFG, VPT_CFG,
+                       data_options, dist_train_demo, parse_counts, run,
+                       run_unchecked, tool, train_demo, write_config)
 from tool_loading import load_tool
 
 pytestmark = pytest.mark.filterwarnings('ignore:pkg_resources is deprecated')
@@ -136,14 +135,10 @@ def test_inherit_via_tools(tmp_path):
     counts = parse_counts(
         run(tool('analysis/count_params.py') + [cfg], cwd=tmp_path))
     assert counts['backbone'] == 12 * 50 * 768
-    # train.py builds the full model, then stops at the missing data set
-    proc = subprocess.run(
+    # train.py stops before training, naming the missing data set
+    proc = run_unchecked(
         tool('train.py') + [cfg, '--work-dir', str(tmp_path / 'work')],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=600)
+        cwd=tmp_path)
     assert proc.returncode != 0
     expected = osp.join(str(tmp_path), 'data', 'ade', 'ADEChallengeData2016',
                         'images', 'training')
@@ -168,10 +163,10 @@ def test_resume_continues_exactly(demo_root, tmp_path):
     """4 iterations + --resume to 8 == 8 iterations in one go, bit for bit.
 
     Same seed; the learning-rate schedule spans 8 iterations in every run,
-    the interrupted run stops at 4 (as a killed job would), and validation
-    only runs at the end, so that the RNGStateHook restores exactly the
-    states the uninterrupted run has at iteration 5 (prompt dropout and the
-    data augmentation draw the same numbers).
+    the interrupted run stops at 4, and the RNGStateHook restores exactly
+    the states the uninterrupted run has at iteration 5 (prompt dropout and
+    the data augmentation draw the same numbers). tests/test_reliability.py
+    kills a run instead, with validation at the checkpointed iteration.
     """
     cfg = write_config(
         tmp_path / 'resume.py', f'''

@@ -4,6 +4,10 @@
 config's ``tta_pipeline`` and ``tta_model``: for our ADE20K configs 6 scales
 (0.5-1.75) x 2 flips = 12 views per image, the multi-scale mIoU.
 
+The checkpoint must fit the config's model exactly (``CheckpointCheckHook``
+with ``allow_new=False``): a checkpoint of another architecture is an error
+naming the keys, not a meaningless mIoU.
+
 Example::
 
     python tools/test.py configs/cvpt/upernet_vitb_ade20k.py CKPT --aug-test
@@ -19,7 +23,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
 from mmseg_cvpt.engine import (add_run_arguments, load_config,
-                               setup_cpu_distributed)
+                               report_lost_peers, setup_cpu_distributed)
 
 # mmengine re-imports the deprecated pkg_resources for every `pkg::` base
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
@@ -99,6 +103,17 @@ def report_tta(runner):
             logger='current')
 
 
+def check_checkpoint_strictly(cfg):
+    """Make the config's checkpoint check demand every weight."""
+    hooks = [
+        hook for hook in cfg.get('custom_hooks', [])
+        if not str(hook.get('type')).endswith('CheckpointCheckHook')
+    ]
+    cfg.custom_hooks = hooks + [
+        dict(type='mmseg.CheckpointCheckHook', allow_new=False)
+    ]
+
+
 def main():
     args = parse_args()
 
@@ -106,6 +121,7 @@ def main():
     cfg.launcher = args.launcher
 
     cfg.load_from = args.checkpoint
+    check_checkpoint_strictly(cfg)
 
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)
@@ -117,7 +133,8 @@ def main():
     setup_cpu_distributed(cfg)
 
     runner = Runner.from_cfg(cfg)
-    runner.test()
+    with report_lost_peers(cfg):
+        runner.test()
     if args.aug_test:
         report_tta(runner)
 

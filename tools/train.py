@@ -2,8 +2,12 @@
 
 Differences from mmseg's: ``mmseg_cvpt`` is imported before the config is
 read (so that ``mmseg_cvpt::`` bases resolve and our modules are registered),
-``--launcher pytorch`` works on machines without CUDA (gloo), and missing
-data or pretrained weights stop the run with the path that was expected.
+``--launcher pytorch`` works on machines without CUDA (gloo), missing data
+or pretrained weights stop the run before it starts, all of them named at
+once, ``--resume`` falls back to the newest intact checkpoint when
+``last_checkpoint`` is missing, empty or dangling, temporary files of
+interrupted checkpoint writes are removed, and a distributed peer that stops
+responding ends the run with an error that says so.
 
 Example::
 
@@ -15,12 +19,15 @@ import logging
 import warnings
 
 import mmseg_cvpt  # noqa: F401  (registers our modules, mmseg_cvpt:: bases)
+from mmengine.dist import is_main_process
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
 
 from mmseg_cvpt.engine import (add_run_arguments, check_train_inputs,
-                               load_config, setup_cpu_distributed)
+                               find_resume_checkpoint, load_config,
+                               remove_stale_temporaries, report_lost_peers,
+                               setup_cpu_distributed)
 
 # mmengine re-imports the deprecated pkg_resources for every `pkg::` base
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
@@ -64,15 +71,34 @@ def main():
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.loss_scale = 'dynamic'
 
+    check_train_inputs(cfg)
     cfg.resume = args.resume
+    if cfg.resume and cfg.get('load_from') is None:
+        resume_from(cfg)
     setup_cpu_distributed(cfg)
 
     if 'runner_type' not in cfg:
         runner = Runner.from_cfg(cfg)
     else:
         runner = RUNNERS.build(cfg)
-    check_train_inputs(cfg)
-    runner.train()
+    if is_main_process():
+        for path in remove_stale_temporaries(runner.work_dir):
+            print_log(f'Removed {path}, left by an interrupted write.',
+                      logger='current')
+    with report_lost_peers(cfg):
+        runner.train()
+
+
+def resume_from(cfg):
+    """Resume from the work dir's latest intact checkpoint, if any."""
+    cfg.load_from = find_resume_checkpoint(cfg.work_dir)
+    if cfg.load_from is None:
+        print_log(
+            f'--resume: no checkpoint in {cfg.work_dir}; training starts '
+            'from the beginning.',
+            logger='current',
+            level=logging.WARNING)
+        cfg.resume = False
 
 
 if __name__ == '__main__':

@@ -104,16 +104,22 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=10),
     param_scheduler=dict(type='ParamSchedulerHook'),
+    # atomic checkpoints and last_checkpoint
     checkpoint=dict(
-        type='CheckpointHook', interval=10, max_keep_ckpts=1,
+        type='mmseg.AtomicCheckpointHook', interval=10, max_keep_ckpts=1,
         save_best='accuracy/top1', rule='greater'),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False))
-custom_hooks = [dict(type='TaskResultsHook')]
+custom_hooks = [
+    dict(type='TaskResultsHook'),
+    # load_from checkpoints of another architecture are an error
+    dict(type='mmseg.CheckpointCheckHook'),
+]
 env_cfg = dict(
     cudnn_benchmark=False,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    dist_cfg=dict(backend='nccl'))
+    # a rank whose peer does not answer for 30 minutes stops with an error
+    dist_cfg=dict(backend='nccl', timeout=1800))
 vis_backends = [dict(type='LocalVisBackend')]
 visualizer = dict(type='UniversalVisualizer', vis_backends=vis_backends)
 log_level = 'INFO'

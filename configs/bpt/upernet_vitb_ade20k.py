@@ -17,5 +17,6 @@ model = dict(
 
 custom_hooks = [
     dict(type='RNGStateHook'),
+    dict(type='CheckpointCheckHook'),
     dict(type='PromptCalibrationHook', num_images=256),
 ]

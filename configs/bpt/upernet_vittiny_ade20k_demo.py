@@ -12,5 +12,6 @@ model = dict(
 
 custom_hooks = [
     dict(type='RNGStateHook'),
+    dict(type='CheckpointCheckHook'),
     dict(type='PromptCalibrationHook', num_images=64),
 ]

@@ -31,8 +31,10 @@ model = dict(
 # trainable parameters only
 optim_wrapper = dict(constructor='TrainableOptimWrapperConstructor')
 
-default_hooks = dict(
-    checkpoint=dict(backend_args=dict(backend='atomic_local')))
-custom_hooks = [dict(type='RNGStateHook')]
+# as in upernet_vitb_ade20k.py: atomic checkpoints, exact --resume, strict
+# checkpoint loading, a bounded wait for distributed peers
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
+custom_hooks = [dict(type='RNGStateHook'), dict(type='CheckpointCheckHook')]
 randomness = dict(seed=0)
+env_cfg = dict(dist_cfg=dict(timeout=1800))
 tta_model = dict(type='ViewCountingSegTTAModel')

@@ -74,10 +74,19 @@ test_dataloader = val_dataloader
 
 default_hooks = dict(
     # atomic writes: an interrupted save never leaves a truncated checkpoint
-    checkpoint=dict(backend_args=dict(backend='atomic_local')))
-# saves the RNG states in checkpoints so that --resume continues exactly
-custom_hooks = [dict(type='RNGStateHook')]
+    # or an empty last_checkpoint
+    checkpoint=dict(type='AtomicCheckpointHook'))
+custom_hooks = [
+    # RNG states in checkpoints, validation kept off the training random
+    # streams: --resume continues exactly
+    dict(type='RNGStateHook'),
+    # load_from / test checkpoints of another architecture are an error
+    dict(type='CheckpointCheckHook'),
+]
 randomness = dict(seed=0)
+# distributed runs: a rank whose peer does not answer for 30 minutes (longer
+# than a validation or a checkpoint save takes) stops with an error
+env_cfg = dict(dist_cfg=dict(timeout=1800))
 
 # --aug-test / --tta: 6 scales (0.5-1.75, mmseg's ADE20K tta_pipeline) x 2
 # flips = 12 views per image, averaged; logs how many views it merged.

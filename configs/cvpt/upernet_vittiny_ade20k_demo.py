@@ -84,4 +84,5 @@ default_hooks = dict(
     logger=dict(interval=50),
     checkpoint=dict(interval=max_iters),
     visualization=dict(draw=False))
-env_cfg = dict(cudnn_benchmark=False)
+# a CPU-sized wait for distributed peers (see upernet_vitb_ade20k.py)
+env_cfg = dict(cudnn_benchmark=False, dist_cfg=dict(timeout=300))

@@ -29,5 +29,6 @@ model = dict(
 
 custom_hooks = [
     dict(type='RNGStateHook'),
+    dict(type='CheckpointCheckHook'),
     dict(type='ClassProxyHook', images_per_class=10, interval=1250),
 ]

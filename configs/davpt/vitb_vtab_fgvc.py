@@ -29,5 +29,6 @@ benchmark_defaults = dict(
     })
 custom_hooks = [
     dict(type='TaskResultsHook'),
+    dict(type='mmseg.CheckpointCheckHook'),
     dict(type='ClassProxyHook', images_per_class=10),
 ]

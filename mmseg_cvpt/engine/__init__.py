@@ -7,15 +7,25 @@ Importing this package
 * registers the ``atomic_local`` file backend used to write checkpoints,
 * registers :class:`PromptCalibrationHook` (BPT) and :class:`ClassProxyHook`
   (DA-VPT) in mmengine's root registry (found from every scope),
-  :class:`RNGStateHook`, :class:`TrainableOptimWrapperConstructor` and
+  :class:`RNGStateHook` (exact resumption, validation kept off the training
+  random streams), :class:`CheckpointCheckHook` (checkpoints that do not fit
+  the model are an error), :class:`AtomicCheckpointHook` (atomic
+  checkpoints and ``last_checkpoint``),
+  :class:`TrainableOptimWrapperConstructor` and
   :class:`ViewCountingSegTTAModel` in mmseg's registries and
   :class:`TaskResultsHook` in mmpretrain's.
+
+Its functions serve the tools: reading configs, CPU distributed runs and
+lost peers, the pre-flight check of training inputs, finding the checkpoint
+to resume from.
 """
 from .calibration import PromptCalibrationHook
-from .checkpoint import AtomicLocalBackend, allow_runner_checkpoint_globals
+from .checkpoint import (AtomicLocalBackend, allow_runner_checkpoint_globals,
+                         find_resume_checkpoint, remove_stale_temporaries)
 from .config import add_run_arguments, load_config
-from .dist import setup_cpu_distributed
-from .hooks import RNGStateHook
+from .dist import PeerLostError, report_lost_peers, setup_cpu_distributed
+from .hooks import AtomicCheckpointHook, CheckpointCheckHook, RNGStateHook
+from .loading import check_loaded_state
 from .optimizers import TrainableOptimWrapperConstructor
 from .preflight import check_train_inputs
 from .proxy_mapping import ClassProxyHook
@@ -26,10 +36,11 @@ from .tta import ViewCountingSegTTAModel
 allow_runner_checkpoint_globals()
 
 __all__ = [
-    'AtomicLocalBackend', 'allow_runner_checkpoint_globals', 'add_run_arguments',
-    'load_config',
-    'setup_cpu_distributed', 'RNGStateHook',
-    'TrainableOptimWrapperConstructor', 'check_train_inputs',
-    'TaskResultsHook', 'ViewCountingSegTTAModel', 'PromptCalibrationHook',
-    'ClassProxyHook', 'preserved_rng_states'
+    'AtomicLocalBackend', 'allow_runner_checkpoint_globals',
+    'find_resume_checkpoint', 'remove_stale_temporaries',
+    'add_run_arguments', 'load_config', 'PeerLostError', 'report_lost_peers',
+    'setup_cpu_distributed', 'AtomicCheckpointHook', 'CheckpointCheckHook',
+    'RNGStateHook', 'check_loaded_state', 'TrainableOptimWrapperConstructor',
+    'check_train_inputs', 'TaskResultsHook', 'ViewCountingSegTTAModel',
+    'PromptCalibrationHook', 'ClassProxyHook', 'preserved_rng_states'
 ]

@@ -12,19 +12,31 @@ while saving leaves a truncated file that ``last_checkpoint`` points to.
 :class:`AtomicLocalBackend` writes to a temporary file in the same folder and
 renames it over the target, so a checkpoint is either complete or absent.
 Use it with ``default_hooks.checkpoint.backend_args=dict(backend=
-'atomic_local')``.
+'atomic_local')``; :class:`~.hooks.AtomicCheckpointHook` does so and writes
+``last_checkpoint`` atomically too.
+
+A run killed while writing leaves the temporary file behind;
+:func:`remove_stale_temporaries` removes such files, and
+:func:`find_resume_checkpoint` finds what to resume from even when
+``last_checkpoint`` is missing, empty or names a file that is gone.
 """
+import glob
+import io
+import logging
 import os
 import os.path as osp
 import pickle
+import re
 import tempfile
+import zipfile
 from collections import OrderedDict
-from typing import Union
+from contextlib import contextmanager
+from typing import List, Optional, Union
 
 import numpy as np
 import torch
 from mmengine.fileio import LocalBackend, register_backend
-from mmengine.logging import HistoryBuffer
+from mmengine.logging import HistoryBuffer, print_log
 
 
 def _numpy_globals():
@@ -115,6 +127,105 @@ def write_atomic(data: bytes, filepath: Union[str, os.PathLike]) -> None:
         if osp.exists(tmp_path):
             os.remove(tmp_path)
         raise
+
+
+class _AtomicTextFile(io.StringIO):
+    """A text file that is written with :func:`write_atomic` when closed."""
+
+    def __init__(self, filepath: str) -> None:
+        super().__init__()
+        self.filepath = filepath
+
+    def close(self) -> None:
+        if not self.closed:
+            write_atomic(self.getvalue().encode('utf-8'), self.filepath)
+        super().close()
+
+
+@contextmanager
+def atomic_text_writes(module):
+    """Make ``open(path, 'w')`` in ``module``'s code write atomically.
+
+    For third-party code that rewrites a small text file in place
+    (mmengine's ``CheckpointHook`` and ``last_checkpoint``); other modes
+    open files as usual. Only while the block runs.
+    """
+
+    def atomic_open(file, mode='r', *args, **kwargs):
+        if mode == 'w':
+            return _AtomicTextFile(file)
+        return open(file, mode, *args, **kwargs)
+
+    module.open = atomic_open
+    try:
+        yield
+    finally:
+        del module.open
+
+
+# write_atomic's temporary files: '.<name>.<8 characters of mkstemp>.tmp'
+_TEMPORARY = re.compile(r'^\..+\.[A-Za-z0-9_]{8}\.tmp$')
+
+
+def remove_stale_temporaries(folder: str) -> List[str]:
+    """Remove the temporary files of interrupted atomic writes in
+    ``folder``; return their paths. Call it before anything writes there."""
+    stale = sorted(
+        path for path in glob.glob(osp.join(glob.escape(folder), '.*.tmp'))
+        if _TEMPORARY.match(osp.basename(path)) and osp.isfile(path))
+    for path in stale:
+        os.remove(path)
+    return stale
+
+
+_CHECKPOINT = re.compile(r'^(?:iter|epoch)_(\d+)\.pth$')
+
+
+def is_intact(path: str) -> bool:
+    """Whether ``path`` is a complete checkpoint file.
+
+    ``torch.save`` writes a zip archive, whose directory is at its end: a
+    truncated file has none.
+    """
+    return osp.isfile(path) and zipfile.is_zipfile(path)
+
+
+def _numbered_checkpoints(work_dir: str) -> List[str]:
+    """``iter_N.pth`` / ``epoch_N.pth`` of ``work_dir``, by increasing N."""
+    found = []
+    for name in os.listdir(work_dir) if osp.isdir(work_dir) else []:
+        match = _CHECKPOINT.match(name)
+        if match:
+            found.append((int(match.group(1)), osp.join(work_dir, name)))
+    return [path for _, path in sorted(found)]
+
+
+def find_resume_checkpoint(work_dir: str) -> Optional[str]:
+    """The checkpoint ``--resume`` continues from.
+
+    The one ``work_dir/last_checkpoint`` names when it is intact; otherwise
+    (the file is missing, empty, names a file that is gone or truncated) the
+    intact ``iter_N.pth`` / ``epoch_N.pth`` of ``work_dir`` with the largest
+    N, with a warning that names it. None if there is none.
+    """
+    last_file = osp.join(work_dir, 'last_checkpoint')
+    named = ''
+    if osp.isfile(last_file):
+        with open(last_file) as f:
+            named = f.read().strip()
+    if named and is_intact(named):
+        return named
+    intact = [p for p in _numbered_checkpoints(work_dir) if is_intact(p)]
+    if not intact:
+        return None
+    why = (f'names {named}, which is missing or truncated' if named else
+           'is empty' if osp.isfile(last_file) else 'does not exist')
+    print_log(
+        f'{last_file} {why}: resuming from the newest intact checkpoint, '
+        f'{intact[-1]}.',
+        logger='current',
+        level=logging.WARNING)
+    return intact[-1]
 
 
 @register_backend('atomic_local')

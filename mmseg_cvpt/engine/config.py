@@ -5,6 +5,7 @@ import os.path as osp
 from typing import Optional
 
 from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
 
 from ..datasets import resolve_task
 
@@ -53,18 +54,35 @@ class _LocalRank(argparse.Action):
         os.environ.setdefault('LOCAL_RANK', str(value))
 
 
+#: configs/ and tools/ of the installed package (see setup.py)
+PACKAGED = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), '.mim')
+
+
+def find_config(path: str) -> str:
+    """``path``, or for a relative ``configs/...`` path that is not here the
+    installed package's copy (``mim run`` starts our tools in any folder).
+    """
+    if osp.isfile(path):
+        return path
+    packaged = osp.join(PACKAGED, path)
+    if osp.isabs(path) or not osp.isfile(packaged):
+        raise FileNotFoundError(f'config file not found: {path}')
+    print_log(f'{path} is not in {os.getcwd()}: using {packaged}',
+              logger='current')
+    return packaged
+
+
 def load_config(path: str,
                 cfg_options: Optional[dict] = None,
                 work_dir: Optional[str] = None) -> Config:
-    """Read ``path``, apply ``--cfg-options`` and resolve a classification task.
+    """Read ``path`` (see :func:`find_config`), apply ``--cfg-options`` and
+    resolve a classification task.
 
     ``mmseg_cvpt`` is imported by then (this module is part of it), so
     ``mmseg_cvpt::`` bases resolve. ``work_dir`` (the command line) wins over
     the config's; the default is ``./work_dirs/<config name>[/<task>]``.
     """
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'config file not found: {path}')
-    cfg = Config.fromfile(path)
+    cfg = Config.fromfile(find_config(path))
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     resolve_task(cfg)  # a no-op for configs without a `task`

@@ -1,5 +1,8 @@
-"""Distributed runs on machines without CUDA."""
+"""Distributed runs on machines without CUDA, and peers that stop
+responding."""
 import os
+import re
+from contextlib import contextmanager
 from datetime import timedelta
 
 import torch
@@ -62,3 +65,42 @@ def setup_cpu_distributed(cfg: Config) -> None:
         f'(rank {torch_dist.get_rank()} of {torch_dist.get_world_size()}); '
         'SyncBN layers use per-process BN.',
         logger='current')
+
+
+# what gloo (and torch's stores) say when a peer does not answer in time
+_PEER_LOST = re.compile(
+    r'timed out waiting|connection (closed|reset) by peer|broken pipe|'
+    r'socket timeout', re.IGNORECASE)
+
+
+class PeerLostError(RuntimeError):
+    """A peer process of a distributed run stopped responding."""
+
+
+@contextmanager
+def report_lost_peers(cfg: Config):
+    """Turn a collective that timed out into an error saying what happened.
+
+    With gloo, a collective whose peer does not answer within
+    ``env_cfg.dist_cfg.timeout`` seconds raises e.g. "Timed out waiting
+    1800000ms for recv operation"; a peer that died breaks the connection.
+    Either way this rank cannot go on: the error is re-raised as a
+    :class:`PeerLostError` that names the rank and the setting, and the
+    process exits non-zero.
+    """
+    try:
+        yield
+    except RuntimeError as error:
+        if not (torch_dist.is_initialized()
+                and _PEER_LOST.search(str(error))):
+            raise
+        timeout = cfg.get('env_cfg', {}).get('dist_cfg', {}).get(
+            'timeout', "1800 (torch's default)")
+        raise PeerLostError(
+            f'Rank {torch_dist.get_rank()} of '
+            f'{torch_dist.get_world_size()}: a peer stopped responding '
+            f'(no answer within env_cfg.dist_cfg.timeout={timeout} s) or '
+            'exited. Check the other ranks\' logs (killed, stopped, out of '
+            'memory, a hung data loader?); if a rank legitimately works '
+            'alone longer than that, raise the timeout, e.g. --cfg-options '
+            f'env_cfg.dist_cfg.timeout=SECONDS. Cause: {error}') from error

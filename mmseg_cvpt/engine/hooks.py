@@ -1,15 +1,39 @@
-"""Hooks for exact resumption of training."""
+"""Hooks for exact resumption and for checkpoints that can be trusted."""
+import random
+
+import mmengine.hooks.checkpoint_hook as checkpoint_hook_module
+import numpy as np
 import torch
-from mmengine.hooks import Hook
+from mmengine.hooks import CheckpointHook, Hook
 
 from mmseg.registry import HOOKS
+from .checkpoint import atomic_text_writes
+from .loading import check_loaded_state
+
+
+def _torch_rng_states() -> dict:
+    """The states of torch's CPU (and CUDA) generators."""
+    state = dict(torch=torch.get_rng_state())
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state['cuda'] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_states(state: dict) -> None:
+    """Put back what :func:`_torch_rng_states` (and numpy / python) had."""
+    torch.set_rng_state(state['torch'])
+    if 'cuda' in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state['cuda'])
+    if 'numpy' in state:
+        np.random.set_state(state['numpy'])
+    if 'python' in state:
+        random.setstate(state['python'])
 
 
 @HOOKS.register_module()
 class RNGStateHook(Hook):
-    """Save torch's random number generator states in checkpoints and
-    restore them when training resumes, so that a resumed run draws the same
-    dropout masks (prompt dropout, head dropout) as an uninterrupted one.
+    """Make ``--resume`` continue exactly: keep validation off the training
+    random streams, and save torch's generator states in checkpoints.
 
     mmengine reseeds all generators at start-up and, on resume, replays the
     data loader up to the resumed iteration. The replay leaves the
@@ -20,25 +44,30 @@ class RNGStateHook(Hook):
     hook stores that state with each checkpoint and puts it back at the
     first iteration after resuming.
 
-    Exactness holds when nothing else draws from torch's generator between
-    saving and the next iteration in the uninterrupted run: a validation run
-    at the checkpoint's iteration builds a data loader, which draws one
-    number. Validating at the end of training only (``val_interval ==
-    max_iters``) or at iterations that are not checkpointed keeps resumption
-    exact.
+    A validation run draws from the generators too (building its data
+    loader's iterator draws from torch's, a pipeline may draw from numpy's),
+    and mmengine saves a checkpoint *before* the validation of the same
+    iteration, which a resumed run does not repeat. The hook therefore saves
+    the torch, numpy and python states before each validation and restores
+    them after it: validation never changes what training draws, and a
+    checkpoint taken at a validated iteration (every 16k iterations in the
+    ViT-B configs) resumes exactly. A checkpoint saved during validation
+    (``save_best``) stores the states training will continue from.
     """
 
     priority = 'VERY_LOW'
 
     def __init__(self) -> None:
         self._pending_state = None
+        self._train_state = None
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         """Store the states of torch's CPU (and CUDA) generators."""
-        state = dict(torch=torch.get_rng_state())
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            state['cuda'] = torch.cuda.get_rng_state_all()
-        checkpoint['rng_state'] = state
+        state = self._train_state or _torch_rng_states()
+        checkpoint['rng_state'] = {
+            key: state[key]
+            for key in ('torch', 'cuda') if key in state
+        }
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         """Keep the saved states for the first training iteration."""
@@ -53,6 +82,68 @@ class RNGStateHook(Hook):
         state, self._pending_state = self._pending_state, None
         if state is None or runner.iter == 0:
             return
-        torch.set_rng_state(state['torch'])
-        if 'cuda' in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state['cuda'])
+        _set_rng_states(state)
+
+    def before_val(self, runner) -> None:
+        """Save the training states of all generators."""
+        self._train_state = dict(
+            _torch_rng_states(),
+            numpy=np.random.get_state(),
+            python=random.getstate())
+
+    def after_val(self, runner) -> None:
+        """Put training's states back, undoing validation's draws."""
+        state, self._train_state = self._train_state, None
+        if state is not None:
+            _set_rng_states(state)
+
+
+@HOOKS.register_module()
+class CheckpointCheckHook(Hook):
+    """Refuse a checkpoint that does not fit the model.
+
+    mmengine loads ``load_from`` with ``strict=False``: a checkpoint of
+    another architecture loads partly, the rest stays random, and only the
+    log says so. This hook checks every checkpoint the runner loads
+    (``load_from``, ``--resume``, ``tools/test.py``) with
+    :func:`~.loading.check_loaded_state` before it reaches the model.
+
+    Args:
+        allow_new (bool): whether weights a new training initialises itself
+            (heads, prompt modules) may be missing, as when training starts
+            from a backbone checkpoint. ``tools/test.py`` sets False: every
+            weight must be in the checkpoint. Defaults to True.
+    """
+
+    priority = 'VERY_HIGH'
+
+    def __init__(self, allow_new: bool = True) -> None:
+        self.allow_new = allow_new
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Raise if the checkpoint's weights do not fit the model."""
+        check_loaded_state(runner.model,
+                           checkpoint.get('state_dict', checkpoint),
+                           self.allow_new)
+
+
+@HOOKS.register_module()
+class AtomicCheckpointHook(CheckpointHook):
+    """mmengine's ``CheckpointHook`` with atomic writes of everything.
+
+    Checkpoints go through the ``atomic_local`` file backend (the default
+    ``backend_args`` here), and ``work_dir/last_checkpoint``, which mmengine
+    rewrites in place (a kill between truncating and writing leaves it
+    empty), is replaced atomically too. Same arguments as
+    ``CheckpointHook``.
+    """
+
+    def __init__(self, *args, backend_args=None, **kwargs) -> None:
+        super().__init__(
+            *args,
+            backend_args=backend_args or dict(backend='atomic_local'),
+            **kwargs)
+
+    def _save_checkpoint_with_step(self, runner, step, meta):
+        with atomic_text_writes(checkpoint_hook_module):
+            super()._save_checkpoint_with_step(runner, step, meta)

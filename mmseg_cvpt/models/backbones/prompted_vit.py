@@ -89,6 +89,18 @@ def find_prompted_backbone(model: nn.Module) -> 'PromptedVisionTransformer':
         f'{type(model).__name__} has no prompted backbone (VPTViT, CVPTViT)')
 
 
+def check_out_indices(out_indices: Sequence[int], num_layers: int) -> None:
+    """Every index must name a layer: 0 <= i < num_layers."""
+    bad = [i for i in out_indices
+           if not (isinstance(i, Integral) and 0 <= i < num_layers)]
+    if bad:
+        raise ValueError(
+            f'out_indices {tuple(out_indices)} names layers {bad} that a '
+            f'{num_layers}-layer ViT does not have: use indices in '
+            f'0..{num_layers - 1} (out_indices=-1 alone selects the last '
+            'layer)')
+
+
 class PromptedVisionTransformer(VisionTransformer):
     """Frozen mmseg ViT whose layers receive prompts.
 
@@ -128,6 +140,7 @@ class PromptedVisionTransformer(VisionTransformer):
             raise ValueError(
                 f'prompt_dropout must be in [0, 1), got {prompt_dropout!r}')
         super().__init__(frozen_exclude=['all'], **kwargs)
+        check_out_indices(self.out_indices, len(self.layers))
         self.pretrained_keys = frozenset(self.state_dict())
         self.num_prompts = num_prompts
         self.prompt_depth = parse_prompt_depth(prompt_depth, len(self.layers))

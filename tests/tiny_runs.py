@@ -1,5 +1,9 @@
-"""Helpers of the tests that run our tools as a user runs them: tiny runs on
-the synthetic ADE20K-layout scenes of tools/misc/make_ade20k_demo.py."""
+"""Helpers for tests that run our tools as a user does, on tiny CPU runs.
+
+The tools run as subprocesses from the repository root on a few synthetic
+64x64 scenes of tools/misc/make_ade20k_demo.py with the demo config
+(configs/cvpt/upernet_vittiny_ade20k_demo.py).
+"""
 import os
 import os.path as osp
 import re
@@ -14,7 +18,9 @@ CVPT_CFG = osp.join(REPO, 'configs', 'cvpt', 'upernet_vitb_ade20k.py')
 VPT_CFG = osp.join(REPO, 'configs', 'vpt', 'upernet_vitb_ade20k.py')
 BASELINE_CFG = osp.join(REPO, 'configs', 'baseline', 'upernet_vitb_ade20k.py')
 
-# A hook, imported by the test configs, that saves what each rank trained.
+
+# Hooks, imported by the test configs (``hook_module``), that save what
+# each rank trained.
 DUMP_HOOK = '''
 import os.path as osp
 
@@ -60,18 +66,42 @@ class DumpModuleStateHook(Hook):
 '''
 
 
+def tool_env(env=None, **extra):
+    """The environment for a tool: one thread per process (tiny models run
+    many times faster so on a shared 2-core machine), plus ``extra``."""
+    env = dict(os.environ if env is None else env, **extra)
+    env.setdefault('OMP_NUM_THREADS', '1')
+    return env
+
+
 def run(args, cwd=REPO, env=None, timeout=600):
     """Run a command; return its output, failing with it on a bad exit."""
-    proc = subprocess.run(
+    proc = run_unchecked(args, cwd=cwd, env=env, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    return proc.stdout
+
+
+def run_unchecked(args, cwd=REPO, env=None, timeout=600):
+    """Run a command; return the finished process (output in ``stdout``)."""
+    return subprocess.run(
         args,
         cwd=cwd,
-        env=env,
+        env=tool_env(env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         timeout=timeout)
-    assert proc.returncode == 0, proc.stdout[-6000:]
-    return proc.stdout
+
+
+def start(args, env=None, stdout=subprocess.PIPE):
+    """Start a command in the background (output in ``stdout``)."""
+    return subprocess.Popen(
+        args,
+        cwd=REPO,
+        env=tool_env(env),
+        stdout=stdout,
+        stderr=subprocess.STDOUT,
+        text=True)
 
 
 def tool(name):
@@ -96,16 +126,29 @@ def data_options(root, iters=None):
     return opts
 
 
+def make_demo_data(root, num_train=16, num_val=4):
+    """Write the synthetic ADE20K-layout demo data set to ``root``."""
+    run(tool('misc/make_ade20k_demo.py') +
+        [str(root), '--num-train', str(num_train), '--num-val',
+         str(num_val)])
+    return str(root)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
 
 
-def hook_env(folder, source=DUMP_HOOK):
-    """An environment whose PYTHONPATH finds ``folder/dump_trainable_hook.py``
-    holding ``source`` (``custom_imports`` of the test configs)."""
-    (folder / 'dump_trainable_hook.py').write_text(source)
+def write_config(path, text):
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+def module_env(folder, name, source):
+    """An environment whose PYTHONPATH has the module ``name`` (``source``
+    written to ``folder``), e.g. a hook that a test config imports."""
+    (folder / f'{name}.py').write_text(source)
     env = dict(os.environ)
     env['PYTHONPATH'] = os.pathsep.join(
         [str(folder), env.get('PYTHONPATH', '')])
@@ -127,16 +170,9 @@ def dist_train_demo(cfg, work_dir, demo_root, iters, env):
                data_options(demo_root, iters=iters), env=env)
 
 
-def write_config(path, text):
-    path.write_text(textwrap.dedent(text))
-    return str(path)
-
-
 def parse_counts(output):
+    """``name  1,234`` lines of tools/analysis/count_params.py -> dict."""
     return {
         m.group(1): int(m.group(2).replace(',', ''))
         for m in re.finditer(r'^\s+(\w+)\s+([\d,]+)$', output, re.M)
     }
-
-
-# ---- trainable parameters ------------------------------------------------

@@ -1,0 +1,106 @@
+"""Refuse checkpoints that do not fit the model they are loaded into.
+
+mmengine's Runner loads ``load_from`` (and so the checkpoint of
+``tools/test.py``) with ``strict=False``: tensors of another shape, or
+missing ones, are only logged, and the run goes on with random weights where
+trained ones should be, e.g. a test reports a meaningless mIoU and exits 0.
+:func:`check_loaded_state` turns that into an error naming the keys.
+"""
+import re
+from typing import Callable, List
+
+from mmengine.logging import print_log
+from mmengine.model import BaseTTAModel, is_model_wrapper
+from torch import nn
+
+#: how many keys an error or a log line names
+NUM_KEYS_SHOWN = 5
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The model inside DDP-like wrappers and test-time augmentation."""
+    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+        model = model.module
+    return model
+
+
+def new_weight_rule(model: nn.Module) -> Callable[[str], bool]:
+    """Tell whether a key is a weight a new training initialises itself.
+
+    Those are the heads and necks (everything outside ``backbone.``) and the
+    modules a prompt method adds to a backbone (prompts, own cross-attention
+    weights: what its ``is_pretrained_key`` does not claim). The rest of the
+    backbone is the pretrained architecture.
+    """
+    prompted = [(name + '.', module) for name, module in model.named_modules()
+                if name and hasattr(module, 'is_pretrained_key')]
+
+    def is_new(key: str) -> bool:
+        for prefix, module in prompted:
+            if key.startswith(prefix):
+                return not module.is_pretrained_key(key[len(prefix):])
+        return not key.startswith('backbone.')
+
+    return is_new
+
+
+def _examples(keys: List[str]) -> str:
+    more = len(keys) - NUM_KEYS_SHOWN
+    return ', '.join(keys[:NUM_KEYS_SHOWN]) + (f' (+{more})' if more > 0 else
+                                               '')
+
+
+def check_loaded_state(model: nn.Module,
+                       state_dict: dict,
+                       allow_new: bool = True) -> None:
+    """Raise if ``state_dict`` does not fit ``model``'s architecture.
+
+    Errors: tensors whose shape differs from the model's; weights of the
+    backbone's pretrained architecture that the checkpoint lacks; backbone
+    weights the model has no place for. With ``allow_new`` (a new training
+    from ``load_from``) heads, necks and prompt modules may be missing and
+    head weights may be extra; both are logged. Without it (testing) every
+    weight must be there and nothing may be extra.
+
+    Raises:
+        RuntimeError: naming the first few keys of each problem.
+    """
+    model = unwrap_model(model)
+    state_dict = {
+        re.sub(r'^module\.', '', key): value
+        for key, value in state_dict.items()
+    }
+    own = model.state_dict()
+    is_new = new_weight_rule(model)
+    mismatched = [
+        f'{key} {tuple(value.shape)} (model: {tuple(own[key].shape)})'
+        for key, value in state_dict.items()
+        if key in own and getattr(value, 'shape', None) is not None
+        and value.shape != own[key].shape
+    ]
+    missing = [key for key in own if key not in state_dict]
+    extra = [key for key in state_dict if key not in own]
+    tolerated = [key for key in missing if allow_new and is_new(key)] + [
+        key for key in extra
+        if allow_new and not key.startswith('backbone.')
+    ]
+    problems = [(mismatched, 'tensors of another shape'),
+                ([k for k in missing if k not in tolerated],
+                 'weights missing from the checkpoint'),
+                ([k for k in extra if k not in tolerated],
+                 'weights the model has no place for')]
+    problems = [f'{len(keys)} {what}: {_examples(keys)}'
+                for keys, what in problems if keys]
+    if problems:
+        raise RuntimeError(
+            'The checkpoint does not fit the model: ' + '; '.join(problems) +
+            '. Use the config the checkpoint was trained with (embed_dims, '
+            'num_layers, num_prompts, prompt_depth, num_classes, ...), or a '
+            'checkpoint of this architecture.')
+    if tolerated:
+        print_log(
+            f'Starting from a checkpoint without {len(tolerated)} weights of '
+            'heads or prompt modules (they keep their initialisation) or '
+            f'with head weights this model does not use: '
+            f'{_examples(tolerated)}',
+            logger='current')
