@@ -305,7 +305,7 @@ def test_demo_trains_reclusters_and_tests(demo_root, tmp_path):
     work = str(tmp_path / 'train')
     out = run(tool('train.py') + [DAVPT_DEMO, '--work-dir', work] +
               ['--cfg-options'] + data_options(demo_root, iters=2) +
-              ['custom_hooks.1.interval=1'])
+              ['custom_hooks.2.interval=1'])
     assert re.search(r'ClassProxyHook: re-clustered 2 classes into 2 '
                      r'proxies on 16 images of the frozen model', out), \
         out[-3000:]

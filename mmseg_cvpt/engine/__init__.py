@@ -30,7 +30,7 @@ from .optimizers import TrainableOptimWrapperConstructor
 from .preflight import check_train_inputs
 from .proxy_mapping import ClassProxyHook
 from .results_hook import TaskResultsHook
-from .training_images import preserved_rng_states
+from .rng import preserved_rng_states
 from .tta import ViewCountingSegTTAModel
 
 allow_runner_checkpoint_globals()

@@ -7,8 +7,9 @@ from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 
 from ..models.backbones import find_prompted_backbone
+from .rng import preserved_rng_states
 from .training_images import (check_positive_ints, preprocessed_batches,
-                              preserved_rng_states, rank_share)
+                              rank_share)
 
 
 @HOOKS.register_module()

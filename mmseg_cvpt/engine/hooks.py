@@ -1,33 +1,11 @@
 """Hooks for exact resumption and for checkpoints that can be trusted."""
-import random
-
 import mmengine.hooks.checkpoint_hook as checkpoint_hook_module
-import numpy as np
-import torch
 from mmengine.hooks import CheckpointHook, Hook
 
 from mmseg.registry import HOOKS
 from .checkpoint import atomic_text_writes
 from .loading import check_loaded_state
-
-
-def _torch_rng_states() -> dict:
-    """The states of torch's CPU (and CUDA) generators."""
-    state = dict(torch=torch.get_rng_state())
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state['cuda'] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_states(state: dict) -> None:
-    """Put back what :func:`_torch_rng_states` (and numpy / python) had."""
-    torch.set_rng_state(state['torch'])
-    if 'cuda' in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state['cuda'])
-    if 'numpy' in state:
-        np.random.set_state(state['numpy'])
-    if 'python' in state:
-        random.setstate(state['python'])
+from .rng import rng_states, set_rng_states
 
 
 @HOOKS.register_module()
@@ -63,7 +41,7 @@ class RNGStateHook(Hook):
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         """Store the states of torch's CPU (and CUDA) generators."""
-        state = self._train_state or _torch_rng_states()
+        state = self._train_state or rng_states()
         checkpoint['rng_state'] = {
             key: state[key]
             for key in ('torch', 'cuda') if key in state
@@ -82,20 +60,17 @@ class RNGStateHook(Hook):
         state, self._pending_state = self._pending_state, None
         if state is None or runner.iter == 0:
             return
-        _set_rng_states(state)
+        set_rng_states(state)
 
     def before_val(self, runner) -> None:
         """Save the training states of all generators."""
-        self._train_state = dict(
-            _torch_rng_states(),
-            numpy=np.random.get_state(),
-            python=random.getstate())
+        self._train_state = rng_states()
 
     def after_val(self, runner) -> None:
         """Put training's states back, undoing validation's draws."""
         state, self._train_state = self._train_state, None
         if state is not None:
-            _set_rng_states(state)
+            set_rng_states(state)
 
 
 @HOOKS.register_module()

@@ -7,7 +7,7 @@ trained ones should be, e.g. a test reports a meaningless mIoU and exits 0.
 :func:`check_loaded_state` turns that into an error naming the keys.
 """
 import re
-from typing import Callable, List
+from typing import Callable, List, Set
 
 from mmengine.logging import print_log
 from mmengine.model import BaseTTAModel, is_model_wrapper
@@ -44,6 +44,17 @@ def new_weight_rule(model: nn.Module) -> Callable[[str], bool]:
     return is_new
 
 
+def checkpoint_sized_keys(model: nn.Module) -> Set[str]:
+    """Keys of buffers whose shape the checkpoint decides: those a module
+    lists in ``checkpoint_sized_buffers`` (it resizes them when loading,
+    e.g. DA-VPT's per-class buffers)."""
+    return {
+        f'{name}.{buffer}' if name else buffer
+        for name, module in model.named_modules()
+        for buffer in getattr(module, 'checkpoint_sized_buffers', ())
+    }
+
+
 def _examples(keys: List[str]) -> str:
     more = len(keys) - NUM_KEYS_SHOWN
     return ', '.join(keys[:NUM_KEYS_SHOWN]) + (f' (+{more})' if more > 0 else
@@ -55,7 +66,8 @@ def check_loaded_state(model: nn.Module,
                        allow_new: bool = True) -> None:
     """Raise if ``state_dict`` does not fit ``model``'s architecture.
 
-    Errors: tensors whose shape differs from the model's; weights of the
+    Errors: tensors whose shape differs from the model's (except buffers
+    sized by the checkpoint, ``checkpoint_sized_keys``); weights of the
     backbone's pretrained architecture that the checkpoint lacks; backbone
     weights the model has no place for. With ``allow_new`` (a new training
     from ``load_from``) heads, necks and prompt modules may be missing and
@@ -72,10 +84,12 @@ def check_loaded_state(model: nn.Module,
     }
     own = model.state_dict()
     is_new = new_weight_rule(model)
+    resizable = checkpoint_sized_keys(model)
     mismatched = [
         f'{key} {tuple(value.shape)} (model: {tuple(own[key].shape)})'
         for key, value in state_dict.items()
-        if key in own and getattr(value, 'shape', None) is not None
+        if key in own and key not in resizable
+        and getattr(value, 'shape', None) is not None
         and value.shape != own[key].shape
     ]
     missing = [key for key in own if key not in state_dict]

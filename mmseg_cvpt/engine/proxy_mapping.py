@@ -5,8 +5,9 @@ from mmengine.registry import HOOKS
 from mmengine.runner import EpochBasedTrainLoop
 
 from ..models.backbones import find_prompted_backbone
+from .rng import preserved_rng_states
 from .training_images import (check_positive_ints, preprocessed_batches,
-                              preserved_rng_states, rank_share)
+                              rank_share)
 
 
 @HOOKS.register_module()

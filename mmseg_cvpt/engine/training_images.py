@@ -1,26 +1,10 @@
 """Draw training images for a measurement before training (BPT's
 calibration, DA-VPT's first class-to-proxy mapping)."""
-import random
-from contextlib import contextmanager
 from typing import Iterator, List
 
-import numpy as np
 import torch
 from mmengine.dist import get_dist_info
 from torch.utils.data import DataLoader, Subset
-
-
-@contextmanager
-def preserved_rng_states():
-    """Run a block without moving torch's, numpy's or python's global
-    random streams: training draws the same numbers as without it."""
-    states = (torch.get_rng_state(), np.random.get_state(), random.getstate())
-    try:
-        yield
-    finally:
-        torch.set_rng_state(states[0])
-        np.random.set_state(states[1])
-        random.setstate(states[2])
 
 
 def check_positive_ints(owner: str, **values) -> None:

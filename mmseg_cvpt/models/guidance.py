@@ -132,6 +132,10 @@ class ProxyGuidance(nn.Module):
         self.register_buffer('class_sums', torch.zeros(0, embed_dims))
         self.register_buffer('class_counts', torch.zeros(0))
 
+    #: buffers whose class dimension comes from the checkpoint loaded
+    checkpoint_sized_buffers = ('class_to_proxy', 'class_sums',
+                                'class_counts')
+
     @property
     def num_classes(self) -> int:
         return self.class_to_proxy.numel()
@@ -236,7 +240,7 @@ class ProxyGuidance(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         """Take the class dimension of the checkpoint's buffers."""
-        for name in ('class_to_proxy', 'class_sums', 'class_counts'):
+        for name in self.checkpoint_sized_buffers:
             saved = state_dict.get(prefix + name)
             own = getattr(self, name)
             if saved is not None and saved.shape != own.shape:
