@@ -3,14 +3,14 @@ prompts P.
 
 ViT-B/16 (mmseg layout, random weights: costs do not depend on the values)
 at each input size; P = 0 is the frozen ViT (every method with no prompts is
-the same network). The methods are the rows of ``METHODS`` (a label and a
-backbone config each): VPT-deep in its reference form (every prompted layer
-on the whole sequence, as published) and in its fast form (prompts as keys
-and values only), and CVPT. Every configuration is measured in the same run:
-warm-up, then ``--repeats`` rounds in which each configuration takes one
-training step (the fastest of ``--best-of`` back to back), then each one
-inference pass, in an order rotated every round; the table reports medians
-over the rounds. FLOPs are counted, and compared with the multiply-add
+the same network). The methods are the rows of ``METHODS`` (a label, a
+backbone config and a multiply-add formula each): VPT-deep in its reference
+form (every prompted layer on the whole sequence, as published) and in its
+fast form (prompts as keys and values only), and CVPT. Every configuration
+is measured in the same run: warm-up, then ``--repeats`` rounds in which
+each configuration takes one training step (the fastest of ``--best-of``
+back to back), then each one inference pass, in an order rotated every
+round; the table reports medians over the rounds. FLOPs are counted, and compared with the multiply-add
 formulas of docs/performance.md (``*_macs`` below). Writes ``benchmark.md``,
 ``benchmark.csv`` (the table), ``benchmark_raw.csv`` (every timed run) and
 ``benchmark.png`` (cost against P) to ``--out``.
@@ -19,6 +19,7 @@ Example (the run in docs/performance.md)::
 
     python tools/analysis/benchmark.py --sizes 224 512 \\
         --prompts 0 1 10 50 100 200 --prompts-for 512=0,200 \\
+        --methods vpt_reference vpt cvpt \\
         --batch 2 --repeats 10 --repeats-for 512=6 --best-of 2 \\
         --device cpu --out work_dirs/benchmark
 """
@@ -195,6 +196,12 @@ PROMPT_METHODS = [key for key in METHODS if key != 'frozen']
 
 DEFINITIONS = """\
 Definitions
+- methods: "VPT-deep (reference form)" runs every block on the whole
+  sequence [cls, P, patches], as published; "VPT-deep" is VPTViT's default
+  (prompt_form='auto'), the same outputs with the image tokens attending to
+  the prompts as keys and values only (no prompt queries, no MLP on the
+  prompts); "CVPT" at its defaults (cross-attention after self-attention,
+  the blocks' own frozen weights).
 - train step: forward + backward of loss = sum of the means of the 4 output
   feature maps (layers 3, 6, 9, 12), gradients to the prompts only (the ViT
   is frozen and in eval mode, prompt dropout 0.1 active); no optimiser step.
@@ -204,8 +211,8 @@ Definitions
   leaf that requires grad): the gradient through all 12 frozen blocks, no
   weight gradients. Layer-1 prompts of any deep-prompt method need exactly
   this backward pass.
-- inference: forward in eval mode under torch.no_grad() (CVPT's cached prompt
-  keys/values in place, as in deployment).
+- inference: forward in eval mode under torch.no_grad() (the cached prompt
+  keys / values of CVPT and VPT-deep in place, as in deployment).
 - time: median over the timed rounds, in ms per step of the whole batch; in
   each round a configuration's time is the fastest of --best-of steps
   taken back to back (a short disturbance then spoils one, not the round);
@@ -224,7 +231,8 @@ Definitions
   weights and inputs are not included. Measured once (deterministic).
 - GFLOPs: torch.utils.flop_counter's formulas summed over the ops run
   (matrix products and attention; 1 multiply-add = 2 FLOPs; element-wise
-  ops not counted), per step of the whole batch.
+  ops not counted), per step of the whole batch; "FLOPs counted / formula"
+  compares them with the multiply-add formulas of docs/performance.md.
 - trainable: parameters with requires_grad (prompts)."""
 # The issues' targets: issue -> (size, P, metric, numerator, denominator,
 # bound, strict). Issue 5 measured VPT-deep in its reference form.

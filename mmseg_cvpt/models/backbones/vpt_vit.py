@@ -72,7 +72,8 @@ class VPTViT(PromptCacheMixin, PromptedVisionTransformer):
     that a block which drops out (in train mode with a positive dropout or
     drop-path rate: only with ``frozen_eval=False`` or trainable blocks)
     would draw its masks over other tokens, so it keeps the reference form.
-    Prompt dropout acts on the prompts before either form.
+    Prompt dropout acts on the prompts before either form, and prompts from
+    any provider (``prompt_cfg``) get the fast form alike.
 
     Args:
         prompt_form (str): 'auto' (the form above wherever it gives the same
