@@ -16,14 +16,20 @@ def benchmark_tool():
     return load_tool('analysis/benchmark.py')
 
 
-@pytest.fixture(scope='module')
-def costs(benchmark_tool):
-    """untimed_costs of the frozen ViT and of CVPT, by method."""
-    cases = benchmark_tool.build_cases(SIZE, [PROMPTS], torch.device('cpu'),
+def measured_costs(benchmark_tool, prompts):
+    """untimed_costs of every configuration, by (method, P)."""
+    cases = benchmark_tool.build_cases(SIZE, prompts, torch.device('cpu'),
                                        ARCH)
     images = torch.randn(BATCH, 3, SIZE, SIZE)
-    return {case.config.method: benchmark_tool.untimed_costs(case, images)
-            for case in cases}
+    return {(case.config.method, case.config.prompts):
+            benchmark_tool.untimed_costs(case, images) for case in cases}
+
+
+@pytest.fixture(scope='module')
+def costs(benchmark_tool):
+    """untimed_costs at P = PROMPTS, by method."""
+    return {method: cost for (method, _), cost in
+            measured_costs(benchmark_tool, [PROMPTS]).items()}
 
 
 def test_cvpt_inference_flops_are_the_folded_cross_attention(costs):
@@ -37,13 +43,34 @@ def test_cvpt_inference_flops_are_the_folded_cross_attention(costs):
     assert extra * 1e9 == pytest.approx(LAYERS * per_layer, rel=1e-9)
 
 
-def test_trainable_parameters_are_the_prompts(costs):
+def test_trainable_parameters_are_the_prompts(benchmark_tool, costs):
     assert costs['frozen']['trainable'] == 0
-    assert costs['vpt']['trainable'] == LAYERS * PROMPTS * DIMS
-    assert costs['cvpt']['trainable'] == LAYERS * PROMPTS * DIMS
+    for method in benchmark_tool.PROMPT_METHODS:
+        assert costs[method]['trainable'] == LAYERS * PROMPTS * DIMS
 
 
 def test_vpt_inference_flops_grow_with_the_sequence(costs):
-    """VPT-deep runs the same blocks on m more tokens per image."""
-    assert costs['vpt']['infer_gflops'] > costs['frozen']['infer_gflops']
-    assert costs['vpt']['infer_peak_mib'] > costs['frozen']['infer_peak_mib']
+    """VPT-deep's reference form runs the same blocks on m more tokens per
+    image."""
+    reference, frozen = costs['vpt_reference'], costs['frozen']
+    assert reference['infer_gflops'] > frozen['infer_gflops']
+    assert reference['infer_peak_mib'] > frozen['infer_peak_mib']
+
+
+def test_fast_vpt_costs_less_than_its_reference_form(costs):
+    fast, reference = costs['vpt'], costs['vpt_reference']
+    for key in ('train_gflops', 'infer_gflops', 'train_peak_mib'):
+        assert fast[key] < reference[key]
+
+
+def test_counted_flops_are_the_formulas(benchmark_tool):
+    """Every method's train step and inference FLOPs are its multiply-add
+    formula's (docs/performance.md), exactly. CVPT: folded (P=4),
+    unfolded in training and folded in inference (P=8), unfolded (P=40)."""
+    for (method, prompts), cost in measured_costs(benchmark_tool,
+                                                  [4, 8, 40]).items():
+        config = benchmark_tool.Config(SIZE, method, prompts)
+        formula = benchmark_tool.formula_gflops(config, ARCH, BATCH)
+        for key in ('train_gflops', 'infer_gflops'):
+            assert cost[key] == pytest.approx(formula[f'{key}_formula'],
+                                              rel=1e-9), (method, prompts)

@@ -1,15 +1,16 @@
-"""The fast attention paths against the plain equations, and CVPT's cache."""
+"""The fast attention paths against the plain equations, and the prompt
+caches of CVPT and of fast VPT."""
 import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 from mmseg.registry import MODELS
 from torch import nn
 
 import mmseg_cvpt  # noqa: F401  (registers the backbones)
 from mmseg_cvpt.models import attention
-from mmseg_cvpt.models.backbones import cvpt_vit
+from mmseg_cvpt.models.backbones import cvpt_vit, vpt_vit
+from test_backbones import layer_norm, mlp as block_mlp, sa as block_sa
 
 TOL = 1e-4
 DIMS, HEADS = 48, 4  # folding pays below m = D / (H - 1) = 16 (eval)
@@ -27,10 +28,10 @@ def random_mha(seed=0):
     return mha.eval()
 
 
-def build(**kwargs):
+def build(type_='CVPTViT', **kwargs):
     torch.manual_seed(0)
     # _scope_: other test files may leave another default scope behind
-    cfg = dict(TINY, type='CVPTViT', _scope_='mmseg', prompt_dropout=0.)
+    cfg = dict(TINY, type=type_, _scope_='mmseg', prompt_dropout=0.)
     cfg.update(kwargs)
     model = MODELS.build(cfg)
     model.init_weights()
@@ -58,27 +59,48 @@ def plain_attention(mha, queries_from, keys_from):
     return torch.cat(outs, -1) @ mha.out_proj.weight.T + mha.out_proj.bias
 
 
-def layer_norm(norm, x):
-    return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias,
-                        norm.eps)
+def plain_outputs(model, x, index, num_patches, outs):
+    """Final norm after the last layer; the patches of the output layers."""
+    if index == len(model.layers) - 1:
+        x = layer_norm(model.ln1, x)
+    if index in model.out_indices:
+        outs.append(x[:, x.shape[1] - num_patches:])
+    return x
+
+
+def plain_vpt(model, images, prompts=None):
+    """VPT at any depth, from the paper's sequence equations: the prompts
+    of layer i < k enter after the class token, replacing layer i - 1's
+    prompt outputs; ``prompts`` defaults to the model's (no dropout)."""
+    prompts = model.prompts() if prompts is None else prompts
+    x, (height, width) = model.embed(images)
+    num_prefix, num_prompts = int(model.with_cls_token), model.num_prompts
+    outs = []
+    for i, layer in enumerate(model.layers):
+        if i < len(prompts):
+            rest = x[:, num_prefix + (num_prompts if i else 0):]
+            x = torch.cat((x[:, :num_prefix],
+                           prompts[i].expand(len(x), -1, -1), rest), dim=1)
+        x = x + block_sa(layer, x)
+        x = x + block_mlp(layer, layer_norm(layer.ln2, x))
+        x = plain_outputs(model, x, i, height * width, outs)
+    return outs
 
 
 def plain_cvpt(model, images):
     """CVPT at any ca_position, from the paper's block equations."""
-    x, _ = model.embed(images)
+    x, (height, width) = model.embed(images)
     outs = []
     for i, layer in enumerate(model.layers):
-        fc1, fc2 = layer.ffn.layers[0][0], layer.ffn.layers[1]
 
         def ca(t):
             return plain_attention(layer.attn.attn, t, model.prompts()[i])
 
         def sa(t):
-            h = layer_norm(layer.ln1, t)
-            return plain_attention(layer.attn.attn, h, h)
+            return block_sa(layer, t)
 
         def mlp(h):
-            return F.gelu(h @ fc1.weight.T + fc1.bias) @ fc2.weight.T + fc2.bias
+            return block_mlp(layer, h)
 
         def mlp_res(t):
             return t + mlp(layer_norm(layer.ln2, t))
@@ -98,10 +120,7 @@ def plain_cvpt(model, images):
         else:
             x = mlp_res(x + sa(x))
             x = x + ca(x)
-        if i == len(model.layers) - 1:
-            x = layer_norm(model.ln1, x)
-        if i in model.out_indices:
-            outs.append(x[:, 1:])
+        x = plain_outputs(model, x, i, height * width, outs)
     return outs
 
 
@@ -256,17 +275,30 @@ class Counter:
 
 @pytest.fixture
 def projections(monkeypatch):
-    """Counts the prompt projections CVPTViT computes (either form)."""
-    counters = {name: Counter(getattr(cvpt_vit, name))
-                for name in ('fold_prompts', 'prompt_keys_values')}
-    for name, counter in counters.items():
-        monkeypatch.setattr(cvpt_vit, name, counter)
-    return lambda: sum(c.calls for c in counters.values())
+    """Counts the prompt projections CVPTViT (either form) and VPTViT
+    (its fast form) compute."""
+    counters = []
+    for module, name in ((cvpt_vit, 'fold_prompts'),
+                         (cvpt_vit, 'prompt_keys_values'),
+                         (vpt_vit, 'prompt_keys_values')):
+        counters.append(Counter(getattr(module, name)))
+        monkeypatch.setattr(module, name, counters[-1])
+    return lambda: sum(c.calls for c in counters)
+
+
+# Both backbones cache their prompts' side in eval mode (..prompt_cache).
+PLAIN = {'CVPTViT': plain_cvpt, 'VPTViT': plain_vpt}
+
+
+@pytest.fixture(params=list(PLAIN))
+def backbone(request):
+    return request.param
 
 
 @pytest.mark.parametrize('num_prompts', [2, 40])
-def test_eval_cache_is_hit_and_holds_no_graph(projections, num_prompts):
-    model = build(num_prompts=num_prompts)
+def test_eval_cache_is_hit_and_holds_no_graph(projections, backbone,
+                                              num_prompts):
+    model = build(backbone, num_prompts=num_prompts)
     images = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         first = model(images)
@@ -279,8 +311,8 @@ def test_eval_cache_is_hit_and_holds_no_graph(projections, num_prompts):
         assert not any(t.requires_grad for t in operands if t is not None)
 
 
-def test_train_invalidates_cache(projections):
-    model = build(num_prompts=4)
+def test_train_invalidates_cache(projections, backbone):
+    model = build(backbone, num_prompts=4)
     images = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         model(images)
@@ -292,9 +324,9 @@ def test_train_invalidates_cache(projections):
     assert projections() == 9
 
 
-def test_load_state_dict_invalidates_cache(projections):
-    model = build(num_prompts=4)
-    other = build(num_prompts=4)
+def test_load_state_dict_invalidates_cache(projections, backbone):
+    model = build(backbone, num_prompts=4)
+    other = build(backbone, num_prompts=4)
     with torch.no_grad():
         other.prompts.tokens.normal_()
     images = torch.randn(1, 3, 32, 32)
@@ -309,8 +341,8 @@ def test_load_state_dict_invalidates_cache(projections):
 
 
 @pytest.mark.parametrize('num_prompts', [2, 40])
-def test_optimiser_step_invalidates_cache(num_prompts):
-    model = build(num_prompts=num_prompts)
+def test_optimiser_step_invalidates_cache(backbone, num_prompts):
+    model = build(backbone, num_prompts=num_prompts)
     optimiser = torch.optim.Adam(
         [p for p in model.parameters() if p.requires_grad], lr=0.5)
     images = torch.randn(2, 3, 32, 32)
@@ -323,13 +355,13 @@ def test_optimiser_step_invalidates_cache(num_prompts):
     optimiser.step()
     with torch.no_grad():
         after = model(images)
-        expected = plain_cvpt(model, images)
+        expected = PLAIN[backbone](model, images)
     assert max_diff(before, expected) > 1e-3
     assert max_diff(after, expected) < TOL
 
 
-def test_cache_skipped_when_gradients_flow_to_prompts(projections):
-    model = build(num_prompts=4)
+def test_cache_skipped_when_gradients_flow_to_prompts(projections, backbone):
+    model = build(backbone, num_prompts=4)
     images = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         model(images)
@@ -339,11 +371,12 @@ def test_cache_skipped_when_gradients_flow_to_prompts(projections):
 
 
 @pytest.mark.parametrize('num_prompts', [2, 40])
-def test_checkpointing_gives_the_same_gradients(num_prompts):
+def test_checkpointing_gives_the_same_gradients(backbone, num_prompts):
     images = torch.randn(2, 3, 32, 32)
     grads = []
     for with_cp in (False, True):
-        model = build(num_prompts=num_prompts, with_cp=with_cp).train()
+        model = build(backbone, num_prompts=num_prompts,
+                      with_cp=with_cp).train()
         assert model.layers[0].with_cp == with_cp
         loss = sum(out.pow(2).mean() for out in model(images))
         loss.backward()

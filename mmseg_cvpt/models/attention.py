@@ -8,6 +8,11 @@ parameters (nothing is copied) and run
 
     Attn(Q, K, V) = concat_h softmax(Q_h K_h^T / sqrt(d)) V_h  W_o^T + b_o
 
+``self_attention_with_prompts`` is the self-attention of tokens x whose keys
+and values also include m prompts' (VPT's prompts as seen by the image
+tokens), the prompts' keys and values computed once for the whole batch
+(``prompt_keys_values``).
+
 Cross-attention to m prompts (keys and values shared by the whole batch)
 comes in two exact forms:
 
@@ -72,20 +77,49 @@ def query_key_vectors(mha: nn.MultiheadAttention, x: Tensor) -> Tensor:
                                                    mha.embed_dim]
 
 
-def self_attention(mha: nn.MultiheadAttention, x: Tensor) -> Tensor:
-    """Self-attention of x (B, N, D): Q, K, V = x [W_q; W_k; W_v]^T + b.
+def _packed_qkv(mha: nn.MultiheadAttention,
+                x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """Q, K, V = x [W_q; W_k; W_v]^T + b for x (B, N, D), each (B, H, N, d).
 
-    One packed projection; the heads are strided views of it (no copies),
-    and SDPA's output is already laid out as (B, N, H, d).
+    One packed projection; the heads are strided views of it (no copies).
     """
     batch, num_tokens, dims = x.shape
     qkv = F.linear(x, mha.in_proj_weight, mha.in_proj_bias)
     qkv = qkv.reshape(batch, num_tokens, 3, mha.num_heads,
                       dims // mha.num_heads).permute(2, 0, 3, 1, 4)
-    q, k, v = qkv.unbind(0)
+    return qkv.unbind(0)
+
+
+def _attend(mha: nn.MultiheadAttention, q: Tensor, k: Tensor,
+            v: Tensor) -> Tensor:
+    """SDPA of per-head (B, H, N, d) queries, keys and values, then W_o, b_o;
+    SDPA's output is already laid out as (B, N, H, d)."""
     out = F.scaled_dot_product_attention(
         q, k, v, dropout_p=_dropout_p(mha))
     return mha.out_proj(merge_heads(out))
+
+
+def self_attention(mha: nn.MultiheadAttention, x: Tensor) -> Tensor:
+    """Self-attention of x (B, N, D): Q, K, V = x [W_q; W_k; W_v]^T + b."""
+    return _attend(mha, *_packed_qkv(mha, x))
+
+
+def self_attention_with_prompts(mha: nn.MultiheadAttention, x: Tensor,
+                                keys: Tensor, values: Tensor) -> Tensor:
+    """Self-attention of x (B, N, D) that also attends to prompts, given by
+    their keys and values (H, m, d), shared by the batch:
+
+        concat_h softmax(Q_h [K_h; K^P_h]^T / sqrt(d)) [V_h; V^P_h] W_o^T + b_o
+
+    Q, K, V from x as in ``self_attention``. These are the rows of x in the
+    self-attention of the sequence [x; P] (the order of the keys does not
+    change a softmax); the prompts' own queries are not computed.
+    """
+    q, k, v = _packed_qkv(mha, x)
+    batch = x.shape[0]
+    k = torch.cat((k, keys.expand(batch, -1, -1, -1)), dim=2)
+    v = torch.cat((v, values.expand(batch, -1, -1, -1)), dim=2)
+    return _attend(mha, q, k, v)
 
 
 # ---- cross-attention to prompts, unfolded ----------------------------------

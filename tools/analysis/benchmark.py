@@ -1,12 +1,17 @@
-"""Cost of the frozen ViT, VPT-deep and CVPT against the number of prompts P.
+"""Cost of the frozen ViT and the prompt methods against the number of
+prompts P.
 
 ViT-B/16 (mmseg layout, random weights: costs do not depend on the values)
-at each input size; P = 0 is the frozen ViT (VPT and CVPT with no prompts are
-the same network). Every configuration is measured in the same run:
-warm-up, then ``--repeats`` rounds in which each configuration takes one
-training step (the fastest of ``--best-of`` back to back), then each one
-inference pass, in an order rotated every round; the table reports medians
-over the rounds. Writes ``benchmark.md``,
+at each input size; P = 0 is the frozen ViT (every method with no prompts is
+the same network). The methods are the rows of ``METHODS`` (a label, a
+backbone config and a multiply-add formula each): VPT-deep in its reference
+form (every prompted layer on the whole sequence, as published) and in its
+fast form (prompts as keys and values only), and CVPT. Every configuration
+is measured in the same run: warm-up, then ``--repeats`` rounds in which
+each configuration takes one training step (the fastest of ``--best-of``
+back to back), then each one inference pass, in an order rotated every
+round; the table reports medians over the rounds. FLOPs are counted, and compared with the multiply-add
+formulas of docs/performance.md (``*_macs`` below). Writes ``benchmark.md``,
 ``benchmark.csv`` (the table), ``benchmark_raw.csv`` (every timed run) and
 ``benchmark.png`` (cost against P) to ``--out``.
 
@@ -14,6 +19,7 @@ Example (the run in docs/performance.md)::
 
     python tools/analysis/benchmark.py --sizes 224 512 \\
         --prompts 0 1 10 50 100 200 --prompts-for 512=0,200 \\
+        --methods vpt_reference vpt cvpt \\
         --batch 2 --repeats 10 --repeats-for 512=6 --best-of 2 \\
         --device cpu --out work_dirs/benchmark
 """
@@ -29,6 +35,7 @@ import weakref
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
@@ -42,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from mmseg.registry import MODELS  # noqa: E402
 
 import mmseg_cvpt  # noqa: E402,F401  (registers the backbones)
+from mmseg_cvpt.models.attention import prefer_folded  # noqa: E402
 
 VIT_B16 = dict(
     patch_size=16,
@@ -51,10 +59,149 @@ VIT_B16 = dict(
     mlp_ratio=4,
     out_indices=(2, 5, 8, 11),
     final_norm=True)
-METHODS = {'frozen': 'frozen ViT', 'vpt': 'VPT-deep', 'cvpt': 'CVPT'}
+
+
+# ---- multiply-add formulas (docs/performance.md) ---------------------------
+@dataclass(frozen=True)
+class Shape:
+    """What the multiply-add counts depend on."""
+    batch: int  # B
+    patches: int  # n
+    prompts: int  # m
+    dims: int  # D
+    heads: int  # H
+    layers: int  # L
+    mlp_ratio: int  # r
+    patch_size: int  # p
+
+    @property
+    def tokens(self) -> int:
+        """N: the class token and the patches."""
+        return self.patches + 1
+
+
+def shape_of(arch: dict, size: int, prompts: int, batch: int) -> Shape:
+    return Shape(batch, (size // arch['patch_size'])**2, prompts,
+                 arch['embed_dims'], arch['num_heads'], arch['num_layers'],
+                 arch['mlp_ratio'], arch['patch_size'])
+
+
+def block_forward(s: Shape, queries: int, keys: int) -> int:
+    """A block on one image: W_q, W_k, W_v, W_o and the MLP on its T query
+    tokens, (4 + 2 r) T D^2, and attention to S keys, 2 T S D."""
+    projections = (4 + 2 * s.mlp_ratio) * queries * s.dims**2
+    return projections + 2 * queries * keys * s.dims
+
+
+def block_backward(s: Shape, queries: int, keys: int) -> int:
+    """Its gradient to the input tokens (frozen weights: no weight
+    gradients): the same (4 + 2 r) T D^2, and SDPA's backward 5 T S D (the
+    scores recomputed, then the gradients of A, V, Q and K)."""
+    projections = (4 + 2 * s.mlp_ratio) * queries * s.dims**2
+    return projections + 5 * queries * keys * s.dims
+
+
+def embedding(s: Shape) -> int:
+    """The patch embedding, a p x p convolution: B n 3 p^2 D."""
+    return s.batch * s.patches * 3 * s.patch_size**2 * s.dims
+
+
+def sequence_macs(s: Shape, tokens: int) -> Tuple[int, int]:
+    """(train step, inference) of the blocks on ``tokens`` tokens per image,
+    the train step's backward reaching layer 1's input."""
+    blocks = s.batch * s.layers
+    infer = embedding(s) + blocks * block_forward(s, tokens, tokens)
+    return infer + blocks * block_backward(s, tokens, tokens), infer
+
+
+def frozen_macs(s: Shape) -> Tuple[int, int]:
+    return sequence_macs(s, s.tokens)
+
+
+def vpt_reference_macs(s: Shape) -> Tuple[int, int]:
+    """Every block on [cls, P, patches], N + m tokens."""
+    return sequence_macs(s, s.tokens + s.prompts)
+
+
+def vpt_macs(s: Shape) -> Tuple[int, int]:
+    """Fast VPT-deep: N queries attend to N + m keys. The prompts' keys and
+    values, 2 m D^2 a layer, once per step (cached for inference) and as
+    much again for their gradient; layer 1's W_q, W_k, W_v need no gradient
+    to their input (the embeddings need none)."""
+    num, keys, blocks = s.tokens, s.tokens + s.prompts, s.batch * s.layers
+    prompt_side = 2 * s.prompts * s.dims**2
+    infer = embedding(s) + blocks * block_forward(s, num, keys)
+    backward = (blocks * block_backward(s, num, keys)
+                - s.batch * 3 * num * s.dims**2)
+    return infer + backward + 2 * s.layers * prompt_side, infer
+
+
+def cvpt_macs(s: Shape) -> Tuple[int, int]:
+    return cvpt_step_macs(s, with_grad=True), cvpt_step_macs(s, False)
+
+
+def cvpt_step_macs(s: Shape, with_grad: bool) -> int:
+    """CVPT at position 3 with shared weights, in the form (folded or not)
+    that ``prefer_folded`` picks. Per image and layer, N tokens:
+
+    * folded: x M and A U, 2 N H m D forward, 4 N H m D backward (gradients
+      of x, M, A and U; at layer 1 x needs none); folding 4 m D^2 + m D;
+    * unfolded: W_q, W_o and attention to m keys, 2 N D^2 + 2 N m D
+      forward, 2 N D^2 + 5 N m D backward (at layer 1 W_q's input needs
+      none); the prompts' keys and values 2 m D^2.
+
+    The prompts' side is computed once per step and differentiated (as much
+    again); inference uses the cached one. Layer 1's self-attention needs
+    no gradient (its input needs none).
+    """
+    mha = SimpleNamespace(embed_dim=s.dims, num_heads=s.heads)
+    num, m, dims = s.tokens, s.prompts, s.dims
+    if prefer_folded(mha, m, with_grad):
+        forward = 2 * num * s.heads * m * dims
+        backward = 4 * num * s.heads * m * dims
+        layer1_without = num * s.heads * m * dims
+        prompt_side = 4 * m * dims**2 + m * dims
+    else:
+        forward = 2 * num * dims**2 + 2 * num * m * dims
+        backward = 2 * num * dims**2 + 5 * num * m * dims
+        layer1_without = num * dims**2
+        prompt_side = 2 * m * dims**2
+    train, infer = frozen_macs(s)
+    blocks = s.batch * s.layers
+    if not with_grad:
+        return infer + blocks * forward
+    layer1_attention = 4 * num * dims**2 + 5 * num**2 * dims
+    return (train + blocks * (forward + backward)
+            - s.batch * (layer1_attention + layer1_without)
+            + 2 * s.layers * prompt_side)
+
+
+# ---- the methods ----------------------------------------------------------
+@dataclass(frozen=True)
+class Method:
+    label: str
+    backbone: dict  # the backbone's config, less the architecture
+    macs: Callable[[Shape], Tuple[int, int]]  # (train step, inference)
+
+
+METHODS = {
+    'frozen': Method('frozen ViT', dict(type='VPTViT'), frozen_macs),
+    'vpt_reference': Method('VPT-deep (reference form)',
+                            dict(type='VPTViT', prompt_form='reference'),
+                            vpt_reference_macs),
+    'vpt': Method('VPT-deep', dict(type='VPTViT'), vpt_macs),
+    'cvpt': Method('CVPT', dict(type='CVPTViT'), cvpt_macs),
+}
+PROMPT_METHODS = [key for key in METHODS if key != 'frozen']
 
 DEFINITIONS = """\
 Definitions
+- methods: "VPT-deep (reference form)" runs every block on the whole
+  sequence [cls, P, patches], as published; "VPT-deep" is VPTViT's default
+  (prompt_form='auto'), the same outputs with the image tokens attending to
+  the prompts as keys and values only (no prompt queries, no MLP on the
+  prompts); "CVPT" at its defaults (cross-attention after self-attention,
+  the blocks' own frozen weights).
 - train step: forward + backward of loss = sum of the means of the 4 output
   feature maps (layers 3, 6, 9, 12), gradients to the prompts only (the ViT
   is frozen and in eval mode, prompt dropout 0.1 active); no optimiser step.
@@ -64,8 +211,8 @@ Definitions
   leaf that requires grad): the gradient through all 12 frozen blocks, no
   weight gradients. Layer-1 prompts of any deep-prompt method need exactly
   this backward pass.
-- inference: forward in eval mode under torch.no_grad() (CVPT's cached prompt
-  keys/values in place, as in deployment).
+- inference: forward in eval mode under torch.no_grad() (the cached prompt
+  keys / values of CVPT and VPT-deep in place, as in deployment).
 - time: median over the timed rounds, in ms per step of the whole batch; in
   each round a configuration's time is the fastest of --best-of steps
   taken back to back (a short disturbance then spoils one, not the round);
@@ -84,29 +231,40 @@ Definitions
   weights and inputs are not included. Measured once (deterministic).
 - GFLOPs: torch.utils.flop_counter's formulas summed over the ops run
   (matrix products and attention; 1 multiply-add = 2 FLOPs; element-wise
-  ops not counted), per step of the whole batch.
+  ops not counted), per step of the whole batch; "FLOPs counted / formula"
+  compares them with the multiply-add formulas of docs/performance.md.
 - trainable: parameters with requires_grad (prompts)."""
-# Issue 5's targets: (size, P, metric, numerator, denominator, bound, strict)
-TARGETS = [
-    (512, 200, 'train_ms', 'cvpt', 'vpt', 0.95, False),
-    (224, 200, 'train_ms', 'cvpt', 'vpt', 0.65, False),
-    (224, 10, 'train_ms', 'cvpt', 'frozen', 1.10, False),
-    (224, 10, 'infer_ms', 'cvpt', 'frozen', 1.05, False),
-    (512, 200, 'infer_ms', 'cvpt', 'frozen', 1.25, False),
-    (224, 200, 'train_peak_mib', 'cvpt', 'vpt', 1.0, True),
-    (512, 200, 'train_peak_mib', 'cvpt', 'vpt', 1.0, True),
-]
+# The issues' targets: issue -> (size, P, metric, numerator, denominator,
+# bound, strict). Issue 5 measured VPT-deep in its reference form.
+TARGETS = {
+    5: [
+        (512, 200, 'train_ms', 'cvpt', 'vpt_reference', 0.95, False),
+        (224, 200, 'train_ms', 'cvpt', 'vpt_reference', 0.65, False),
+        (224, 10, 'train_ms', 'cvpt', 'frozen', 1.10, False),
+        (224, 10, 'infer_ms', 'cvpt', 'frozen', 1.05, False),
+        (512, 200, 'infer_ms', 'cvpt', 'frozen', 1.25, False),
+        (224, 200, 'train_peak_mib', 'cvpt', 'vpt_reference', 1.0, True),
+        (512, 200, 'train_peak_mib', 'cvpt', 'vpt_reference', 1.0, True),
+    ],
+    15: [
+        (224, 200, 'train_ms', 'vpt', 'vpt_reference', 0.60, False),
+        (224, 200, 'train_ms', 'vpt', 'cvpt', 1.0, False),
+        (512, 200, 'train_ms', 'vpt', 'vpt_reference', 0.95, False),
+        (224, 200, 'train_peak_mib', 'vpt', 'vpt_reference', 1.0, True),
+        (512, 200, 'train_peak_mib', 'vpt', 'vpt_reference', 1.0, True),
+    ],
+}
 
 
 @dataclass(frozen=True)
 class Config:
     size: int
-    method: str  # 'frozen' | 'vpt' | 'cvpt'
+    method: str  # a key of METHODS
     prompts: int
 
     @property
     def label(self) -> str:
-        return f'{self.size}px {METHODS[self.method]} P={self.prompts}'
+        return f'{self.size}px {METHODS[self.method].label} P={self.prompts}'
 
 
 # ---- arguments --------------------------------------------------------------
@@ -156,8 +314,8 @@ def prompt_list(text: str) -> List[int]:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description='Time / memory / FLOPs of frozen ViT-B/16, VPT-deep and '
-        'CVPT against the number of prompts.',
+        description='Time / memory / FLOPs of frozen ViT-B/16 and prompt '
+        'methods against the number of prompts.',
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=DEFINITIONS)
     parser.add_argument('--sizes', type=image_size, nargs='+',
@@ -168,6 +326,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--prompts-for', type=size_override(prompt_list),
                         nargs='*', default=[], metavar='SIZE=P,P,...',
                         help='other prompt counts for one size')
+    parser.add_argument('--methods', nargs='+', choices=PROMPT_METHODS,
+                        default=PROMPT_METHODS,
+                        help='the methods besides the frozen ViT: ' +
+                        ', '.join(f'{key} = {METHODS[key].label}'
+                                  for key in PROMPT_METHODS))
     parser.add_argument('--batch', type=positive_int, default=2)
     parser.add_argument('--repeats', type=positive_int, default=5,
                         help='timed rounds')
@@ -215,21 +378,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def configs_of(size: int, prompt_counts: List[int]) -> List[Config]:
-    """The frozen ViT (always: it is the reference) and VPT / CVPT at P > 0."""
+def configs_of(size: int, prompt_counts: List[int],
+               methods: List[str] = PROMPT_METHODS) -> List[Config]:
+    """The frozen ViT (always: it is the reference) and the methods at
+    P > 0."""
     configs = [Config(size, 'frozen', 0)]
     for prompts in sorted(set(prompt_counts) - {0}):
-        configs += [Config(size, 'vpt', prompts),
-                    Config(size, 'cvpt', prompts)]
+        configs += [Config(size, method, prompts) for method in methods]
     return configs
 
 
 # ---- models -----------------------------------------------------------------
 def build(config: Config, arch: dict) -> nn.Module:
-    backbone = 'CVPTViT' if config.method == 'cvpt' else 'VPTViT'
     return MODELS.build(
-        dict(type=backbone, img_size=config.size, num_prompts=config.prompts,
-             **arch))
+        dict(METHODS[config.method].backbone, img_size=config.size,
+             num_prompts=config.prompts, **arch))
 
 
 def share_frozen_weights(model: nn.Module, reference: nn.Module) -> None:
@@ -259,11 +422,12 @@ class Case:
 
 
 def build_cases(size: int, prompt_counts: List[int], device: torch.device,
-                arch: dict = VIT_B16) -> List[Case]:
+                arch: dict = VIT_B16,
+                methods: List[str] = PROMPT_METHODS) -> List[Case]:
     torch.manual_seed(0)
     reference = build(Config(size, 'frozen', 0), arch).to(device)
     cases = []
-    for config in configs_of(size, prompt_counts):
+    for config in configs_of(size, prompt_counts, methods):
         models = []
         for mode in (True, False):
             torch.manual_seed(config.prompts)
@@ -459,18 +623,28 @@ def untimed_costs(case: Case, images: torch.Tensor) -> dict:
         infer_peak_mib=peak_memory(inference))
 
 
+def formula_gflops(config: Config, arch: dict, batch: int) -> dict:
+    """The multiply-add formulas' FLOPs (2 a multiply-add), in GFLOPs."""
+    train, infer = METHODS[config.method].macs(
+        shape_of(arch, config.size, config.prompts, batch))
+    return dict(train_gflops_formula=2 * train / 1e9,
+                infer_gflops_formula=2 * infer / 1e9)
+
+
 def measure_size(size: int, prompt_counts: List[int], args,
                  raw: List[dict]) -> List[dict]:
     """All configurations of one input size: one row each."""
-    cases = build_cases(size, prompt_counts, args.device)
+    cases = build_cases(size, prompt_counts, args.device,
+                        methods=args.methods)
     images = torch.randn(args.batch, 3, size, size, device=args.device)
     rows = {}
     for case in cases:  # warm-up, FLOPs and memory, untimed
         rows[case.config] = dict(
             size=size,
-            method=METHODS[case.config.method],
+            method=METHODS[case.config.method].label,
             prompts=case.config.prompts,
-            **untimed_costs(case, images))
+            **untimed_costs(case, images),
+            **formula_gflops(case.config, VIT_B16, args.batch))
         print(f'  warmed up {case.config.label}', flush=True)
     repeats = dict(args.repeats_for).get(size, args.repeats)
     times: Dict[Tuple[Config, str], List[float]] = {}
@@ -489,7 +663,8 @@ def measure_size(size: int, prompt_counts: List[int], args,
                     seconds(run, args.device, args.clock, args.max_others)
                     for _ in range(args.best_of))
                 times.setdefault((case.config, kind), []).append(1e3 * elapsed)
-                raw.append(dict(size=size, method=METHODS[case.config.method],
+                raw.append(dict(size=size,
+                                method=METHODS[case.config.method].label,
                                 prompts=case.config.prompts, round=round_,
                                 step=kind[:-3], ms=round(1e3 * elapsed, 2),
                                 others_cpu_share=round(others, 3)))
@@ -544,22 +719,23 @@ def paired_ratio(raw: List[dict], numerator: Tuple, denominator: Tuple,
                              per_round[denominator][r] for r in rounds)
 
 
-def check_targets(rows: List[dict], raw: List[dict]) -> List[str]:
+def check_targets(rows: List[dict], raw: List[dict], issue: int) -> List[str]:
     """The issue's targets that this run measured: ratio of the medians
     (the target's measure) and, as a check on noise, the median of the
     ratios within each round."""
     by_key = {(r['size'], r['method'], r['prompts']): r for r in rows}
     lines = []
-    for size, prompts, metric, num, den, bound, strict in TARGETS:
-        num_key = (size, METHODS[num], prompts)
-        den_key = (size, METHODS[den], 0 if den == 'frozen' else prompts)
+    for size, prompts, metric, num, den, bound, strict in TARGETS[issue]:
+        num_label, den_label = METHODS[num].label, METHODS[den].label
+        num_key = (size, num_label, prompts)
+        den_key = (size, den_label, 0 if den == 'frozen' else prompts)
         if num_key not in by_key or den_key not in by_key:
             continue
         ratio = by_key[num_key][metric] / by_key[den_key][metric]
         holds = ratio < bound if strict else ratio <= bound
         floor = ' (floor)' if (den, metric) == ('frozen', 'train_ms') else ''
-        line = (f'- {size}x{size}, P={prompts}: {METHODS[num]} {metric} / '
-                f'{METHODS[den]}{floor} = '
+        line = (f'- {size}x{size}, P={prompts}: {num_label} {metric} / '
+                f'{den_label}{floor} = '
                 f'{ratio:.3f} (target {"<" if strict else "<="} {bound}): '
                 f'{"holds" if holds else "FAILS"}')
         if metric.endswith('_ms'):
@@ -567,6 +743,19 @@ def check_targets(rows: List[dict], raw: List[dict]) -> List[str]:
             line += f'; per-round paired ratio {paired:.3f}'
         lines.append(line)
     return lines
+
+
+def formula_agreement(rows: List[dict]) -> str:
+    """Counted FLOPs against the multiply-add formulas, row by row."""
+    lines = ['FLOPs counted / formula (docs/performance.md):', '',
+             '| size | method | P | train | inference |',
+             '|---|---|---|---|---|']
+    for row in rows:
+        lines.append(
+            f"| {row['size']} | {row['method']} | {row['prompts']} | "
+            f"{row['train_gflops'] / row['train_gflops_formula']:.4f} | "
+            f"{row['infer_gflops'] / row['infer_gflops_formula']:.4f} |")
+    return '\n'.join(lines)
 
 
 def machine() -> str:
@@ -597,6 +786,10 @@ def plot(rows: List[dict], path: Path) -> Optional[str]:
     except ImportError:
         return ('matplotlib is not installed: no plot (pip install '
                 'matplotlib, see requirements/optional.txt)')
+    frozen_label = METHODS['frozen'].label
+    labels = [method.label for key, method in METHODS.items()
+              if key != 'frozen' and any(r['method'] == method.label
+                                         for r in rows)]
     panels = [('train_ms', 'train step (ms)'), ('infer_ms', 'inference (ms)'),
               ('train_peak_mib', 'train peak memory (MiB)'),
               ('train_gflops', 'train GFLOPs')]
@@ -606,14 +799,13 @@ def plot(rows: List[dict], path: Path) -> Optional[str]:
                              squeeze=False)
     for ax_row, size in zip(axes, sizes):
         frozen = next(r for r in rows if r['size'] == size
-                      and r['method'] == METHODS['frozen'])
+                      and r['method'] == frozen_label)
         for ax, (key, title) in zip(ax_row, panels):
-            for method in ('vpt', 'cvpt'):
+            for label in labels:
                 points = [frozen] + [r for r in rows if r['size'] == size
-                                     and r['method'] == METHODS[method]]
+                                     and r['method'] == label]
                 ax.plot([r['prompts'] for r in points],
-                        [r[key] for r in points], marker='o',
-                        label=METHODS[method])
+                        [r[key] for r in points], marker='o', label=label)
             ax.axhline(frozen[key], color='gray', linestyle='--',
                        label='frozen ViT (P=0)')
             ax.set_title(f'{size}x{size}: {title}', fontsize=10)
@@ -640,14 +832,19 @@ def main(argv=None) -> None:
         rows += measure_size(size, prompt_counts, args, raw)
     command = 'python ' + ' '.join([sys.argv[0]] + sys.argv[1:])
     table = markdown_table(rows)
-    targets = check_targets(rows, raw)
+    targets = [
+        f'Targets of issue {issue}:\n'
+        + ('\n'.join(check_targets(rows, raw, issue)) or '(none measured)')
+        for issue in TARGETS
+    ]
     note = plot(rows, args.out / 'benchmark.png')
     report = '\n\n'.join([
         f'Command: `{command}`',
         f'Machine: {machine()}; batch {args.batch}, device {args.device}, '
         f'{args.clock} clock',
         table,
-        'Targets of issue 5:\n' + ('\n'.join(targets) or '(none measured)'),
+        *targets,
+        formula_agreement(rows),
         DEFINITIONS,
     ] + ([note] if note else []))
     (args.out / 'benchmark.md').write_text(report + '\n')

@@ -40,6 +40,9 @@ from mmseg.registry import MODELS  # noqa: E402
 import mmseg_cvpt  # noqa: E402,F401  (registers the backbones)
 
 METHODS = {'VPTViT': 'VPT-deep', 'CVPTViT': 'CVPT'}
+# The hooks read VPT's whole sequence [cls, P, patches] at LN1, which its
+# fast form (same outputs) never builds: VPT runs in its reference form.
+BACKBONE_ARGS = {'VPTViT': dict(prompt_form='reference'), 'CVPTViT': {}}
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
 
@@ -136,7 +139,7 @@ def build(backbone: str, num_prompts: int, args, state: Dict[str, Tensor],
         dict(type=backbone, img_size=args.img_size, patch_size=args.patch_size,
              embed_dims=args.embed_dims, num_layers=args.num_layers,
              num_heads=args.num_heads, num_prompts=num_prompts,
-             out_indices=(args.num_layers - 1, ), **kwargs))
+             out_indices=(args.num_layers - 1, ), **BACKBONE_ARGS[backbone], **kwargs))
     model.init_weights()
     own = model.state_dict()
     fitting = {k: v for k, v in state.items()

@@ -1,8 +1,7 @@
 """CVPT: prompts enter through cross-attention (Cross Visual Prompt Tuning,
 ICCV 2025, arXiv 2408.14961)."""
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
-import torch
 from mmseg.models.backbones.vit import TransformerEncoderLayer
 from mmseg.registry import MODELS
 from torch import Tensor, nn
@@ -10,6 +9,7 @@ from torch import Tensor, nn
 from ..attention import (cross_attention, fold_prompts,
                          folded_cross_attention, prefer_folded,
                          prompt_keys_values)
+from ..prompt_cache import PromptCacheMixin, grad_reaches
 from .prompted_vit import (PromptedVisionTransformer, mlp_residual,
                            self_attention_branch, vit_block)
 
@@ -55,7 +55,7 @@ CA_WEIGHTS = ('shared', 'copy', 'random')
 
 
 @MODELS.register_module()
-class CVPTViT(PromptedVisionTransformer):
+class CVPTViT(PromptCacheMixin, PromptedVisionTransformer):
     """Cross Visual Prompt Tuning of a frozen mmseg ViT.
 
     Prompts never join the token sequence. Block i attends from its tokens to
@@ -105,7 +105,6 @@ class CVPTViT(PromptedVisionTransformer):
                 'shared cross-attention weights are the frozen self-attention '
                 'weights')
         super().__init__(**kwargs)
-        self._prompt_cache: Dict[int, Tuple[tuple, tuple]] = {}
         self.ca_position = ca_position
         self.ca_weights = ca_weights
         self.block_with_ca = CA_POSITIONS[ca_position]
@@ -185,47 +184,16 @@ class CVPTViT(PromptedVisionTransformer):
         """(x, r) -> r + CA(x, P_i), the prompts' side computed (or cached)
         once."""
         mha = self.prompt_attention(index)
-        sources = self._prompt_sources(mha)
-        with_grad = torch.is_grad_enabled() and any(t.requires_grad
-                                                    for t in sources)
-        fold = prefer_folded(mha, self.num_prompts, with_grad)
+        sources = self.prompt_sources(mha)
+        fold = prefer_folded(mha, self.num_prompts, grad_reaches(sources))
         project = fold_prompts if fold else prompt_keys_values
-        if with_grad or self._stochastic_prompts():
-            operands = project(mha, prompts[index])
-        else:
-            # the folded operands depend on mha.training (b_o folded or not)
-            key = (fold, mha.training, torch.is_inference_mode_enabled(),
-                   tuple((id(t), t.data_ptr(), t._version) for t in sources))
-            cached_key, operands = self._prompt_cache.get(index, (None, None))
-            if cached_key != key:
-                operands = project(mha, prompts[index])
-                self._prompt_cache[index] = (key, operands)
+        # the folded operands depend on mha.training (b_o folded or not)
+        operands = self.cached_prompt_side(
+            index, sources, lambda: project(mha, prompts[index]),
+            tag=(fold, mha.training))
         if fold:
             return lambda x, residual: folded_cross_attention(
                 mha, x, operands, residual)
         keys, values = operands
         return lambda x, residual: cross_attention(mha, x, keys, values,
                                                    residual)
-
-    def _prompt_sources(self, mha: nn.MultiheadAttention) -> List[Tensor]:
-        """Every tensor the prompts' keys and values are computed from."""
-        return [
-            *self.prompts.parameters(), *self.prompts.buffers(),
-            *mha.parameters()
-        ]
-
-    def _stochastic_prompts(self) -> bool:
-        """Whether the prompts may differ between calls (train mode)."""
-        return any(module.training
-                   for module in (self, self.prompts, self.prompt_dropout))
-
-    def clear_prompt_cache(self) -> None:
-        self._prompt_cache.clear()
-
-    def train(self, mode: bool = True):
-        self.clear_prompt_cache()
-        return super().train(mode)
-
-    def _load_from_state_dict(self, *args, **kwargs):
-        self.clear_prompt_cache()
-        super()._load_from_state_dict(*args, **kwargs)

@@ -2,15 +2,51 @@
 from typing import List, Tuple
 
 import torch
+from mmcv.cnn.bricks.drop import DropPath
 from mmseg.models.backbones.vit import TransformerEncoderLayer
 from mmseg.registry import MODELS
-from torch import Tensor
+from torch import Tensor, nn
+from torch.nn.modules.dropout import _DropoutNd
 
-from .prompted_vit import PromptedVisionTransformer, vit_block
+from ..attention import prompt_keys_values, self_attention_with_prompts
+from ..prompt_cache import PromptCacheMixin
+from .prompted_vit import PromptedVisionTransformer, mlp_residual, vit_block
+
+PROMPT_FORMS = ('auto', 'reference')
+
+
+def drop_rate(module: nn.Module) -> float:
+    """The rate at which a module drops out, 0 for other modules."""
+    if isinstance(module, _DropoutNd):
+        return module.p
+    if isinstance(module, DropPath):
+        return module.drop_prob
+    if isinstance(module, nn.MultiheadAttention):
+        return module.dropout
+    return 0.
+
+
+def drops_out(layer: nn.Module) -> bool:
+    """Whether the block draws random masks (train mode, a rate > 0)."""
+    return any(m.training and drop_rate(m) > 0 for m in layer.modules())
+
+
+def block_with_prompt_keys(layer: TransformerEncoderLayer, x: Tensor,
+                           keys: Tensor, values: Tensor) -> Tensor:
+    """A ViT block for the image tokens x of the sequence [x; P]:
+
+        x += SA over [x; P] of LN1(x)   (prompt keys / values from LN1(P))
+        x += MLP(LN2(x))
+
+    The prompts' own rows (queries, attention, MLP) are not computed.
+    """
+    attn = layer.attn
+    out = self_attention_with_prompts(attn.attn, layer.norm1(x), keys, values)
+    return mlp_residual(layer, x + attn.dropout_layer(attn.proj_drop(out)))
 
 
 @MODELS.register_module()
-class VPTViT(PromptedVisionTransformer):
+class VPTViT(PromptCacheMixin, PromptedVisionTransformer):
     """Visual Prompt Tuning of a frozen mmseg ViT.
 
     The m prompts of layer i enter the sequence right after the class token
@@ -21,7 +57,28 @@ class VPTViT(PromptedVisionTransformer):
     With ``prompt_depth='shallow'`` only P_0 is inserted and its outputs
     travel through all later layers.
 
+    Where the outputs of layer i at the prompts are never used (deep: every
+    layer; depth k < L: layers 0..k-2; shallow: none, since its prompt
+    outputs flow on) the image tokens x (class token and patches) only see
+    the prompts as keys and values, so ``prompt_form='auto'`` computes just
+
+        x += softmax(Q [K; K^P]^T / sqrt(d)) [V; V^P] W_o^T + b_o,
+        x += MLP(LN2(x)),
+
+    Q, K, V from LN1(x) and K^P = LN1(P_i) W_k^T + b_k,
+    V^P = LN1(P_i) W_v^T + b_v computed once per forward for the whole
+    batch (cached in eval mode, see ``..prompt_cache``): no queries,
+    attention rows or MLP for the prompts. The outputs are the same, except
+    that a block which drops out (in train mode with a positive dropout or
+    drop-path rate: only with ``frozen_eval=False`` or trainable blocks)
+    would draw its masks over other tokens, so it keeps the reference form.
+    Prompt dropout acts on the prompts before either form, and prompts from
+    any provider (``prompt_cfg``) get the fast form alike.
+
     Args:
+        prompt_form (str): 'auto' (the form above wherever it gives the same
+            outputs) or 'reference' (every prompted layer runs on the whole
+            sequence [cls, P_i, patches], as written above). Default 'auto'.
         prompt_cfg (dict): defaults to VPT's uniform init,
             ``dict(type='LayerPrompts', init='uniform')``.
         See ``PromptedVisionTransformer`` for the other arguments.
@@ -29,19 +86,57 @@ class VPTViT(PromptedVisionTransformer):
 
     default_prompt_cfg = dict(type='LayerPrompts', init='uniform')
 
-    def __init__(self, **kwargs):
+    def __init__(self, prompt_form: str = 'auto', **kwargs):
+        if prompt_form not in PROMPT_FORMS:
+            raise ValueError(f'prompt_form must be one of {PROMPT_FORMS}, '
+                             f'got {prompt_form!r}')
         super().__init__(**kwargs)
+        self.prompt_form = prompt_form
         self.freeze_pretrained()
+
+    @property
+    def num_unread_prompt_layers(self) -> int:
+        """How many leading layers have prompt outputs that nothing reads:
+        all prompted layers when every layer is prompted, else all but the
+        last (whose prompt outputs flow on as tokens)."""
+        if self.prompt_form == 'reference':
+            return 0
+        if self.prompt_depth == len(self.layers):
+            return self.prompt_depth
+        return self.prompt_depth - 1
+
+    def prompts_as_keys_only(self, index: int) -> bool:
+        """Whether layer ``index`` runs the prompts-as-keys form."""
+        return (index < self.num_unread_prompt_layers
+                and not drops_out(self.layers[index]))
 
     def forward_layer(self, index: int, layer: TransformerEncoderLayer,
                       x: Tensor, prompts: List[Tensor]) -> Tensor:
-        if index < len(prompts):
-            num_prefix = int(self.with_cls_token)
-            num_old = self.num_prompts if index > 0 else 0
-            new = prompts[index].expand(x.shape[0], -1, -1)
-            x = torch.cat(
-                (x[:, :num_prefix], new, x[:, num_prefix + num_old:]), dim=1)
-        return vit_block(layer, x)
+        if index >= len(prompts):
+            return vit_block(layer, x)
+        if self.prompts_as_keys_only(index):
+            keys, values = self.prompt_keys_values(index, layer, prompts)
+            return block_with_prompt_keys(layer, x, keys, values)
+        return vit_block(layer, self.insert_prompts(index, x, prompts[index]))
+
+    def insert_prompts(self, index: int, x: Tensor, prompts: Tensor) -> Tensor:
+        """[cls, P_i, patches], dropping the previous layer's prompt outputs
+        where they are in x."""
+        num_prefix = int(self.with_cls_token)
+        previous_in_x = index > 0 and not self.prompts_as_keys_only(index - 1)
+        num_old = self.num_prompts if previous_in_x else 0
+        prompts = prompts.expand(x.shape[0], -1, -1)
+        return torch.cat(
+            (x[:, :num_prefix], prompts, x[:, num_prefix + num_old:]), dim=1)
+
+    def prompt_keys_values(self, index: int, layer: TransformerEncoderLayer,
+                           prompts: List[Tensor]) -> Tuple[Tensor, Tensor]:
+        """K^P, V^P of layer ``index``, (H, m, d) each, computed (or cached)
+        once for the whole batch."""
+        mha = layer.attn.attn
+        return self.cached_prompt_side(
+            index, self.prompt_sources(layer.norm1, mha),
+            lambda: prompt_keys_values(mha, layer.norm1(prompts[index])))
 
     def block_without_prompts(self, index: int,
                               layer: TransformerEncoderLayer,
