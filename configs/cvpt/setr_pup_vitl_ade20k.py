@@ -32,7 +32,8 @@ model = dict(
 optim_wrapper = dict(constructor='TrainableOptimWrapperConstructor')
 
 default_hooks = dict(
-    checkpoint=dict(backend_args=dict(backend='atomic_local')))
+    checkpoint=dict(backend_args=dict(backend='atomic_local')),
+    tuned_checkpoint=dict(type='TunedCheckpointHook', tuned_only=True))
 custom_hooks = [dict(type='RNGStateHook')]
 randomness = dict(seed=0)
 tta_model = dict(type='ViewCountingSegTTAModel')

@@ -74,7 +74,11 @@ test_dataloader = val_dataloader
 
 default_hooks = dict(
     # atomic writes: an interrupted save never leaves a truncated checkpoint
-    checkpoint=dict(backend_args=dict(backend='atomic_local')))
+    checkpoint=dict(backend_args=dict(backend='atomic_local')),
+    # checkpoints hold only what was tuned; the frozen ViT is read back from
+    # the pretrained checkpoint (off: default_hooks.tuned_checkpoint.
+    # tuned_only=False; see docs/task_packages.md)
+    tuned_checkpoint=dict(type='TunedCheckpointHook', tuned_only=True))
 # saves the RNG states in checkpoints so that --resume continues exactly
 custom_hooks = [dict(type='RNGStateHook')]
 randomness = dict(seed=0)

@@ -5,8 +5,8 @@ Importing this package
 * allow-lists the classes of an mmengine runner checkpoint for torch's
   ``weights_only`` loader (torch >= 2.6), so that ``--resume`` works,
 * registers the ``atomic_local`` file backend used to write checkpoints,
-* registers :class:`PromptCalibrationHook` and :class:`ClassProxyHook` in
-  mmengine's root registry
+* registers :class:`PromptCalibrationHook`, :class:`ClassProxyHook` and
+  :class:`TunedCheckpointHook` in mmengine's root registry
   (found from every scope) and :class:`RNGStateHook`, :class:`TrainableOptimWrapperConstructor`
   and :class:`ViewCountingSegTTAModel` in mmseg's registries and
   :class:`TaskResultsHook` in mmpretrain's.
@@ -20,6 +20,7 @@ from .hooks import RNGStateHook
 from .optimizers import TrainableOptimWrapperConstructor
 from .preflight import check_train_inputs
 from .results_hook import TaskResultsHook
+from .task_checkpoint import TunedCheckpointHook
 from .training_images import preserved_rng_states
 from .tta import ViewCountingSegTTAModel
 
@@ -31,5 +32,5 @@ __all__ = [
     'setup_cpu_distributed', 'RNGStateHook',
     'TrainableOptimWrapperConstructor', 'check_train_inputs',
     'TaskResultsHook', 'ViewCountingSegTTAModel', 'PromptCalibrationHook',
-    'ClassProxyHook', 'preserved_rng_states'
+    'ClassProxyHook', 'preserved_rng_states', 'TunedCheckpointHook'
 ]
