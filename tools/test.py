@@ -10,6 +10,7 @@ Example::
     bash tools/dist_test.sh configs/cvpt/upernet_vitb_ade20k.py CKPT 8
 """
 import argparse
+import os
 import warnings
 
 import mmseg_cvpt  # noqa: F401  (registers our modules, mmseg_cvpt:: bases)
@@ -20,6 +21,7 @@ from mmengine.runner import Runner
 
 from mmseg_cvpt.engine import (add_run_arguments, load_config,
                                setup_cpu_distributed)
+from mmseg_cvpt.models.backbones import BASE_CHECKPOINT_ENV
 
 # mmengine re-imports the deprecated pkg_resources for every `pkg::` base
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
@@ -54,6 +56,10 @@ def parse_args():
         action='store_true',
         help='test-time augmentation (multi-scale + flip): the config\'s '
         'tta_pipeline and tta_model')
+    parser.add_argument(
+        '--base-checkpoint',
+        help='the frozen ViT of a tuned-only checkpoint, when not at the path '
+        f'the checkpoint records (sets {BASE_CHECKPOINT_ENV})')
     add_run_arguments(parser)
     return parser.parse_args()
 
@@ -106,6 +112,8 @@ def main():
     cfg.launcher = args.launcher
 
     cfg.load_from = args.checkpoint
+    if args.base_checkpoint:
+        os.environ[BASE_CHECKPOINT_ENV] = args.base_checkpoint
 
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)
