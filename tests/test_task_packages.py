@@ -211,16 +211,17 @@ def seg_client(name, cfg, checkpoint):
     elif name == 'init_model':
         from mmseg.apis import init_model
         model = init_model(copy.deepcopy(cfg), checkpoint, device='cpu')
-    else:
+    else:  # the inferencer, with the config or with the checkpoint's
         from mmseg.apis import MMSegInferencer
-        model = MMSegInferencer(copy.deepcopy(cfg), checkpoint,
-                                device='cpu').model
+        model = MMSegInferencer(
+            copy.deepcopy(cfg) if name == 'inferencer' else None, checkpoint,
+            device='cpu').model
     model.cfg = cfg
     return model.eval()
 
 
 SEG_CLIENTS = ('load_checkpoint', 'load_state_dict', 'runner', 'init_model',
-               'inferencer')
+               'inferencer', 'inferencer_without_config')
 
 
 @pytest.mark.parametrize('client', SEG_CLIENTS)
@@ -302,10 +303,14 @@ def test_export_round_trip_is_exact(seg_run, tmp_path):
     info = content['meta']['task_package']
     assert info['version'] == 1 and not info['full']
     cfg = Config.fromstring(content['meta']['cfg'], '.py')
-    assert cfg.model.backbone.init_cfg == seg_run['cfg'].model.backbone.init_cfg
+    assert cfg.model.backbone.init_cfg == \
+        seg_run['cfg'].model.backbone.init_cfg
     assert content['meta']['dataset_meta']['classes'][0] == 'wall'
     export_task(str(package), str(tmp_path / 'full.pth'), full=True)
     assert_same_state(state_of(tmp_path / 'full.pth'), full)
+    # a package is all an inferencer needs, config included
+    model = seg_client('inferencer_without_config', None, str(package))
+    assert_same_state(model.state_dict(), full)
     # the tool, on the runner's tuned-only checkpoint
     tool = load_tool('export_task.py')
     with pytest.MonkeyPatch.context() as mp:
@@ -346,6 +351,20 @@ def cls_config(method, task, base):
     return load_config(CLS_CONFIGS[method], options)
 
 
+def make_task(cfg, folder, name, seed):
+    """A model of ``cfg`` loaded from its base, prompts and heads drawn with
+    ``seed``: its full checkpoint and its task package."""
+    torch.manual_seed(seed)
+    model = build_model(cfg)
+    model.init_weights()
+    full, package = (str(folder / f'{name}_{kind}.pth')
+                     for kind in ('full', 'task'))
+    torch.save(dict(meta=dict(cfg=cfg.pretty_text),
+                    state_dict=model.state_dict()), full)
+    export_task(full, package)
+    return dict(cfg=cfg, full=full, package=package)
+
+
 @pytest.fixture(scope='module')
 def cls_packages(tmp_path_factory):
     """For CVPT and VPT: a base and, per task, a full checkpoint of a
@@ -355,16 +374,8 @@ def cls_packages(tmp_path_factory):
     made = dict(base=base)
     for method in ('cvpt', 'vpt'):
         for seed, task in enumerate(CLS_TASKS):
-            torch.manual_seed(seed)
-            cfg = cls_config(method, task, base)
-            model = build_model(cfg)
-            model.init_weights()
-            full, package = (str(root / f'{method}_{task}_{kind}.pth')
-                             for kind in ('full', 'task'))
-            torch.save(dict(meta=dict(cfg=cfg.pretty_text),
-                            state_dict=model.state_dict()), full)
-            export_task(full, package)
-            made[method, task] = dict(cfg=cfg, full=full, package=package)
+            made[method, task] = make_task(cls_config(method, task, base),
+                                           root, f'{method}_{task}', seed)
     return made
 
 
@@ -468,15 +479,8 @@ def seg_packages(seg_base, tmp_path_factory):
         cfg.model.backbone.init_cfg = dict(type='Pretrained',
                                            checkpoint=seg_base)
         for seed, task in enumerate(('a', 'b', 'c')):
-            torch.manual_seed(seed)
-            model = build_model(cfg)
-            model.init_weights()
-            full, package = (str(root / f'{method}_{task}_{kind}.pth')
-                             for kind in ('full', 'task'))
-            torch.save(dict(meta=dict(cfg=cfg.pretty_text),
-                            state_dict=model.state_dict()), full)
-            export_task(full, package)
-            made[method, task] = dict(cfg=cfg, full=full, package=package)
+            made[method, task] = make_task(cfg, root, f'{method}_{task}',
+                                           seed)
     return made
 
 
@@ -489,21 +493,31 @@ def test_multi_task_segmentation(seg_packages, method):
                      lambda r: r.seg_logits.data)
 
 
-def test_multi_task_rejects_other_bases(cls_packages):
+def test_multi_task_rejects_other_bases(cls_packages, tmp_path):
     tasks = MultiTaskModel(dict(dtd=cls_packages['cvpt', 'dtd']['package']))
     other = save_base(cls_packages['cvpt', 'dtd']['cfg'],
-                      osp.join(osp.dirname(cls_packages['base']),
-                               'other.pth'), seed=5)
-    cfg = cls_config('cvpt', 'cub', other)
-    model = build_model(cfg)
-    model.init_weights()
-    full = other.replace('other.pth', 'other_full.pth')
-    torch.save(dict(meta=dict(cfg=cfg.pretty_text),
-                    state_dict=model.state_dict()), full)
+                      tmp_path / 'other.pth', seed=5)
+    made = make_task(cls_config('cvpt', 'cub', other), tmp_path, 'cub', 0)
     with pytest.raises(ValueError, match='is not a task package'):
-        tasks.add_task('cub', full)
-    export_task(full, full.replace('full', 'task'))
+        tasks.add_task('cub', made['full'])
     with pytest.raises(ValueError, match='tuned on other frozen weights'):
-        tasks.add_task('cub', full.replace('full', 'task'))
+        tasks.add_task('cub', made['package'])
     with pytest.raises(KeyError, match='unknown tasks'):
         tasks.switch('cub')
+    assert list(tasks.tasks) == ['dtd']
+
+
+def test_footprint_tool(cls_packages, tmp_path, capsys):
+    tool = load_tool('analysis/task_footprint.py')
+    tool.main(['sizes', DEMO_CFG, '--work-dir', str(tmp_path)])
+    out = capsys.readouterr().out
+    sizes = {kind: osp.getsize(tmp_path / f'{kind}.pth')
+             for kind in ('full', 'tuned_only', 'task_package',
+                          'full_export')}
+    for kind, size in sizes.items():
+        assert f'{kind} ' in out and f'{size:,} bytes' in out
+    assert sizes['task_package'] < sizes['tuned_only'] < sizes['full']
+    assert sizes['task_package'] < sizes['full_export'] < sizes['full']
+    packages = [cls_packages['vpt', task]['package'] for task in CLS_TASKS]
+    run = tool.measure('shared', packages)
+    assert run['tasks'] == 3 and run['peak_kib'] >= run['after_kib'] > 0

@@ -150,7 +150,8 @@ def export_task(path: str,
             fingerprint=record['fingerprint']))
     if 'dataset_meta' in checkpoint.get('meta', {}):
         meta['dataset_meta'] = checkpoint['meta']['dataset_meta']
-    package = dict(
-        meta=meta, state_dict=state if full else tuned_state_dict(model, state))
+    if not full:
+        state = tuned_state_dict(model, state)
+    package = dict(meta=meta, state_dict=state)
     save_file(package, out)
     return package

@@ -189,7 +189,8 @@ class FrozenBaseMixin:
             record = decode_record(state_dict[key])
             tensors, checkpoint = self._restore_frozen(record, absent)
             state_dict.update({prefix + k: v for k, v in tensors.items()})
-            state_dict[key] = encode_record(dict(record, checkpoint=checkpoint))
+            state_dict[key] = encode_record(
+                dict(record, checkpoint=checkpoint))
         elif len(absent) < len(self.pretrained_keys):
             self.frozen_base = None  # ViT weights from an unrecorded source
         super()._load_from_state_dict(state_dict, prefix, local_metadata,
