@@ -292,6 +292,19 @@ def test_test_tools(seg_run, seg_base, demo_root, tmp_path, monkeypatch):
                          away) == expected
 
 
+def test_analysis_tools_name_the_base(seg_run, seg_base, tmp_path):
+    """tools/analysis/prompt_attention.py (and burstiness.py) build their
+    own ViT, without the patch bias of our configs: a tuned-only checkpoint
+    cannot be completed, and the error says so, naming the base."""
+    tool = load_tool('analysis/prompt_attention.py')
+    arch = ['--img-size', '64', '--patch-size', '8', '--embed-dims', '64',
+            '--num-layers', '4', '--num-heads', '4', '--prompts', '2']
+    with pytest.raises(FrozenBaseError,
+                       match=f'{seg_base}: fingerprint .* another ViT arch'):
+        tool.main(['--checkpoint', seg_run['tuned'], '--prefix', 'backbone.',
+                   '--out', str(tmp_path), *arch])
+
+
 # ---- export -----------------------------------------------------------------
 def test_export_round_trip_is_exact(seg_run, tmp_path):
     package = tmp_path / 'task.pth'

@@ -224,11 +224,12 @@ class FrozenBaseMixin:
         raise FrozenBaseError(
             f'{name}: the checkpoint holds only tuned weights; its '
             f'{len(keys)} frozen ViT weights must come from the base '
-            f'checkpoint with fingerprint {expected[:16]}..., which was not '
-            f'found: {"; ".join(problems)}. Put the base checkpoint at the '
-            f'recorded path, or give its path with {BASE_CHECKPOINT_ENV}=PATH '
-            '(tools/test.py --base-checkpoint PATH), or load a full '
-            'checkpoint (tools/export_task.py CKPT --full --out FULL.pth).')
+            f'checkpoint with fingerprint {expected[:16]}..., and no '
+            f'checkpoint tried has them: {"; ".join(problems)}. Put the base '
+            'checkpoint at the recorded path, or give its path with '
+            f'{BASE_CHECKPOINT_ENV}=PATH (tools/test.py --base-checkpoint '
+            'PATH), or load a full checkpoint (tools/export_task.py CKPT '
+            '--full --out FULL.pth).')
 
     def _base_candidates(self, record: dict) -> List[Tuple[str, str]]:
         """(path, prefix) of the checkpoints to try, in order."""
