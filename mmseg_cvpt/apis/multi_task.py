@@ -67,7 +67,7 @@ class MultiTaskModel(nn.Module):
         else:
             backbone.base_checkpoint = self.base_checkpoint
         _load_checkpoint_to_model(model, checkpoint, strict=True)
-        model.dataset_meta = checkpoint['meta'].get('dataset_meta')
+        model.dataset_meta = checkpoint.get('meta', {}).get('dataset_meta')
         self.tasks[name] = model.eval()
         self.active = self.active or name
         return model
