@@ -16,7 +16,6 @@ plain state dict) into a package, or with ``full=True`` into a standalone
 full checkpoint (the same, with every tensor).
 """
 import io
-import os.path as osp
 from typing import Optional, Tuple
 
 import torch
@@ -29,8 +28,8 @@ from torch import nn
 from ..engine import load_config
 from ..engine.checkpoint import write_atomic
 from ..models import backbone_of, tuned_state_dict
-from ..models.backbones.frozen_base import (EXTRA_STATE_KEY, decode_record,
-                                            local_path)
+from ..models.backbones.frozen_base import (EXTRA_STATE_KEY, available,
+                                            decode_record, local_path)
 from ..version import __version__
 
 PACKAGE_FORMAT = 'mmseg_cvpt.task_package'
@@ -99,7 +98,7 @@ def record_base(backbone: nn.Module, path: Optional[str] = None) -> None:
     recorded base stays; without one the configured ``init_cfg`` checkpoint
     is taken if its weights are the frozen ones.
     """
-    if path and ('://' in path or osp.isfile(path)):
+    if path and available(path):
         problem = backbone.adopt_base(path)
     elif path:
         write_base(backbone, path)
@@ -133,8 +132,7 @@ def export_task(path: str,
     """
     model, checkpoint, cfg = build_from_checkpoint(path, config)
     backbone, _ = backbone_of(model)
-    if base_checkpoint and ('://' in base_checkpoint
-                            or osp.isfile(base_checkpoint)):
+    if base_checkpoint and available(base_checkpoint):
         backbone.base_checkpoint = base_checkpoint
     _load_checkpoint_to_model(model, checkpoint, strict=True)
     if not full:

@@ -83,6 +83,12 @@ def local_path(path: str) -> str:
     return path if '://' in path else osp.abspath(path)
 
 
+def available(path: str) -> bool:
+    """Whether a checkpoint can be read: a local file that exists, or a
+    URL (fetched when read)."""
+    return '://' in path or osp.isfile(path)
+
+
 def vit_weights(state_dict: dict, prefix: Optional[str]) -> dict:
     """The ViT's tensors of a checkpoint's state dict, keys without prefix:
     ``prefix`` when the keys have it, else the prefix of ``ANCHOR_KEY``."""
@@ -248,7 +254,7 @@ class FrozenBaseMixin:
                       keys: List[str], expected: str):
         """``(tensors, None)`` from ``path`` if they have the fingerprint,
         else ``(None, what is wrong)``."""
-        if '://' not in path and not osp.isfile(path):
+        if not available(path):
             return None, 'not found'
         checkpoint = CheckpointLoader.load_checkpoint(path, map_location='cpu')
         state = vit_weights(checkpoint.get('state_dict', checkpoint), prefix)
