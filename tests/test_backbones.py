@@ -193,7 +193,9 @@ def test_cvpt_prompts_change_the_output():
 def test_shared_state_dict_has_no_cross_attention_weights():
     stock_keys = set(stock_vit().state_dict())
     model = build('CVPTViT', num_prompts=4)
-    assert set(model.state_dict()) == stock_keys | {'prompts.tokens'}
+    # _extra_state: the record of the frozen weights' base checkpoint
+    assert set(model.state_dict()) == stock_keys | {'prompts.tokens',
+                                                    '_extra_state'}
     assert model.prompts.tokens.shape == (3, 4, 48)
 
 

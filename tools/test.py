@@ -14,6 +14,7 @@ Example::
     bash tools/dist_test.sh configs/cvpt/upernet_vitb_ade20k.py CKPT 8
 """
 import argparse
+import os
 import warnings
 
 import mmseg_cvpt  # noqa: F401  (registers our modules, mmseg_cvpt:: bases)
@@ -24,6 +25,7 @@ from mmengine.runner import Runner
 
 from mmseg_cvpt.engine import (add_run_arguments, load_config,
                                report_lost_peers, setup_cpu_distributed)
+from mmseg_cvpt.models.backbones import BASE_CHECKPOINT_ENV
 
 # mmengine re-imports the deprecated pkg_resources for every `pkg::` base
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
@@ -58,6 +60,10 @@ def parse_args():
         action='store_true',
         help='test-time augmentation (multi-scale + flip): the config\'s '
         'tta_pipeline and tta_model')
+    parser.add_argument(
+        '--base-checkpoint',
+        help='the frozen ViT of a tuned-only checkpoint, when not at the path '
+        f'the checkpoint records (sets {BASE_CHECKPOINT_ENV})')
     add_run_arguments(parser)
     return parser.parse_args()
 
@@ -122,6 +128,8 @@ def main():
 
     cfg.load_from = args.checkpoint
     check_checkpoint_strictly(cfg)
+    if args.base_checkpoint:
+        os.environ[BASE_CHECKPOINT_ENV] = args.base_checkpoint
 
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)

@@ -109,7 +109,9 @@ default_hooks = dict(
         type='mmseg.AtomicCheckpointHook', interval=10, max_keep_ckpts=1,
         save_best='accuracy/top1', rule='greater'),
     sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='VisualizationHook', enable=False))
+    visualization=dict(type='VisualizationHook', enable=False),
+    # checkpoints hold only the prompts and the head (docs/task_packages.md)
+    tuned_checkpoint=dict(type='TunedCheckpointHook', tuned_only=True))
 custom_hooks = [
     dict(type='TaskResultsHook'),
     # load_from checkpoints of another architecture are an error

@@ -31,9 +31,12 @@ model = dict(
 # trainable parameters only
 optim_wrapper = dict(constructor='TrainableOptimWrapperConstructor')
 
-# as in upernet_vitb_ade20k.py: atomic checkpoints, exact --resume, strict
-# checkpoint loading, a bounded wait for distributed peers
-default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
+# as in upernet_vitb_ade20k.py: atomic checkpoints holding only what was
+# tuned, exact --resume, strict checkpoint loading, a bounded wait for
+# distributed peers
+default_hooks = dict(
+    checkpoint=dict(type='AtomicCheckpointHook'),
+    tuned_checkpoint=dict(type='TunedCheckpointHook', tuned_only=True))
 custom_hooks = [dict(type='RNGStateHook'), dict(type='CheckpointCheckHook')]
 randomness = dict(seed=0)
 env_cfg = dict(dist_cfg=dict(timeout=1800))

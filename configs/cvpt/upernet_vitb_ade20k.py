@@ -75,7 +75,11 @@ test_dataloader = val_dataloader
 default_hooks = dict(
     # atomic writes: an interrupted save never leaves a truncated checkpoint
     # or an empty last_checkpoint
-    checkpoint=dict(type='AtomicCheckpointHook'))
+    checkpoint=dict(type='AtomicCheckpointHook'),
+    # checkpoints hold only what was tuned; the frozen ViT is read back from
+    # the pretrained checkpoint (off: default_hooks.tuned_checkpoint.
+    # tuned_only=False; see docs/task_packages.md)
+    tuned_checkpoint=dict(type='TunedCheckpointHook', tuned_only=True))
 custom_hooks = [
     # RNG states in checkpoints, validation kept off the training random
     # streams: --resume continues exactly

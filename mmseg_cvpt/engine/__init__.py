@@ -5,8 +5,9 @@ Importing this package
 * allow-lists the classes of an mmengine runner checkpoint for torch's
   ``weights_only`` loader (torch >= 2.6), so that ``--resume`` works,
 * registers the ``atomic_local`` file backend used to write checkpoints,
-* registers :class:`PromptCalibrationHook` (BPT) and :class:`ClassProxyHook`
-  (DA-VPT) in mmengine's root registry (found from every scope),
+* registers :class:`PromptCalibrationHook` (BPT), :class:`ClassProxyHook`
+  (DA-VPT) and :class:`TunedCheckpointHook` (checkpoints of what was tuned)
+  in mmengine's root registry (found from every scope),
   :class:`RNGStateHook` (exact resumption, validation kept off the training
   random streams), :class:`CheckpointCheckHook` (checkpoints that do not fit
   the model are an error), :class:`AtomicCheckpointHook` (atomic
@@ -31,6 +32,7 @@ from .preflight import check_train_inputs
 from .proxy_mapping import ClassProxyHook
 from .results_hook import TaskResultsHook
 from .rng import preserved_rng_states
+from .task_checkpoint import TunedCheckpointHook
 from .tta import ViewCountingSegTTAModel
 
 allow_runner_checkpoint_globals()
@@ -42,5 +44,5 @@ __all__ = [
     'setup_cpu_distributed', 'AtomicCheckpointHook', 'CheckpointCheckHook',
     'RNGStateHook', 'check_loaded_state', 'TrainableOptimWrapperConstructor',
     'check_train_inputs', 'TaskResultsHook', 'ViewCountingSegTTAModel',
-    'PromptCalibrationHook', 'ClassProxyHook', 'preserved_rng_states'
+    'PromptCalibrationHook', 'ClassProxyHook', 'preserved_rng_states', 'TunedCheckpointHook'
 ]

@@ -13,6 +13,8 @@ from mmengine.logging import print_log
 from mmengine.model import BaseTTAModel, is_model_wrapper
 from torch import nn
 
+from ..models.backbones import EXTRA_STATE_KEY
+
 #: how many keys an error or a log line names
 NUM_KEYS_SHOWN = 5
 
@@ -44,14 +46,32 @@ def new_weight_rule(model: nn.Module) -> Callable[[str], bool]:
     return is_new
 
 
+def restored_keys(model: nn.Module, state_dict: dict) -> Set[str]:
+    """Frozen ViT weights a tuned-only ``state_dict`` leaves to the backbone:
+    those of every prompted backbone whose frozen-base record
+    (``_extra_state``) the state dict carries. The backbone restores them
+    from its base checkpoint while loading, or raises ``FrozenBaseError``
+    naming it."""
+    keys = set()
+    for name, module in model.named_modules():
+        prefix = f'{name}.' if name else ''
+        if (hasattr(module, 'frozen_keys')
+                and prefix + EXTRA_STATE_KEY in state_dict):
+            keys.update(prefix + key for key in module.frozen_keys())
+    return keys
+
+
 def checkpoint_sized_keys(model: nn.Module) -> Set[str]:
-    """Keys of buffers whose shape the checkpoint decides: those a module
-    lists in ``checkpoint_sized_buffers`` (it resizes them when loading,
-    e.g. DA-VPT's per-class buffers)."""
+    """Keys whose shape the checkpoint decides: the buffers a module lists
+    in ``checkpoint_sized_buffers`` (it resizes them when loading, e.g.
+    DA-VPT's per-class buffers) and the backbones' ``_extra_state`` records
+    (variable-length encoded text, not weights)."""
     return {
         f'{name}.{buffer}' if name else buffer
         for name, module in model.named_modules()
-        for buffer in getattr(module, 'checkpoint_sized_buffers', ())
+        for buffer in (*getattr(module, 'checkpoint_sized_buffers', ()),
+                       *((EXTRA_STATE_KEY, )
+                         if hasattr(module, 'frozen_keys') else ()))
     }
 
 
@@ -69,7 +89,9 @@ def check_loaded_state(model: nn.Module,
     Errors: tensors whose shape differs from the model's (except buffers
     sized by the checkpoint, ``checkpoint_sized_keys``); weights of the
     backbone's pretrained architecture that the checkpoint lacks; backbone
-    weights the model has no place for. With ``allow_new`` (a new training
+    weights the model has no place for. Frozen ViT weights that a tuned-only
+    checkpoint leaves to the backbone (``restored_keys``) are not missing.
+    With ``allow_new`` (a new training
     from ``load_from``) heads, necks and prompt modules may be missing and
     head weights may be extra; both are logged. Without it (testing) every
     weight must be there and nothing may be extra.
@@ -92,7 +114,10 @@ def check_loaded_state(model: nn.Module,
         and getattr(value, 'shape', None) is not None
         and value.shape != own[key].shape
     ]
-    missing = [key for key in own if key not in state_dict]
+    restored = restored_keys(model, state_dict)
+    missing = [
+        key for key in own if key not in state_dict and key not in restored
+    ]
     extra = [key for key in state_dict if key not in own]
     tolerated = [key for key in missing if allow_new and is_new(key)] + [
         key for key in extra

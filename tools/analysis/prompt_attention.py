@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from mmseg.registry import MODELS  # noqa: E402
 
 import mmseg_cvpt  # noqa: E402,F401  (registers the backbones)
+from mmseg_cvpt.models.backbones import EXTRA_STATE_KEY  # noqa: E402
 
 METHODS = {'VPTViT': 'VPT-deep', 'CVPTViT': 'CVPT'}
 # The hooks read VPT's whole sequence [cls, P, patches] at LN1, which its
@@ -142,15 +143,15 @@ def build(backbone: str, num_prompts: int, args, state: Dict[str, Tensor],
              out_indices=(args.num_layers - 1, ), **BACKBONE_ARGS[backbone], **kwargs))
     model.init_weights()
     own = model.state_dict()
-    fitting = {k: v for k, v in state.items()
-               if k in own and v.shape == own[k].shape}
-    missing = [k for k in own if model.is_pretrained_key(k)
-               and k not in fitting]
+    fitting = {k: v for k, v in state.items() if k in own and (
+        v.shape == own[k].shape or k == EXTRA_STATE_KEY)}
+    # the record of a tuned-only checkpoint brings its frozen ViT
+    loaded = model.load_state_dict(fitting, strict=False)
+    missing = [k for k in loaded.missing_keys if model.is_pretrained_key(k)]
     if state and missing:
         raise KeyError(f'{args.checkpoint} lacks {len(missing)} ViT weights '
                        f'of this architecture, e.g. {missing[:3]} (use '
                        '--prefix backbone. for a whole-model checkpoint)')
-    model.load_state_dict(fitting, strict=False)
     return model.eval()
 
 

@@ -38,6 +38,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..attention import query_key_vectors, self_attention
 from ..prompts import PromptProvider
+from .frozen_base import EXTRA_STATE_KEY, FrozenBaseMixin, local_path
 
 
 def self_attention_branch(layer: TransformerEncoderLayer, x: Tensor) -> Tensor:
@@ -101,8 +102,11 @@ def check_out_indices(out_indices: Sequence[int], num_layers: int) -> None:
             'layer)')
 
 
-class PromptedVisionTransformer(VisionTransformer):
+class PromptedVisionTransformer(FrozenBaseMixin, VisionTransformer):
     """Frozen mmseg ViT whose layers receive prompts.
+
+    Its state dict records where the frozen weights come from, and a state
+    dict without them is completed from there (``FrozenBaseMixin``).
 
     Args:
         num_prompts (int): prompts per layer, m. 0 gives the plain (frozen)
@@ -141,7 +145,8 @@ class PromptedVisionTransformer(VisionTransformer):
                 f'prompt_dropout must be in [0, 1), got {prompt_dropout!r}')
         super().__init__(frozen_exclude=['all'], **kwargs)
         check_out_indices(self.out_indices, len(self.layers))
-        self.pretrained_keys = frozenset(self.state_dict())
+        self.pretrained_keys = frozenset(self.state_dict()) - {
+            EXTRA_STATE_KEY}
         self.num_prompts = num_prompts
         self.prompt_depth = parse_prompt_depth(prompt_depth, len(self.layers))
         self.prompts = self._build_prompts(prompt_cfg)
@@ -272,6 +277,9 @@ class PromptedVisionTransformer(VisionTransformer):
                 f'for: {misfit[:5]}. Match the architecture to the checkpoint '
                 '(patch_bias=True for timm / JAX weights, num_layers, ...).')
         new = sorted(set(result.missing_keys) - set(missing))
+        if self.frozen_base is None:  # else: the checkpoint's own base
+            self.frozen_base = dict(checkpoint=local_path(checkpoint),
+                                    prefix=prefix)
         print_log(
             f'Loaded {len(state_dict) - len(result.unexpected_keys)} tensors '
             f'from {checkpoint}; newly initialised: {new}; unexpected '

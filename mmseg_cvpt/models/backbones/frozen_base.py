@@ -1,0 +1,271 @@
+"""Where a prompted backbone's frozen weights come from, and state dicts that
+leave them out.
+
+A tuned-only checkpoint (``TunedCheckpointHook``, ``tools/export_task.py``)
+holds what was tuned, not the frozen ViT. So that every client (mmengine's
+``load_checkpoint`` and Runner, mmseg's ``init_model`` and
+``MMSegInferencer``, mmpretrain's ``get_model``, ``load_state_dict``) ends
+with the full model, the backbone restores the frozen weights itself:
+
+* its extra state (the ``_extra_state`` key of every state dict, a uint8
+  tensor of JSON so that state dicts stay all-tensor) records the base
+  checkpoint the frozen weights were loaded from and their fingerprint, a
+  SHA-256 of the frozen tensors (names, dtypes, shapes, bytes);
+* when a state dict with a record lacks ViT weights, ``_load_from_state_dict``
+  (which runs before its children load) fills them in: from the model itself
+  when its frozen weights have the fingerprint, else from the first base
+  checkpoint whose weights do: ``base_checkpoint`` or
+  ``$MMSEG_CVPT_BASE_CHECKPOINT`` when set, else the recorded path, then the
+  backbone's ``init_cfg`` checkpoint. No match raises
+  :class:`FrozenBaseError`, naming each path and what was wrong with it.
+
+State dicts without a record (older checkpoints, plain ViT weights) load as
+before; loading one that brings ViT weights forgets the recorded base.
+"""
+import hashlib
+import json
+import os
+import os.path as osp
+from itertools import chain
+from typing import Dict, Iterable, List, Optional, Tuple
+
+import torch
+from mmengine.logging import print_log
+from mmengine.runner.checkpoint import CheckpointLoader
+from torch import Tensor, nn
+
+EXTRA_STATE_KEY = '_extra_state'
+BASE_CHECKPOINT_ENV = 'MMSEG_CVPT_BASE_CHECKPOINT'
+RECORD_FORMAT = 'mmseg_cvpt.frozen_base'
+RECORD_VERSION = 1
+# a ViT weight every mmseg-layout checkpoint has: finds a checkpoint's prefix
+ANCHOR_KEY = 'patch_embed.projection.weight'
+
+
+class FrozenBaseError(RuntimeError):
+    """A tuned-only state dict whose frozen weights cannot be restored."""
+
+
+def fingerprint(tensors: Dict[str, Tensor]) -> str:
+    """SHA-256 of the tensors' names, dtypes, shapes and bytes (hex)."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f'{name}:{tensor.dtype}:{tuple(tensor.shape)};'.encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def encode_record(record: dict) -> Tensor:
+    """The record as the uint8 tensor stored under ``_extra_state``."""
+    return torch.tensor(list(json.dumps(record).encode()), dtype=torch.uint8)
+
+
+def decode_record(state) -> dict:
+    """The record of an ``_extra_state`` tensor; a foreign one raises."""
+    try:
+        record = json.loads(bytes(state.tolist()).decode())
+    except (AttributeError, TypeError, ValueError) as error:
+        raise ValueError('the backbone\'s _extra_state is not a frozen-base '
+                         f'record of mmseg_cvpt: {error}') from error
+    if not isinstance(record, dict) or record.get('format') != RECORD_FORMAT:
+        raise ValueError(f'the backbone\'s _extra_state is not a frozen-base '
+                         f'record of mmseg_cvpt: {record!r}')
+    if record.get('version', 0) > RECORD_VERSION:
+        raise ValueError(
+            f'frozen-base record version {record["version"]} is newer than '
+            f'this mmseg_cvpt reads ({RECORD_VERSION}); update mmseg_cvpt')
+    return record
+
+
+def local_path(path: str) -> str:
+    """Absolute for local files; URLs (``https://``, ...) unchanged."""
+    return path if '://' in path else osp.abspath(path)
+
+
+def available(path: str) -> bool:
+    """Whether a checkpoint can be read: a local file that exists, or a
+    URL (fetched when read)."""
+    return '://' in path or osp.isfile(path)
+
+
+def vit_weights(state_dict: dict, prefix: Optional[str]) -> dict:
+    """The ViT's tensors of a checkpoint's state dict, keys without prefix:
+    ``prefix`` when the keys have it, else the prefix of ``ANCHOR_KEY``."""
+    if not (prefix and any(k.startswith(prefix) for k in state_dict)):
+        prefix = next((k[:-len(ANCHOR_KEY)]
+                       for k in state_dict if k.endswith(ANCHOR_KEY)), '')
+    return {
+        k[len(prefix):]: v
+        for k, v in state_dict.items() if k.startswith(prefix)
+    }
+
+
+class FrozenBaseMixin:
+    """Records and restores the frozen weights of a prompted ViT.
+
+    Used by ``PromptedVisionTransformer``, which provides
+    ``pretrained_keys``, ``is_frozen`` and ``_resize_pos_embed_of``.
+
+    Attributes:
+        frozen_base (dict | None): ``dict(checkpoint=..., prefix=...)``, the
+            checkpoint the frozen weights were loaded from; None when
+            unknown (random or from a checkpoint without a record).
+        base_checkpoint (str | None): where to take the frozen weights of a
+            tuned-only state dict from, before ``$MMSEG_CVPT_BASE_CHECKPOINT``
+            and the recorded path.
+    """
+
+    frozen_base: Optional[dict] = None
+    base_checkpoint: Optional[str] = None
+
+    def frozen_keys(self) -> List[str]:
+        """The ViT tensors that do not train: what a base checkpoint gives."""
+        return sorted(k for k in self.pretrained_keys if self.is_frozen(k))
+
+    def _tensors(self, keys: Iterable[str]) -> Dict[str, Tensor]:
+        own = dict(chain(self.named_parameters(), self.named_buffers()))
+        return {k: own[k] for k in keys}
+
+    def frozen_state_dict(self) -> Dict[str, Tensor]:
+        """The frozen tensors, detached: the content of a base checkpoint."""
+        return {k: t.detach() for k, t in self._tensors(
+            self.frozen_keys()).items()}
+
+    def frozen_fingerprint(self, keys: Optional[List[str]] = None) -> str:
+        """``fingerprint`` of the frozen tensors (or of ``keys``); cached
+        while the tensors are the same objects, unmodified."""
+        tensors = self._tensors(self.frozen_keys() if keys is None else keys)
+        key = tuple((name, id(t), t.data_ptr(), t._version)
+                    for name, t in tensors.items())
+        cached_key, value = getattr(self, '_fingerprint_cache', (None, None))
+        if cached_key != key:
+            value = fingerprint(tensors)
+            self._fingerprint_cache = (key, value)
+        return value
+
+    def get_extra_state(self) -> Tensor:
+        base = self.frozen_base or {}
+        return encode_record(
+            dict(format=RECORD_FORMAT, version=RECORD_VERSION,
+                 checkpoint=base.get('checkpoint'), prefix=base.get('prefix'),
+                 fingerprint=self.frozen_fingerprint() if base else None))
+
+    def set_extra_state(self, state: Tensor) -> None:
+        record = decode_record(state)
+        self.frozen_base = (dict(checkpoint=record['checkpoint'],
+                                 prefix=record.get('prefix'))
+                            if record.get('checkpoint') else None)
+
+    def adopt_base(self, path: str, prefix: Optional[str] = None
+                   ) -> Optional[str]:
+        """Record ``path`` as the base checkpoint if its weights are this
+        backbone's frozen weights; else return what is wrong with it."""
+        keys = self.frozen_keys()
+        _, problem = self._base_tensors(path, prefix, keys,
+                                        self.frozen_fingerprint())
+        if problem is None:
+            self.frozen_base = dict(checkpoint=local_path(path), prefix=prefix)
+        return problem
+
+    def share_frozen_from(self, other: nn.Module) -> None:
+        """Make this backbone's frozen tensors ``other``'s (the same
+        objects): one copy in memory for both."""
+        keys = self.frozen_keys()
+        mine, theirs = self._tensors(keys), other._tensors(keys)
+        misfit = [k for k in keys if mine[k].shape != theirs[k].shape]
+        if misfit:
+            raise ValueError(f'cannot share frozen weights of another shape: '
+                             f'{misfit[:5]}')
+        for key in keys:
+            path, _, name = key.rpartition('.')
+            setattr(self.get_submodule(path), name, theirs[key])
+        self._fingerprint_cache = getattr(other, '_fingerprint_cache',
+                                          (None, None))
+        self.frozen_base = other.frozen_base
+
+    # ---- loading ----------------------------------------------------------
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata,
+                              strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        key = prefix + EXTRA_STATE_KEY
+        absent = [k for k in sorted(self.pretrained_keys)
+                  if prefix + k not in state_dict]
+        if key in state_dict and absent:
+            record = decode_record(state_dict[key])
+            tensors, checkpoint = self._restore_frozen(record, absent)
+            state_dict.update({prefix + k: v for k, v in tensors.items()})
+            state_dict[key] = encode_record(
+                dict(record, checkpoint=checkpoint))
+        elif len(absent) < len(self.pretrained_keys):
+            self.frozen_base = None  # ViT weights from an unrecorded source
+        super()._load_from_state_dict(state_dict, prefix, local_metadata,
+                                      strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+        if key not in state_dict and key in missing_keys:
+            missing_keys.remove(key)  # older checkpoints have no record
+
+    def _restore_frozen(self, record: dict,
+                        keys: List[str]) -> Tuple[Dict[str, Tensor], str]:
+        """The frozen tensors ``keys`` with the record's fingerprint, and
+        the checkpoint they come from."""
+        expected = record.get('fingerprint')
+        name = type(self).__name__
+        if not expected:
+            raise FrozenBaseError(
+                f'{name}: the state dict lacks {len(keys)} frozen ViT '
+                f'weights (e.g. {keys[:3]}) and records no base checkpoint '
+                'to take them from; load a full checkpoint')
+        if self.frozen_fingerprint(keys) == expected:
+            return self._tensors(keys), record['checkpoint']
+        problems = []
+        for path, prefix in self._base_candidates(record):
+            tensors, problem = self._base_tensors(path, prefix, keys, expected)
+            if problem is None:
+                if problems:
+                    print_log(f'{name}: frozen weights from {path} ('
+                              f'{"; ".join(problems)})', logger='current')
+                return tensors, local_path(path)
+            problems.append(f'{path}: {problem}')
+        raise FrozenBaseError(
+            f'{name}: the checkpoint holds only tuned weights; its '
+            f'{len(keys)} frozen ViT weights must come from the base '
+            f'checkpoint with fingerprint {expected[:16]}..., and no '
+            f'checkpoint tried has them: {"; ".join(problems)}. Put the base '
+            'checkpoint at the recorded path, or give its path with '
+            f'{BASE_CHECKPOINT_ENV}=PATH (tools/test.py --base-checkpoint '
+            'PATH), or load a full checkpoint (tools/export_task.py CKPT '
+            '--full --out FULL.pth).')
+
+    def _base_candidates(self, record: dict) -> List[Tuple[str, str]]:
+        """(path, prefix) of the checkpoints to try, in order."""
+        override = self.base_checkpoint or os.environ.get(BASE_CHECKPOINT_ENV)
+        if override:
+            return [(override, record.get('prefix'))]
+        candidates = [(record['checkpoint'], record.get('prefix'))]
+        init_cfg = self.init_cfg if isinstance(self.init_cfg, dict) else {}
+        configured = init_cfg.get('checkpoint')
+        if init_cfg.get('type') == 'Pretrained' and configured and \
+                local_path(configured) != record['checkpoint']:
+            candidates.append((configured, init_cfg.get('prefix')))
+        return candidates
+
+    def _base_tensors(self, path: str, prefix: Optional[str],
+                      keys: List[str], expected: str):
+        """``(tensors, None)`` from ``path`` if they have the fingerprint,
+        else ``(None, what is wrong)``."""
+        if not available(path):
+            return None, 'not found'
+        checkpoint = CheckpointLoader.load_checkpoint(path, map_location='cpu')
+        state = vit_weights(checkpoint.get('state_dict', checkpoint), prefix)
+        self._resize_pos_embed_of(state)
+        lacking = [k for k in keys if k not in state]
+        if lacking:
+            return None, f'lacks {len(lacking)} of the weights, e.g. ' \
+                f'{lacking[:3]}'
+        tensors = {k: state[k] for k in keys}
+        found = fingerprint(tensors)
+        if found != expected:
+            return None, (f'fingerprint {found[:16]}... differs (other '
+                          'weights or another ViT architecture)')
+        return tensors, None

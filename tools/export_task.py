@@ -1,0 +1,65 @@
+"""Turn a checkpoint into a task package, or a task package into a full
+checkpoint.
+
+A task package holds the tuned tensors (prompts, heads, method buffers), the
+config and the fingerprint of the frozen ViT with the path of its base
+checkpoint; every loader (our tools, mmseg's and mmpretrain's APIs and
+inferencers, ``load_checkpoint``) restores the frozen ViT from the base.
+``--full`` writes a standalone full checkpoint instead, for clients that
+need every tensor in one file. See docs/task_packages.md.
+
+Examples::
+
+    python tools/export_task.py work_dirs/cvpt/iter_160000.pth --out ade.pth
+    python tools/export_task.py ade.pth --full --out ade_full.pth
+    # a checkpoint whose frozen weights come from no file (the demo): write
+    # them once as the base checkpoint
+    python tools/export_task.py work_dirs/demo/iter_300.pth --out demo.pth \
+        --base-checkpoint work_dirs/demo/frozen_base.pth
+"""
+import argparse
+import os.path as osp
+import warnings
+
+from mmseg_cvpt.apis import export_task
+
+# mmengine re-imports the deprecated pkg_resources for every `pkg::` base
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description='Export a task package (or a full checkpoint)')
+    parser.add_argument(
+        'checkpoint',
+        help='a checkpoint of ours: runner checkpoint (full or tuned-only), '
+        'task package or plain state dict')
+    parser.add_argument('--out', required=True, help='the file to write')
+    parser.add_argument(
+        '--full',
+        action='store_true',
+        help='write a full checkpoint (frozen ViT included)')
+    parser.add_argument(
+        '--config',
+        help='the config of a checkpoint that holds none (plain state dicts)')
+    parser.add_argument(
+        '--base-checkpoint',
+        help='the base checkpoint when it is not at the recorded path; for a '
+        'full checkpoint without a known base, the base to record (a missing '
+        'file is written with the frozen weights)')
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    package = export_task(args.checkpoint, args.out, args.config, args.full,
+                          args.base_checkpoint)
+    info = package['meta']['task_package']
+    kind = 'full checkpoint' if args.full else 'task package'
+    print(f'{args.out}: {kind}, {len(package["state_dict"])} tensors, '
+          f'{osp.getsize(args.out):,} bytes; base checkpoint '
+          f'{info["base_checkpoint"]} (fingerprint {info["fingerprint"]})')
+
+
+if __name__ == '__main__':
+    main()
