@@ -49,15 +49,19 @@ def new_weight_rule(model: nn.Module) -> Callable[[str], bool]:
 def restored_keys(model: nn.Module, state_dict: dict) -> Set[str]:
     """Frozen ViT weights a tuned-only ``state_dict`` leaves to the backbone:
     those of every prompted backbone whose frozen-base record
-    (``_extra_state``) the state dict carries. The backbone restores them
-    from its base checkpoint while loading, or raises ``FrozenBaseError``
-    naming it."""
+    (``_extra_state``) the state dict carries and whose frozen weights it
+    leaves out altogether. The backbone restores them from its base
+    checkpoint while loading, or raises ``FrozenBaseError`` naming it. A
+    state dict that lacks only some of them is broken, not tuned-only."""
     keys = set()
     for name, module in model.named_modules():
         prefix = f'{name}.' if name else ''
-        if (hasattr(module, 'frozen_keys')
+        if not (hasattr(module, 'frozen_keys')
                 and prefix + EXTRA_STATE_KEY in state_dict):
-            keys.update(prefix + key for key in module.frozen_keys())
+            continue
+        frozen = {prefix + key for key in module.frozen_keys()}
+        if frozen.isdisjoint(state_dict):
+            keys |= frozen
     return keys
 
 
