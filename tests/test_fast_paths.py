@@ -141,6 +141,19 @@ def test_self_attention_matches_equation():
     assert (got - plain_attention(mha, x, x)).abs().max() < TOL
 
 
+@pytest.mark.parametrize('num_prompts', [1, 40])
+def test_self_attention_with_prompts_matches_equation(num_prompts):
+    """The rows of x in the self-attention of [x; P], from the prompts'
+    keys and values alone."""
+    mha = random_mha()
+    x, prompts = torch.randn(2, 9, DIMS), torch.randn(num_prompts, DIMS)
+    got = attention.self_attention_with_prompts(
+        mha, x, attention.packed_keys_values(mha, prompts))
+    sequence = torch.cat((x, prompts.expand(2, -1, -1)), dim=1)
+    expected = plain_attention(mha, x, sequence)
+    assert (got - expected).abs().max() < TOL
+
+
 @pytest.mark.parametrize('num_prompts', PROMPT_COUNTS)
 def test_folded_and_unfolded_cross_attention_match_equation(num_prompts):
     mha = random_mha()
@@ -280,7 +293,7 @@ def projections(monkeypatch):
     counters = []
     for module, name in ((cvpt_vit, 'fold_prompts'),
                          (cvpt_vit, 'prompt_keys_values'),
-                         (vpt_vit, 'prompt_keys_values')):
+                         (vpt_vit, 'packed_keys_values')):
         counters.append(Counter(getattr(module, name)))
         monkeypatch.setattr(module, name, counters[-1])
     return lambda: sum(c.calls for c in counters)

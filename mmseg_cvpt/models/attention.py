@@ -11,7 +11,7 @@ parameters (nothing is copied) and run
 ``self_attention_with_prompts`` is the self-attention of tokens x whose keys
 and values also include m prompts' (VPT's prompts as seen by the image
 tokens), the prompts' keys and values computed once for the whole batch
-(``prompt_keys_values``).
+(``packed_keys_values``).
 
 Cross-attention to m prompts (keys and values shared by the whole batch)
 comes in two exact forms:
@@ -104,21 +104,33 @@ def self_attention(mha: nn.MultiheadAttention, x: Tensor) -> Tensor:
     return _attend(mha, *_packed_qkv(mha, x))
 
 
+def packed_keys_values(mha: nn.MultiheadAttention, x: Tensor) -> Tensor:
+    """[K, V] = x [W_k; W_v]^T + [b_k; b_v] for x (..., D): (..., 2 D)."""
+    dims = mha.embed_dim
+    return _in_proj(mha, x, dims, 3 * dims)
+
+
 def self_attention_with_prompts(mha: nn.MultiheadAttention, x: Tensor,
-                                keys: Tensor, values: Tensor) -> Tensor:
-    """Self-attention of x (B, N, D) that also attends to prompts, given by
-    their keys and values (H, m, d), shared by the batch:
+                                prompt_kv: Tensor) -> Tensor:
+    """Self-attention of x (B, N, D) that also attends to m prompts, given by
+    their ``packed_keys_values`` ``prompt_kv`` = [K^P, V^P] (m, 2 D), shared
+    by the batch:
 
         concat_h softmax(Q_h [K_h; K^P_h]^T / sqrt(d)) [V_h; V^P_h] W_o^T + b_o
 
     Q, K, V from x as in ``self_attention``. These are the rows of x in the
     self-attention of the sequence [x; P] (the order of the keys does not
-    change a softmax); the prompts' own queries are not computed.
+    change a softmax); the prompts' own queries are not computed. Q and
+    [K, V] are projected apart, so that only Q and [K; K^P], [V; V^P] (one
+    concatenation) are kept for the backward.
     """
-    q, k, v = _packed_qkv(mha, x)
-    batch = x.shape[0]
-    k = torch.cat((k, keys.expand(batch, -1, -1, -1)), dim=2)
-    v = torch.cat((v, values.expand(batch, -1, -1, -1)), dim=2)
+    batch, _, dims = x.shape
+    heads = mha.num_heads
+    q = split_heads(_in_proj(mha, x, 0, dims), heads)
+    kv = torch.cat((packed_keys_values(mha, x),
+                    prompt_kv.expand(batch, -1, -1)), dim=1)
+    k, v = kv.unflatten(-1, (2, heads, dims // heads)).permute(
+        2, 0, 3, 1, 4).unbind(0)
     return _attend(mha, q, k, v)
 
 
@@ -129,9 +141,7 @@ def prompt_keys_values(mha: nn.MultiheadAttention,
 
     K = P W_k^T + b_k, V = P W_v^T + b_v, returned per head as (H, m, d).
     """
-    dims = mha.embed_dim
-    keys_values = _in_proj(mha, prompts, dims, 3 * dims)
-    keys, values = keys_values.chunk(2, dim=-1)
+    keys, values = packed_keys_values(mha, prompts).chunk(2, dim=-1)
     return (split_heads(keys, mha.num_heads),
             split_heads(values, mha.num_heads))
 

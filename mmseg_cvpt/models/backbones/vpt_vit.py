@@ -8,7 +8,7 @@ from mmseg.registry import MODELS
 from torch import Tensor, nn
 from torch.nn.modules.dropout import _DropoutNd
 
-from ..attention import prompt_keys_values, self_attention_with_prompts
+from ..attention import packed_keys_values, self_attention_with_prompts
 from ..prompt_cache import PromptCacheMixin
 from .prompted_vit import PromptedVisionTransformer, mlp_residual, vit_block
 
@@ -32,8 +32,9 @@ def drops_out(layer: nn.Module) -> bool:
 
 
 def block_with_prompt_keys(layer: TransformerEncoderLayer, x: Tensor,
-                           keys: Tensor, values: Tensor) -> Tensor:
-    """A ViT block for the image tokens x of the sequence [x; P]:
+                           prompt_kv: Tensor) -> Tensor:
+    """A ViT block for the image tokens x of the sequence [x; P], given the
+    prompts' ``packed_keys_values`` ``prompt_kv`` (m, 2 D):
 
         x += SA over [x; P] of LN1(x)   (prompt keys / values from LN1(P))
         x += MLP(LN2(x))
@@ -41,7 +42,7 @@ def block_with_prompt_keys(layer: TransformerEncoderLayer, x: Tensor,
     The prompts' own rows (queries, attention, MLP) are not computed.
     """
     attn = layer.attn
-    out = self_attention_with_prompts(attn.attn, layer.norm1(x), keys, values)
+    out = self_attention_with_prompts(attn.attn, layer.norm1(x), prompt_kv)
     return mlp_residual(layer, x + attn.dropout_layer(attn.proj_drop(out)))
 
 
@@ -115,8 +116,8 @@ class VPTViT(PromptCacheMixin, PromptedVisionTransformer):
         if index >= len(prompts):
             return vit_block(layer, x)
         if self.prompts_as_keys_only(index):
-            keys, values = self.prompt_keys_values(index, layer, prompts)
-            return block_with_prompt_keys(layer, x, keys, values)
+            return block_with_prompt_keys(
+                layer, x, self.prompt_keys_values(index, layer, prompts))
         return vit_block(layer, self.insert_prompts(index, x, prompts[index]))
 
     def insert_prompts(self, index: int, x: Tensor, prompts: Tensor) -> Tensor:
@@ -130,13 +131,13 @@ class VPTViT(PromptCacheMixin, PromptedVisionTransformer):
             (x[:, :num_prefix], prompts, x[:, num_prefix + num_old:]), dim=1)
 
     def prompt_keys_values(self, index: int, layer: TransformerEncoderLayer,
-                           prompts: List[Tensor]) -> Tuple[Tensor, Tensor]:
-        """K^P, V^P of layer ``index``, (H, m, d) each, computed (or cached)
-        once for the whole batch."""
+                           prompts: List[Tensor]) -> Tensor:
+        """[K^P, V^P] of layer ``index``, (m, 2 D), computed (or cached) once
+        for the whole batch."""
         mha = layer.attn.attn
         return self.cached_prompt_side(
             index, self.prompt_sources(layer.norm1, mha),
-            lambda: prompt_keys_values(mha, layer.norm1(prompts[index])))
+            lambda: packed_keys_values(mha, layer.norm1(prompts[index])))
 
     def block_without_prompts(self, index: int,
                               layer: TransformerEncoderLayer,
