@@ -44,9 +44,13 @@ def test_cvpt_inference_flops_are_the_folded_cross_attention(costs):
 
 
 def test_trainable_parameters_are_the_prompts(benchmark_tool, costs):
+    """L m D prompts; BPT's A (L, m, p) and B (L, D, p), p = min(50, D)."""
     assert costs['frozen']['trainable'] == 0
     for method in benchmark_tool.PROMPT_METHODS:
-        assert costs[method]['trainable'] == LAYERS * PROMPTS * DIMS
+        expected = LAYERS * PROMPTS * DIMS
+        if method == 'bpt':
+            expected = LAYERS * (PROMPTS + DIMS) * min(50, DIMS)
+        assert costs[method]['trainable'] == expected, method
 
 
 def test_vpt_inference_flops_grow_with_the_sequence(costs):
@@ -61,6 +65,16 @@ def test_fast_vpt_costs_less_than_its_reference_form(costs):
     fast, reference = costs['vpt'], costs['vpt_reference']
     for key in ('train_gflops', 'infer_gflops', 'train_peak_mib'):
         assert fast[key] < reference[key]
+
+
+def test_guidance_and_bilinear_prompts_cost_their_extra_products(costs):
+    """DA-VPT's guidance adds training work only; BPT's prompt product
+    A B^T runs in training and inference."""
+    vpt, davpt, bpt = costs['vpt'], costs['davpt'], costs['bpt']
+    assert davpt['train_gflops'] > vpt['train_gflops']
+    assert davpt['infer_gflops'] == vpt['infer_gflops']
+    assert bpt['train_gflops'] > vpt['train_gflops']
+    assert bpt['infer_gflops'] > vpt['infer_gflops']
 
 
 def test_counted_flops_are_the_formulas(benchmark_tool):

@@ -6,7 +6,8 @@ at each input size; P = 0 is the frozen ViT (every method with no prompts is
 the same network). The methods are the rows of ``METHODS`` (a label, a
 backbone config and a multiply-add formula each): VPT-deep in its reference
 form (every prompted layer on the whole sequence, as published) and in its
-fast form (prompts as keys and values only), and CVPT. Every configuration
+fast form (prompts as keys and values only), CVPT, BPT (fast VPT-deep with
+bilinear prompts) and DA-VPT (fast VPT-deep with its guidance losses). Every configuration
 is measured in the same run: warm-up, then ``--repeats`` rounds in which
 each configuration takes one training step (the fastest of ``--best-of``
 back to back), then each one inference pass, in an order rotated every
@@ -19,7 +20,7 @@ Example (the run in docs/performance.md)::
 
     python tools/analysis/benchmark.py --sizes 224 512 \\
         --prompts 0 1 10 50 100 200 --prompts-for 512=0,200 \\
-        --methods vpt_reference vpt cvpt \\
+        --methods vpt_reference vpt cvpt bpt davpt \\
         --batch 2 --repeats 10 --repeats-for 512=6 --best-of 2 \\
         --device cpu --out work_dirs/benchmark
 """
@@ -177,20 +178,65 @@ def cvpt_step_macs(s: Shape, with_grad: bool) -> int:
 
 
 # ---- the methods ----------------------------------------------------------
+BPT_RANK = 50  # p of BPT's bilinear prompts (configs/bpt: m = p = 50)
+DAVPT_PROXIES = 20  # k of DA-VPT (configs/davpt), at most P
+DAVPT_CLASSES = 150  # C: ADE20K's classes, mapped onto the k proxies
+
+
+def bpt_rank(s: Shape) -> int:
+    return min(BPT_RANK, s.dims)
+
+
+def bpt_macs(s: Shape) -> Tuple[int, int]:
+    """Fast VPT-deep with bilinear prompts P_l = A_l B_l^T (rank p): the
+    product L m p D every forward, and the gradients of A and B, 2 L m p D,
+    in the train step (inference computes the product, then finds the
+    prompts' keys and values cached)."""
+    train, infer = vpt_macs(s)
+    product = s.layers * s.prompts * bpt_rank(s) * s.dims
+    return train + 3 * product, infer + product
+
+
+def davpt_macs(s: Shape) -> Tuple[int, int]:
+    """Fast VPT-deep with DA-VPT's guidance of the last layer (training
+    only): the class token's query W_q LN1(x_cls), B D^2, and its gradient,
+    B D^2; two Proxy-Anchor losses, each cosine similarities B k D and
+    their gradients to the features and the proxies, 2 B k D; the running
+    class sums, C B D."""
+    train, infer = vpt_macs(s)
+    proxies = min(DAVPT_PROXIES, s.prompts)
+    guidance = (2 * s.batch * s.dims**2 + 2 * 3 * s.batch * proxies * s.dims
+                + DAVPT_CLASSES * s.batch * s.dims)
+    return train + guidance, infer
+
+
 @dataclass(frozen=True)
 class Method:
     label: str
-    backbone: dict  # the backbone's config, less the architecture
+    backbone: Callable[[Shape], dict]  # its config, less the architecture
     macs: Callable[[Shape], Tuple[int, int]]  # (train step, inference)
 
 
+def bpt_backbone(s: Shape) -> dict:
+    return dict(type='VPTViT', prompt_cfg=dict(type='BilinearPrompts',
+                                               rank=bpt_rank(s)))
+
+
+def davpt_backbone(s: Shape) -> dict:
+    return dict(type='VPTViT', guidance_cfg=dict(
+        type='ProxyGuidance', num_guided=min(DAVPT_PROXIES, s.prompts)))
+
+
 METHODS = {
-    'frozen': Method('frozen ViT', dict(type='VPTViT'), frozen_macs),
-    'vpt_reference': Method('VPT-deep (reference form)',
-                            dict(type='VPTViT', prompt_form='reference'),
-                            vpt_reference_macs),
-    'vpt': Method('VPT-deep', dict(type='VPTViT'), vpt_macs),
-    'cvpt': Method('CVPT', dict(type='CVPTViT'), cvpt_macs),
+    'frozen': Method('frozen ViT', lambda s: dict(type='VPTViT'), frozen_macs),
+    'vpt_reference': Method(
+        'VPT-deep (reference form)',
+        lambda s: dict(type='VPTViT', prompt_form='reference'),
+        vpt_reference_macs),
+    'vpt': Method('VPT-deep', lambda s: dict(type='VPTViT'), vpt_macs),
+    'cvpt': Method('CVPT', lambda s: dict(type='CVPTViT'), cvpt_macs),
+    'bpt': Method('BPT (VPT-deep, bilinear)', bpt_backbone, bpt_macs),
+    'davpt': Method('DA-VPT (VPT-deep, guided)', davpt_backbone, davpt_macs),
 }
 PROMPT_METHODS = [key for key in METHODS if key != 'frozen']
 
@@ -201,7 +247,12 @@ Definitions
   (prompt_form='auto'), the same outputs with the image tokens attending to
   the prompts as keys and values only (no prompt queries, no MLP on the
   prompts); "CVPT" at its defaults (cross-attention after self-attention,
-  the blocks' own frozen weights).
+  the blocks' own frozen weights); "BPT" is fast VPT-deep with BPT's
+  bilinear prompts P_l = A_l B_l^T of rank min(50, D) (calibrated), "DA-VPT" fast
+  VPT-deep with DA-VPT's guidance of the last layer (min(20, P) proxies,
+  150 classes; its two Proxy-Anchor losses join the train step's loss). In
+  the fast form no prompt query is computed, so DA-VPT's mask (prompt
+  queries see only the patches) has nothing to act on.
 - train step: forward + backward of loss = sum of the means of the 4 output
   feature maps (layers 3, 6, 9, 12), gradients to the prompts only (the ViT
   is frozen and in eval mode, prompt dropout 0.1 active); no optimiser step.
@@ -390,9 +441,21 @@ def configs_of(size: int, prompt_counts: List[int],
 
 # ---- models -----------------------------------------------------------------
 def build(config: Config, arch: dict) -> nn.Module:
-    return MODELS.build(
-        dict(METHODS[config.method].backbone, img_size=config.size,
+    """The backbone, in the state its method trains in: BPT's provider
+    calibrated (on identity statistics: the cost does not depend on them),
+    DA-VPT's ADE20K classes mapped onto its proxies."""
+    shape = shape_of(arch, config.size, config.prompts, batch=1)
+    model = MODELS.build(
+        dict(METHODS[config.method].backbone(shape), img_size=config.size,
              num_prompts=config.prompts, **arch))
+    if hasattr(model.prompts, 'set_statistics'):
+        dims = arch['embed_dims']
+        model.prompts.set_statistics(
+            torch.eye(dims).repeat(arch['num_layers'], 1, 1))
+    if model.guidance is not None:
+        model.guidance.initialise(DAVPT_CLASSES)
+        model.guidance.mapped.fill_(True)
+    return model
 
 
 def share_frozen_weights(model: nn.Module, reference: nn.Module) -> None:
@@ -443,6 +506,9 @@ def build_cases(size: int, prompt_counts: List[int], device: torch.device,
 def train_step(model: nn.Module, images: torch.Tensor) -> None:
     model.zero_grad(set_to_none=True)
     loss = sum(out.mean() for out in model(images))
+    if model.guidance is not None:  # DA-VPT: image i of class i
+        labels = torch.arange(len(images), device=images.device)
+        loss = loss + sum(model.guidance_losses(labels).values())
     loss.backward()
 
 
