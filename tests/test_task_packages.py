@@ -334,17 +334,23 @@ def test_export_round_trip_is_exact(seg_run, tmp_path):
 
 
 def test_export_without_a_base_writes_one(tmp_path):
-    """A model with random frozen weights (the demo) has no base: exporting
-    it needs --base-checkpoint, where the frozen weights are then written."""
-    cfg = load_config(DEMO_CFG)
+    """A model with random frozen weights (the demo without its pretrained
+    ViT) has no base: exporting it needs --base-checkpoint, where the
+    frozen weights are then written."""
+    random_vit = write_config(
+        tmp_path / 'random_vit.py', f"""
+        _base_ = [{DEMO_CFG!r}]
+        model = dict(backbone=dict(init_cfg=None))
+        """)
+    cfg = load_config(random_vit)
     model = build_model(cfg)
     model.init_weights()
     full = str(tmp_path / 'full.pth')
     torch.save(model.state_dict(), full)
     with pytest.raises(ValueError, match='pass --base-checkpoint PATH'):
-        export_task(full, str(tmp_path / 'task.pth'), config=DEMO_CFG)
+        export_task(full, str(tmp_path / 'task.pth'), config=random_vit)
     base = str(tmp_path / 'base.pth')
-    export_task(full, str(tmp_path / 'task.pth'), DEMO_CFG,
+    export_task(full, str(tmp_path / 'task.pth'), random_vit,
                 base_checkpoint=base)
     assert osp.isfile(base)
     loaded = build_model(cfg)

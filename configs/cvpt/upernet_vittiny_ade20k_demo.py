@@ -4,8 +4,12 @@
 # weights, prompt dropout), the optimiser, the hooks and the TTA are the real
 # config's. The data are the synthetic ADE20K-layout scenes of
 #   python tools/misc/make_ade20k_demo.py data/ade20k_demo
-# (6 classes: the first six of ADE20K). No pretrained weights: the frozen
-# ViT keeps its random initialisation, so prompts and heads do all the work.
+# (6 classes: the first six of ADE20K). The frozen ViT is pretrained like
+# the real one, on another task (24 classes of synthetic textures, partly
+# covered by shapes): pretrain/vit_tiny_demo_mmseg.pth, which the repository ships and
+#   python tools/misc/pretrain_tiny_vit.py pretrain/vit_tiny_demo_mmseg.pth
+# regenerates bit-exactly. Checkpoints hold only what was tuned (see
+# TunedCheckpointHook in ./upernet_vitb_ade20k.py).
 # bash tools/quickstart.sh runs it end to end.
 _base_ = ['./upernet_vitb_ade20k.py']
 
@@ -22,8 +26,13 @@ model = dict(
         num_layers=4,
         num_heads=4,
         out_indices=(0, 1, 2, 3),
+        # the pretrained ViT's final LayerNorm (timm's `norm`) on the last
+        # block's output: every weight of the checkpoint is used
+        final_norm=True,
         num_prompts=8,
-        init_cfg=None),
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='pretrain/vit_tiny_demo_mmseg.pth')),
     neck=dict(in_channels=[embed_dims] * 4, out_channels=32),
     decode_head=dict(
         in_channels=[32] * 4, channels=32, num_classes=6),

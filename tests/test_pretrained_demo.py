@@ -1,0 +1,126 @@
+"""The embedded pretrained backbone (tools/misc/pretrain_tiny_vit.py) and the
+method comparison (tools/analysis/compare_methods.py)."""
+import csv
+import hashlib
+import os
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmseg.registry import MODELS
+
+from tiny_runs import DEMO_CFG, REPO, data_options, run, run_unchecked, tool
+
+SHIPPED = osp.join(REPO, 'pretrain', 'vit_tiny_demo_mmseg.pth')
+
+
+def demo_backbone(checkpoint):
+    """The demo config's backbone, its init_cfg pointed at ``checkpoint``
+    and its weights initialised from it."""
+    cfg = Config.fromfile(DEMO_CFG).model.backbone
+    cfg.init_cfg.checkpoint = checkpoint
+    backbone = MODELS.build(cfg)
+    backbone.init_weights()
+    return backbone
+
+
+def assert_loads_exactly(checkpoint):
+    """Every ViT weight of the backbone comes from the checkpoint, and the
+    checkpoint has nothing else."""
+    weights = torch.load(checkpoint, weights_only=True)
+    backbone = demo_backbone(checkpoint)
+    own = backbone.state_dict()
+    vit_keys = {k for k in own if backbone.is_pretrained_key(k)}
+    assert set(weights) == vit_keys
+    for key, tensor in weights.items():
+        assert torch.equal(own[key], tensor), key
+
+
+@pytest.fixture(scope='module')
+def pretrained(tmp_path_factory):
+    """A handful of pretraining steps: (mmseg checkpoint, its output)."""
+    out = tmp_path_factory.mktemp('pretrain') / 'vit_tiny_demo_mmseg.pth'
+    output = run(tool('misc/pretrain_tiny_vit.py') +
+                 [str(out), '--steps', '3', '--batch', '8'])
+    return str(out), output
+
+
+def test_pretraining_writes_timm_and_converted_checkpoints(pretrained):
+    checkpoint, output = pretrained
+    timm_path = checkpoint.replace('_mmseg', '_timm')
+    timm = torch.load(timm_path, weights_only=True)
+    assert timm['blocks.3.attn.qkv.weight'].shape == (3 * 64, 64)
+    assert timm['head.weight'].shape == (24, 64)  # 6 textures x 4 bands
+    assert 'held-out accuracy' in output
+    assert_loads_exactly(checkpoint)
+    converted = torch.load(checkpoint, weights_only=True)
+    assert torch.equal(converted['layers.3.attn.attn.in_proj_weight'],
+                       timm['blocks.3.attn.qkv.weight'])
+
+
+def test_pretraining_is_bit_exact(pretrained, tmp_path):
+    """The same command writes the same bytes (the shipped file's claim)."""
+    checkpoint, _ = pretrained
+    again = tmp_path / 'vit_tiny_demo_mmseg.pth'
+    run(tool('misc/pretrain_tiny_vit.py') +
+        [str(again), '--steps', '3', '--batch', '8'])
+
+    def digest(path):
+        with open(path, 'rb') as file:
+            return hashlib.sha256(file.read()).hexdigest()
+
+    assert digest(again) == digest(checkpoint)
+
+
+def test_demo_config_loads_the_shipped_pretrained_vit():
+    assert_loads_exactly(SHIPPED)
+
+
+def read_rows(out):
+    with open(osp.join(out, 'comparison.csv')) as file:
+        return list(csv.DictReader(file))
+
+
+def test_compare_methods_writes_reports_and_skips_finished_runs(
+        tmp_path, demo_root):
+    out = str(tmp_path / 'compare')
+    args = tool('analysis/compare_methods.py') + [
+        '--methods', 'vpt', 'cvpt', '--prompts', '2', '--iters', '2',
+        '--jobs', '2', '--out', out, '--cfg-options',
+        *data_options(demo_root)
+    ]
+    run(args)
+    rows = read_rows(out)
+    assert [(r['method'], r['prompts']) for r in rows] == [('VPT-deep', '2'),
+                                                           ('CVPT', '2')]
+    for row in rows:
+        assert row['status'] == 'trained'
+        assert 0 <= float(row['accuracy']) <= 100
+        assert 0 <= float(row['accuracy_ms']) <= 100
+        assert int(row['trainable']) > 0
+        assert float(row['train_s_per_iter']) > 0
+        assert float(row['peak_mib']) > 0
+        assert float(row['checkpoint_kib']) > 0
+    with open(osp.join(out, 'comparison.md')) as file:
+        table = file.read()
+    assert table.count('| VPT-deep | 2 | 0 |') == 1
+    assert table.count('| CVPT | 2 | 0 |') == 1
+    assert osp.getsize(osp.join(out, 'comparison.png')) > 0
+
+    # again, with DA-VPT added and made to fail (more proxies than prompts):
+    # the finished runs are skipped, the failure is a row, not a crash
+    results = [osp.join(out, 'runs', f'{m}_P2_seed0', 'result.json')
+               for m in ('vpt', 'cvpt')]
+    stamps = [os.stat(path).st_mtime_ns for path in results]
+    proc = run_unchecked(args[:3] + ['vpt', 'cvpt', 'davpt'] + args[5:] + [
+        'model.backbone.guidance_cfg.num_guided=5'])
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    assert [os.stat(path).st_mtime_ns for path in results] == stamps
+    rows = read_rows(out)
+    assert [r['status'] for r in rows] == ['skipped (done before)'] * 2 + [
+        'failed'
+    ]
+    assert 'train.py exited' in rows[2]['error']
+    with open(osp.join(out, 'comparison.md')) as file:
+        assert '| DA-VPT | 2 | 0 | FAILED: ' in file.read()

@@ -1,0 +1,390 @@
+"""Train every method under the same schedule and seed, and compare them.
+
+The methods' configs are the namesakes of ``--config`` in the method
+folders: for ``configs/cvpt/upernet_vittiny_ade20k_demo.py`` (the default,
+the embedded demo) they are ``configs/{baseline,vpt,cvpt,bpt,davpt}/
+upernet_vittiny_ade20k_demo.py``; for ``upernet_vitb_ade20k.py`` the ADE20K
+ViT-B configs (a GPU machine's job). Each run (method, P, seed):
+
+1. ``tools/train.py`` with the config's own schedule, ``randomness.seed``
+   and ``model.backbone.num_prompts`` set (head-only runs once per seed,
+   without prompts);
+2. segmentation: single-scale mIoU from the validation at the end of
+   training, then ``tools/test.py --aug-test`` for the multi-scale mIoU;
+   classification (mmpretrain configs): top-1 from that validation.
+
+Each run also reports its trainable parameters (the optimiser's count:
+prompts and heads), the median train time per iteration, the peak memory
+(CPU: the training process's peak resident set; GPU: the runner's logged
+peak of allocated memory) and the checkpoint's size.
+
+A run's results go to ``OUT/runs/NAME/result.json``, written atomically: a
+run whose result exists is skipped, so the command can be started again
+after an interruption (an interrupted run resumes from its last
+checkpoint). A failed run is reported in the table with its log, and tried
+again the next time. Runs go ``--jobs`` at a time in parallel processes,
+the CPU threads shared out between them. Writes ``OUT/comparison.md``,
+``comparison.csv`` (one row per run) and ``comparison.png`` (accuracy
+against P per method, and against trainable parameters).
+
+Example (the run in the README: about 15 minutes on 2 cores)::
+
+    python tools/misc/make_ade20k_demo.py data/ade20k_demo
+    python tools/analysis/compare_methods.py --prompts 4 16 --seeds 0 \\
+        --out work_dirs/compare
+"""
+import argparse
+import csv
+import glob
+import json
+import os
+import os.path as osp
+import re
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+from mmseg_cvpt.engine.checkpoint import write_atomic
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+DEFAULT_CONFIG = 'configs/cvpt/upernet_vittiny_ade20k_demo.py'
+# method -> (config folder, label)
+METHODS = {
+    'head_only': ('baseline', 'head-only'),
+    'vpt': ('vpt', 'VPT-deep'),
+    'cvpt': ('cvpt', 'CVPT'),
+    'bpt': ('bpt', 'BPT'),
+    'davpt': ('davpt', 'DA-VPT'),
+}
+COLUMNS = [  # (key, header, format)
+    ('method', 'method', '{}'),
+    ('prompts', 'P', '{}'),
+    ('seed', 'seed', '{}'),
+    ('trainable', 'trainable params', '{:,}'),
+    ('accuracy', 'accuracy', '{:.2f}'),
+    ('accuracy_ms', 'multi-scale', '{:.2f}'),
+    ('train_s_per_iter', 'train s/iter', '{:.3f}'),
+    ('peak_mib', 'peak memory MiB', '{:.0f}'),
+    ('checkpoint_kib', 'checkpoint KiB', '{:,.0f}'),
+]
+
+
+@dataclass(frozen=True)
+class Run:
+    method: str
+    prompts: int
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f'{self.method}_P{self.prompts}_seed{self.seed}'
+
+
+def method_config(config: str, method: str) -> str:
+    """The method's namesake of ``config``."""
+    folder = METHODS[method][0]
+    path = osp.join(osp.dirname(osp.dirname(config)), folder,
+                    osp.basename(config))
+    if not osp.isfile(path):
+        raise FileNotFoundError(
+            f'{method} has no config {path}: write it (inherit '
+            f'{config} and change the method), or leave {method} out of '
+            '--methods')
+    return path
+
+
+def runs_of(methods: List[str], prompts: List[int],
+            seeds: List[int]) -> List[Run]:
+    return [
+        Run(method, 0 if method == 'head_only' else p, seed)
+        for method in methods
+        for p in ([0] if method == 'head_only' else prompts)
+        for seed in seeds
+    ]
+
+
+# ---- one run ----------------------------------------------------------------
+def read_json_lines(pattern: str) -> List[dict]:
+    lines = []
+    for path in sorted(glob.glob(pattern)):
+        with open(path) as file:
+            lines += [json.loads(line) for line in file if line.strip()]
+    return lines
+
+
+def launch(command: List[str], log: str, threads: int) -> int:
+    """Run ``command``, output to ``log``; its peak resident set in KiB."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads))
+    with open(log, 'w') as out:
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out,
+                                   stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        raise RuntimeError(f'{osp.basename(command[1])} exited with '
+                           f'{process.returncode}; see {log}')
+    return usage.ru_maxrss
+
+
+def metric_of(lines: List[dict], key: str) -> Optional[float]:
+    values = [line[key] for line in lines if key in line]
+    return float(values[-1]) if values else None
+
+
+def train_and_evaluate(run: Run, config: str, args) -> dict:
+    """Train one run (resuming), evaluate it; its result."""
+    work = osp.join(args.out, 'runs', run.name)
+    train_dir = osp.join(work, 'train')
+    options = [f'randomness.seed={run.seed}'] + args.cfg_options
+    if run.method != 'head_only':
+        options.append(f'model.backbone.num_prompts={run.prompts}')
+    os.makedirs(work, exist_ok=True)
+    train = [sys.executable, 'tools/train.py', config, '--work-dir',
+             train_dir]
+    if osp.isfile(osp.join(train_dir, 'last_checkpoint')):
+        train.append('--resume')
+    train_log = osp.join(work, 'train.log')
+    peak_kib = launch(train + ['--cfg-options', *options], train_log,
+                      args.threads)
+    with open(train_log) as file:
+        counts = re.findall(r'Optimising ([\d,]+) trainable parameters',
+                            file.read())
+    with open(osp.join(train_dir, 'last_checkpoint')) as file:
+        checkpoint = file.read().strip()
+    scalars = read_json_lines(osp.join(train_dir, '*', 'vis_data',
+                                       'scalars.json'))
+    iteration_times = [line['time'] for line in scalars
+                       if 'time' in line and 'loss' in line]
+    gpu_memory = [line['memory'] for line in scalars if 'memory' in line]
+    classification = 'accuracy/top1' in {k for line in scalars for k in line}
+    result = dict(
+        method=METHODS[run.method][1], prompts=run.prompts, seed=run.seed,
+        trainable=int(counts[-1].replace(',', '')) if counts else None,
+        metric='top-1' if classification else 'mIoU',
+        accuracy=metric_of(scalars, 'accuracy/top1' if classification
+                           else 'mIoU'),
+        accuracy_ms=None,
+        train_s_per_iter=(statistics.median(iteration_times)
+                          if iteration_times else None),
+        peak_mib=max(gpu_memory) if gpu_memory else peak_kib / 1024,
+        checkpoint_kib=osp.getsize(checkpoint) / 1024,
+        checkpoint=checkpoint, log=train_log)
+    if not classification and not args.no_aug_test:
+        test_dir = osp.join(work, 'test_aug')
+        launch([sys.executable, 'tools/test.py', config, checkpoint,
+                '--aug-test', '--work-dir', test_dir, '--cfg-options',
+                *options], osp.join(work, 'test_aug.log'), args.threads)
+        result['accuracy_ms'] = metric_of(
+            read_json_lines(osp.join(test_dir, '*', '*.json')), 'mIoU')
+    return result
+
+
+def run_one(run: Run, args) -> dict:
+    """A run's result: read back if it exists, else trained (a failure is
+    a result with ``error``, not saved: the next start tries again)."""
+    path = osp.join(args.out, 'runs', run.name, 'result.json')
+    if osp.isfile(path):
+        with open(path) as file:
+            return dict(json.load(file), status='skipped (done before)')
+    start = time.monotonic()
+    try:
+        result = train_and_evaluate(run, method_config(args.config,
+                                                       run.method), args)
+    except (RuntimeError, OSError, ValueError) as error:
+        print(f'{run.name}: FAILED: {error}', flush=True)
+        return dict(method=METHODS[run.method][1], prompts=run.prompts,
+                    seed=run.seed, error=str(error), status='failed')
+    result['wall_s'] = round(time.monotonic() - start, 1)
+    write_atomic(json.dumps(result, indent=1).encode(), path)
+    print(f'{run.name}: {result["metric"]} '
+          f'{cell(result, "accuracy", "{:.2f}")} ({result["wall_s"]:.0f} s)',
+          flush=True)
+    return dict(result, status='trained')
+
+
+# ---- reports ----------------------------------------------------------------
+def cell(result: dict, key: str, fmt: str) -> str:
+    value = result.get(key)
+    return '-' if value is None else fmt.format(value)
+
+
+def metric_name(results: List[dict]) -> str:
+    return next((r['metric'] for r in results if 'metric' in r), 'mIoU')
+
+
+def markdown_table(results: List[dict]) -> str:
+    lines = ['| ' + ' | '.join(h for _, h, _ in COLUMNS) + ' |',
+             '|' + '---|' * len(COLUMNS)]
+    for result in results:
+        if 'error' in result:
+            cells = [cell(result, key, fmt) for key, _, fmt in COLUMNS[:3]]
+            cells += [f"FAILED: {result['error']}"] + [''] * (
+                len(COLUMNS) - 4)
+        else:
+            cells = [cell(result, key, fmt) for key, _, fmt in COLUMNS]
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+def spread_table(results: List[dict]) -> str:
+    """Mean and range over the seeds of each (method, P)."""
+    groups: Dict[tuple, List[float]] = {}
+    for result in results:
+        if result.get('accuracy') is not None:
+            groups.setdefault((result['method'], result['prompts']),
+                              []).append(result['accuracy'])
+    lines = ['| method | P | seeds | mean | min | max | spread |',
+             '|---|---|---|---|---|---|---|']
+    for (method, prompts), values in groups.items():
+        lines.append(f'| {method} | {prompts} | {len(values)} | '
+                     f'{statistics.mean(values):.2f} | {min(values):.2f} | '
+                     f'{max(values):.2f} | {max(values) - min(values):.2f} |')
+    return '\n'.join(lines)
+
+
+def write_csv(path: str, results: List[dict]) -> None:
+    keys = [key for key, _, _ in COLUMNS] + ['metric', 'status', 'wall_s',
+                                              'checkpoint', 'log', 'error']
+    with open(path, 'w', newline='') as file:
+        writer = csv.DictWriter(file, fieldnames=keys, extrasaction='ignore')
+        writer.writeheader()
+        writer.writerows(results)
+
+
+def plot(results: List[dict], path: str) -> Optional[str]:
+    """Accuracy against P and against trainable parameters, mean over the
+    seeds with their range; None, or why there is no plot."""
+    try:
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return ('matplotlib is not installed: no plot (pip install '
+                'matplotlib, see requirements/optional.txt)')
+    done = [r for r in results if r.get('accuracy') is not None]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for label in dict.fromkeys(r['method'] for r in done):
+        points: Dict[int, List[dict]] = {}
+        for result in done:
+            if result['method'] == label:
+                points.setdefault(result['prompts'], []).append(result)
+        prompts = sorted(points)
+        means = [statistics.mean(r['accuracy'] for r in points[p])
+                 for p in prompts]
+        errors = [[m - min(r['accuracy'] for r in points[p])
+                   for m, p in zip(means, prompts)],
+                  [max(r['accuracy'] for r in points[p]) - m
+                   for m, p in zip(means, prompts)]]
+        params = [points[p][0]['trainable'] or 0 for p in prompts]
+        if prompts == [0]:  # head-only: no prompts
+            axes[0].axhline(means[0], color='gray', linestyle='--',
+                            label=label)
+        else:
+            axes[0].errorbar(prompts, means, yerr=errors, marker='o',
+                             capsize=3, label=label)
+        axes[1].errorbar(params, means, yerr=errors, marker='o', capsize=3,
+                         label=label)
+    metric = metric_name(done)
+    axes[0].set(xlabel='prompts per layer P', ylabel=metric,
+                title=f'{metric} against P')
+    axes[1].set(xlabel='trainable parameters', ylabel=metric,
+                title=f'{metric} against trainable parameters')
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None
+
+
+# ---- command line -------------------------------------------------------------
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n\n')[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split('\n\n', 1)[1])
+    parser.add_argument('--config', default=DEFAULT_CONFIG,
+                        help='a method config; the others are its '
+                        'namesakes in the method folders')
+    parser.add_argument('--methods', nargs='+', choices=list(METHODS),
+                        default=list(METHODS))
+    parser.add_argument('--prompts', type=int, nargs='+', default=[4, 16],
+                        help='prompts per layer P (head-only has none)')
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0])
+    parser.add_argument('--jobs', type=int, default=1,
+                        help='runs in parallel (CPU threads shared out)')
+    parser.add_argument('--iters', type=int,
+                        help="train this many iterations instead of the "
+                        "config's (validation and checkpoint at the end)")
+    parser.add_argument('--no-aug-test', action='store_true',
+                        help='skip the multi-scale evaluation')
+    parser.add_argument('--cfg-options', nargs='+', default=[],
+                        metavar='KEY=VALUE',
+                        help='passed to every run (e.g. the data root)')
+    parser.add_argument('--out', default='work_dirs/compare')
+    args = parser.parse_args(argv)
+    for name in ('jobs', 'iters'):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f'--{name} must be at least 1, got {value}')
+    if min(args.prompts) < 1:
+        parser.error('--prompts must be at least 1 (head-only is the '
+                     'method without prompts)')
+    args.config = osp.abspath(args.config)
+    try:
+        for method in args.methods:
+            method_config(args.config, method)
+    except FileNotFoundError as error:
+        parser.error(str(error))
+    if args.iters:
+        args.cfg_options += [
+            f'train_cfg.max_iters={args.iters}',
+            f'train_cfg.val_interval={args.iters}',
+            f'default_hooks.checkpoint.interval={args.iters}',
+            f'default_hooks.logger.interval={min(args.iters, 50)}'
+        ]
+    args.out = osp.abspath(args.out)
+    args.threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    runs = runs_of(args.methods, args.prompts, args.seeds)
+    print(f'{len(runs)} runs of {osp.relpath(args.config, REPO)} and its '
+          'namesakes, '
+          f'{args.jobs} at a time, {args.threads} threads each; results in '
+          f'{args.out}/runs', flush=True)
+    start = time.monotonic()
+    with ThreadPoolExecutor(args.jobs) as pool:
+        results = list(pool.map(lambda run: run_one(run, args), runs))
+    failed = [r for r in results if 'error' in r]
+    command = 'python ' + ' '.join(
+        [osp.relpath(osp.abspath(sys.argv[0]), REPO)] + sys.argv[1:])
+    note = plot(results, osp.join(args.out, 'comparison.png'))
+    report = '\n\n'.join([
+        f'Command: `{command}`',
+        f'{len(runs)} runs ({len(failed)} failed), '
+        f'{time.monotonic() - start:.0f} s; accuracy: {metric_name(results)}'
+        ' (single-scale; multi-scale with --aug-test)',
+        markdown_table(results),
+        'Over the seeds:',
+        spread_table(results),
+    ] + ([note] if note else []))
+    write_atomic((report + '\n').encode(),
+                 osp.join(args.out, 'comparison.md'))
+    write_csv(osp.join(args.out, 'comparison.csv'), results)
+    print('\n' + report)
+    print(f'\nWrote {args.out}/comparison.md, comparison.csv' +
+          ('' if note else ', comparison.png'))
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
