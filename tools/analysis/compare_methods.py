@@ -27,11 +27,13 @@ the CPU threads shared out between them. Writes ``OUT/comparison.md``,
 ``comparison.csv`` (one row per run) and ``comparison.png`` (accuracy
 against P per method, and against trainable parameters).
 
-Example (the run in the README: about 15 minutes on 2 cores)::
+Example (the run in the README: 18 runs, about 11 minutes on 2 cores)::
 
     python tools/misc/make_ade20k_demo.py data/ade20k_demo
-    python tools/analysis/compare_methods.py --prompts 4 16 --seeds 0 \\
+    python tools/analysis/compare_methods.py --jobs 2 --seeds 0 1 \\
         --out work_dirs/compare
+
+The exit status is 1 when a run failed (the reports are written anyway).
 """
 import argparse
 import csv
@@ -258,7 +260,8 @@ def write_csv(path: str, results: List[dict]) -> None:
 
 def plot(results: List[dict], path: str) -> Optional[str]:
     """Accuracy against P and against trainable parameters, mean over the
-    seeds with their range; None, or why there is no plot."""
+    seeds with their range (head-only, without prompts, is a dashed line
+    in the first); None, or why there is no plot."""
     try:
         import matplotlib
         matplotlib.use('Agg')
@@ -268,7 +271,8 @@ def plot(results: List[dict], path: str) -> Optional[str]:
                 'matplotlib, see requirements/optional.txt)')
     done = [r for r in results if r.get('accuracy') is not None]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for label in dict.fromkeys(r['method'] for r in done):
+    for index, label in enumerate(dict.fromkeys(r['method'] for r in done)):
+        style = dict(color=f'C{index}', label=label)
         points: Dict[int, List[dict]] = {}
         for result in done:
             if result['method'] == label:
@@ -282,13 +286,12 @@ def plot(results: List[dict], path: str) -> Optional[str]:
                    for m, p in zip(means, prompts)]]
         params = [points[p][0]['trainable'] or 0 for p in prompts]
         if prompts == [0]:  # head-only: no prompts
-            axes[0].axhline(means[0], color='gray', linestyle='--',
-                            label=label)
+            axes[0].axhline(means[0], linestyle='--', **style)
         else:
             axes[0].errorbar(prompts, means, yerr=errors, marker='o',
-                             capsize=3, label=label)
+                             capsize=3, **style)
         axes[1].errorbar(params, means, yerr=errors, marker='o', capsize=3,
-                         label=label)
+                         **style)
     metric = metric_name(done)
     axes[0].set(xlabel='prompts per layer P', ylabel=metric,
                 title=f'{metric} against P')
