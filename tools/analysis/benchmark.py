@@ -7,12 +7,13 @@ the same network). The methods are the rows of ``METHODS`` (a label, a
 backbone config and a multiply-add formula each): VPT-deep in its reference
 form (every prompted layer on the whole sequence, as published) and in its
 fast form (prompts as keys and values only), CVPT, BPT (fast VPT-deep with
-bilinear prompts) and DA-VPT (fast VPT-deep with its guidance losses). Every configuration
-is measured in the same run: warm-up, then ``--repeats`` rounds in which
-each configuration takes one training step (the fastest of ``--best-of``
-back to back), then each one inference pass, in an order rotated every
-round; the table reports medians over the rounds. FLOPs are counted, and compared with the multiply-add
-formulas of docs/performance.md (``*_macs`` below). Writes ``benchmark.md``,
+bilinear prompts) and DA-VPT (fast VPT-deep with its guidance losses).
+Every configuration is measured in the same run: warm-up, then
+``--repeats`` rounds in which each configuration takes one training step
+(the fastest of ``--best-of`` back to back), then each one inference pass,
+in an order rotated every round; the table reports medians over the rounds.
+FLOPs are counted, and compared with the multiply-add formulas of
+docs/performance.md (``*_macs`` below). Writes ``benchmark.md``,
 ``benchmark.csv`` (the table), ``benchmark_raw.csv`` (every timed run) and
 ``benchmark.png`` (cost against P) to ``--out``.
 
@@ -25,7 +26,6 @@ Example (the run in docs/performance.md)::
         --device cpu --out work_dirs/benchmark
 """
 import argparse
-import csv
 import os
 import platform
 import re
@@ -51,6 +51,9 @@ from mmseg.registry import MODELS  # noqa: E402
 
 import mmseg_cvpt  # noqa: E402,F401  (registers the backbones)
 from mmseg_cvpt.models.attention import prefer_folded  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report_files import NO_MATPLOTLIB, pyplot, write_csv  # noqa: E402
 
 VIT_B16 = dict(
     patch_size=16,
@@ -248,11 +251,12 @@ Definitions
   the prompts as keys and values only (no prompt queries, no MLP on the
   prompts); "CVPT" at its defaults (cross-attention after self-attention,
   the blocks' own frozen weights); "BPT" is fast VPT-deep with BPT's
-  bilinear prompts P_l = A_l B_l^T of rank min(50, D) (calibrated), "DA-VPT" fast
-  VPT-deep with DA-VPT's guidance of the last layer (min(20, P) proxies,
-  150 classes; its two Proxy-Anchor losses join the train step's loss). In
-  the fast form no prompt query is computed, so DA-VPT's mask (prompt
-  queries see only the patches) has nothing to act on.
+  bilinear prompts P_l = A_l B_l^T of rank min(50, D) (calibrated),
+  "DA-VPT" fast VPT-deep with DA-VPT's guidance of the last layer
+  (min(20, P) proxies, 150 classes; its two Proxy-Anchor losses join the
+  train step's loss). In the fast form no prompt query is computed, so
+  DA-VPT's mask (prompt queries see only the patches) has nothing to act
+  on.
 - train step: forward + backward of loss = sum of the means of the 4 output
   feature maps (layers 3, 6, 9, 12), gradients to the prompts only (the ViT
   is frozen and in eval mode, prompt dropout 0.1 active); no optimiser step.
@@ -452,9 +456,9 @@ def build(config: Config, arch: dict) -> nn.Module:
         dims = arch['embed_dims']
         model.prompts.set_statistics(
             torch.eye(dims).repeat(arch['num_layers'], 1, 1))
-    if model.guidance is not None:
-        model.guidance.initialise(DAVPT_CLASSES)
-        model.guidance.mapped.fill_(True)
+    if model.guidance is not None:  # as ClassProxyHook does, before any
+        model.guidance.initialise(DAVPT_CLASSES)  # class means exist
+        model.guidance.recluster()
     return model
 
 
@@ -836,22 +840,12 @@ def machine() -> str:
             f'python {platform.python_version()}')
 
 
-def write_csv(path: Path, rows: List[dict]) -> None:
-    with open(path, 'w', newline='') as file:
-        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def plot(rows: List[dict], path: Path) -> Optional[str]:
-    """Cost against P, one row of panels per size; None if no matplotlib."""
-    try:
-        import matplotlib
-        matplotlib.use('Agg')
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return ('matplotlib is not installed: no plot (pip install '
-                'matplotlib, see requirements/optional.txt)')
+    """Cost against P, one row of panels per size; None, or why there is
+    no plot."""
+    plt = pyplot()
+    if plt is None:
+        return NO_MATPLOTLIB
     frozen_label = METHODS['frozen'].label
     labels = [method.label for key, method in METHODS.items()
               if key != 'frozen' and any(r['method'] == method.label

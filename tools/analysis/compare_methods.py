@@ -36,7 +36,6 @@ Example (the run in the README: 18 runs, about 11 minutes on 2 cores)::
 The exit status is 1 when a run failed (the reports are written anyway).
 """
 import argparse
-import csv
 import glob
 import json
 import os
@@ -51,6 +50,9 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 from mmseg_cvpt.engine.checkpoint import write_atomic
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from report_files import NO_MATPLOTLIB, pyplot, write_csv  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEFAULT_CONFIG = 'configs/cvpt/upernet_vittiny_ade20k_demo.py'
@@ -126,10 +128,10 @@ def launch(command: List[str], log: str, threads: int) -> int:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out,
                                    stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode:
-        raise RuntimeError(f'{osp.basename(command[1])} exited with '
-                           f'{process.returncode}; see {log}')
+    code = os.waitstatus_to_exitcode(status)
+    if code:
+        raise RuntimeError(f'{osp.basename(command[1])} exited with {code}; '
+                           f'see {log}')
     return usage.ru_maxrss
 
 
@@ -249,26 +251,13 @@ def spread_table(results: List[dict]) -> str:
     return '\n'.join(lines)
 
 
-def write_csv(path: str, results: List[dict]) -> None:
-    keys = [key for key, _, _ in COLUMNS] + ['metric', 'status', 'wall_s',
-                                              'checkpoint', 'log', 'error']
-    with open(path, 'w', newline='') as file:
-        writer = csv.DictWriter(file, fieldnames=keys, extrasaction='ignore')
-        writer.writeheader()
-        writer.writerows(results)
-
-
 def plot(results: List[dict], path: str) -> Optional[str]:
     """Accuracy against P and against trainable parameters, mean over the
     seeds with their range (head-only, without prompts, is a dashed line
     in the first); None, or why there is no plot."""
-    try:
-        import matplotlib
-        matplotlib.use('Agg')
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return ('matplotlib is not installed: no plot (pip install '
-                'matplotlib, see requirements/optional.txt)')
+    plt = pyplot()
+    if plt is None:
+        return NO_MATPLOTLIB
     done = [r for r in results if r.get('accuracy') is not None]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for index, label in enumerate(dict.fromkeys(r['method'] for r in done)):
@@ -306,7 +295,7 @@ def plot(results: List[dict], path: str) -> Optional[str]:
     return None
 
 
-# ---- command line -------------------------------------------------------------
+# ---- command line ----------------------------------------------------------
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split('\n\n')[0],
@@ -336,6 +325,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f'--{name} must be at least 1, got {value}')
+    # a repeated value would start the same run twice, in one folder
+    args.methods, args.prompts, args.seeds = (
+        list(dict.fromkeys(values))
+        for values in (args.methods, args.prompts, args.seeds))
     if min(args.prompts) < 1:
         parser.error('--prompts must be at least 1 (head-only is the '
                      'method without prompts)')
@@ -382,7 +375,9 @@ def main(argv=None) -> int:
     ] + ([note] if note else []))
     write_atomic((report + '\n').encode(),
                  osp.join(args.out, 'comparison.md'))
-    write_csv(osp.join(args.out, 'comparison.csv'), results)
+    write_csv(osp.join(args.out, 'comparison.csv'), results,
+              [key for key, _, _ in COLUMNS] +
+              ['metric', 'status', 'wall_s', 'checkpoint', 'log', 'error'])
     print('\n' + report)
     print(f'\nWrote {args.out}/comparison.md, comparison.csv' +
           ('' if note else ', comparison.png'))

@@ -38,6 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from mmseg.registry import MODELS  # noqa: E402
 
 import mmseg_cvpt  # noqa: E402,F401  (registers the backbones)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report_files import NO_MATPLOTLIB, pyplot  # noqa: E402
 from mmseg_cvpt.models.backbones import EXTRA_STATE_KEY  # noqa: E402
 
 METHODS = {'VPTViT': 'VPT-deep', 'CVPTViT': 'CVPT'}
@@ -219,13 +222,9 @@ def write_reports(results: Dict[str, Dict[int, List[float]]], args) -> str:
 
 
 def plot(results: Dict[str, Dict[int, List[float]]], args) -> Optional[str]:
-    try:
-        import matplotlib
-        matplotlib.use('Agg')
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return ('matplotlib is not installed: no plot (pip install '
-                'matplotlib, see requirements/optional.txt)')
+    plt = pyplot()
+    if plt is None:
+        return NO_MATPLOTLIB
     fig, (by_layer, by_prompts) = plt.subplots(1, 2, figsize=(10, 3.8))
     layers = range(1, args.num_layers + 1)
     for method, style in zip(results, ('-', '--')):

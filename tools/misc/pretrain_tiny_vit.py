@@ -176,10 +176,15 @@ def parse_args(argv=None):
     for name in ('steps', 'batch', 'threads'):
         if getattr(args, name) < 1:
             parser.error(f'--{name} must be at least 1')
+    if not args.lr > 0:
+        parser.error(f'--lr must be positive, got {args.lr}')
     if args.timm_out is None:
         stem, ext = osp.splitext(args.out)
         args.timm_out = (stem.replace('_mmseg', '_timm') if '_mmseg' in stem
                          else stem + '_timm') + ext
+    if osp.abspath(args.timm_out) == osp.abspath(args.out):
+        parser.error('--timm-out must differ from OUT (the converted file '
+                     'would overwrite the timm one)')
     return args
 
 
