@@ -10,7 +10,7 @@
 # iterations (about one epoch of ADE20K's 20,210 images at batch 16).
 # image_labels='present' uses the classes of the label maps instead (no
 # sceneCategories.txt needed). DA-VPT+: also tune the attention biases with
-#   model.backbone.frozen_exclude=['in_proj_bias']
+#   model.backbone.also_train=['in_proj_bias']
 # (mmseg's packed q, k, v biases: the query bias trains too).
 _base_ = ['../vpt/upernet_vitb_ade20k.py']
 

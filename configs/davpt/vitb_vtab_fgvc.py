@@ -5,7 +5,7 @@
 # the paper per benchmark: 0.01 on VTAB-1K, 0.05 on FGVC (override with
 # --cfg-options model.backbone.vit.guidance_cfg.beta=...). Losses in the
 # training log: loss_guidance_patch, loss_guidance_cls. DA-VPT+: add
-# model.backbone.vit.frozen_exclude="['in_proj_bias']".
+# model.backbone.vit.also_train="['in_proj_bias']".
 _base_ = ['../vpt/vitb_vtab_fgvc.py']
 
 model = dict(

@@ -90,6 +90,18 @@ def find_prompted_backbone(model: nn.Module) -> 'PromptedVisionTransformer':
         f'{type(model).__name__} has no prompted backbone (VPTViT, CVPTViT)')
 
 
+def resolve_also_train(also_train: Sequence[str],
+                       frozen_exclude: Optional[Sequence[str]]) -> tuple:
+    """``also_train``, or its older name ``frozen_exclude``; not both."""
+    if frozen_exclude is None:
+        return tuple(also_train)
+    if also_train:
+        raise ValueError('give also_train or its older name frozen_exclude, '
+                         f'not both (got {also_train!r} and '
+                         f'{frozen_exclude!r})')
+    return tuple(frozen_exclude)
+
+
 def check_out_indices(out_indices: Sequence[int], num_layers: int) -> None:
     """Every index must name a layer: 0 <= i < num_layers."""
     bad = [i for i in out_indices
@@ -116,11 +128,14 @@ class PromptedVisionTransformer(FrozenBaseMixin, VisionTransformer):
         prompt_cfg (dict): the prompt provider; ``num_layers``,
             ``num_prompts`` and ``embed_dims`` are filled in.
         prompt_dropout (float): dropout on the prompts.
-        frozen_exclude (Sequence[str]): parameters whose names contain one of
-            these strings stay trainable too ('all' trains everything).
-            Prompts (and other modules a method adds) are always trainable.
-        frozen_eval (bool): keep modules without trainable parameters in
-            eval mode while training. Default True.
+        also_train (Sequence[str]): pretrained ViT parameters whose names
+            contain one of these strings train too, e.g. ``['bias']`` (bias
+            tuning) or ``['in_proj_bias']``; 'all' trains everything.
+            Prompts (and other modules a method adds) always train.
+            ``frozen_exclude`` is its older name.
+        frozen_eval (bool): keep the pretrained ViT's modules in eval mode
+            while training (no dropout or drop-path on them), whatever of
+            them trains. Default True.
         guidance_cfg (dict, optional): DA-VPT's guidance of the prompts,
             e.g. ``dict(type='ProxyGuidance', num_guided=10)`` (see
             ``..guidance``); ``num_layers``, ``num_prompted``,
@@ -135,15 +150,19 @@ class PromptedVisionTransformer(FrozenBaseMixin, VisionTransformer):
                  prompt_depth: Union[str, int] = 'deep',
                  prompt_cfg: Optional[dict] = None,
                  prompt_dropout: float = 0.1,
-                 frozen_exclude: Sequence[str] = (),
+                 also_train: Sequence[str] = (),
                  frozen_eval: bool = True,
                  guidance_cfg: Optional[dict] = None,
+                 frozen_exclude: Optional[Sequence[str]] = None,
                  **kwargs):
         num_prompts = parse_num_prompts(num_prompts)
+        also_train = resolve_also_train(also_train, frozen_exclude)
         if not 0. <= prompt_dropout < 1.:
             raise ValueError(
                 f'prompt_dropout must be in [0, 1), got {prompt_dropout!r}')
         super().__init__(frozen_exclude=['all'], **kwargs)
+        # the pretrained ViT's modules: all there is before a method adds its
+        self.vit_modules = tuple(name for name, _ in self.named_children())
         check_out_indices(self.out_indices, len(self.layers))
         self.pretrained_keys = frozenset(self.state_dict()) - {
             EXTRA_STATE_KEY}
@@ -151,7 +170,7 @@ class PromptedVisionTransformer(FrozenBaseMixin, VisionTransformer):
         self.prompt_depth = parse_prompt_depth(prompt_depth, len(self.layers))
         self.prompts = self._build_prompts(prompt_cfg)
         self.prompt_dropout = nn.Dropout(prompt_dropout)
-        self.trainable_patterns = tuple(frozen_exclude)
+        self.trainable_patterns = tuple(also_train)
         self.frozen_eval = frozen_eval
         self.guidance = self._build_guidance(guidance_cfg)
         # layer index -> what the guidance reads of the last training forward
@@ -214,7 +233,7 @@ class PromptedVisionTransformer(FrozenBaseMixin, VisionTransformer):
             logger='current')
 
     def is_frozen(self, name: str) -> bool:
-        """Pretrained parameters are frozen unless ``frozen_exclude`` names
+        """Pretrained parameters are frozen unless ``also_train`` names
         them; the modules a method adds are trainable."""
         if not self.is_pretrained_key(name):
             return False
@@ -226,13 +245,13 @@ class PromptedVisionTransformer(FrozenBaseMixin, VisionTransformer):
         return key in self.pretrained_keys
 
     def train(self, mode: bool = True):
-        """Train mode for modules that learn; frozen ones stay in eval mode."""
+        """Train mode for the modules a method adds; with ``frozen_eval``
+        the pretrained ViT's modules stay in eval mode, also those whose
+        parameters ``also_train`` names."""
         super().train(mode)
         if mode and self.frozen_eval:
-            for module in self.children():
-                learns = any(p.requires_grad for p in module.parameters())
-                if not learns and module is not self.prompt_dropout:
-                    module.eval()
+            for name in self.vit_modules:
+                getattr(self, name).eval()
         return self
 
     # ---- pretrained weights ---------------------------------------------
