@@ -71,26 +71,26 @@ def mlp(layer, h):
 
 
 def explicit_vpt_deep(model, images):
-    x, hw = model.embed(images)
+    x, _, _, hw = model.vit.embed(images)
     m = model.num_prompts
     outs = []
-    for i, layer in enumerate(model.layers):
+    for i, layer in enumerate(model.vit.layers):
         prompts = model.prompts.tokens[i].expand(x.shape[0], -1, -1)
         rest = x[:, 1:] if i == 0 else x[:, 1 + m:]
         x = torch.cat((x[:, :1], prompts, rest), dim=1)
         x = x + sa(layer, x)
         x = x + mlp(layer, layer_norm(layer.ln2, x))
-        if i == len(model.layers) - 1:
-            x = layer_norm(model.ln1, x)
-        if i in model.out_indices:
+        if i == len(model.vit.layers) - 1:
+            x = layer_norm(model.vit.ln1, x)
+        if i in model.vit.out_indices:
             outs.append(x[:, 1 + m:])
     return outs, hw
 
 
 def explicit_cvpt(model, images, position):
-    x, hw = model.embed(images)
+    x, _, _, hw = model.vit.embed(images)
     outs = []
-    for i, layer in enumerate(model.layers):
+    for i, layer in enumerate(model.vit.layers):
         P = model.prompts.tokens[i]
 
         def ca(t):
@@ -113,9 +113,9 @@ def explicit_cvpt(model, images, position):
         else:
             x = mlp_res(x + sa(layer, x))
             x = x + ca(x)
-        if i == len(model.layers) - 1:
-            x = layer_norm(model.ln1, x)
-        if i in model.out_indices:
+        if i == len(model.vit.layers) - 1:
+            x = layer_norm(model.vit.ln1, x)
+        if i in model.vit.out_indices:
             outs.append(x[:, 1:])
     return outs, hw
 
@@ -159,12 +159,12 @@ def test_vpt_shallow_keeps_prompt_outputs():
     images = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         got = model(images)[-1]
-        x, _ = model.embed(images)
+        x = model.vit.embed(images).x
         x = torch.cat((x[:, :1], model.prompts.tokens[0][None], x[:, 1:]), 1)
-        for layer in model.layers:
+        for layer in model.vit.layers:
             x = x + sa(layer, x)
             x = x + mlp(layer, layer_norm(layer.ln2, x))
-        x = layer_norm(model.ln1, x)
+        x = layer_norm(model.vit.ln1, x)
     assert (as_tokens(got) - x[:, 5:]).abs().max() < 1e-5
 
 
@@ -234,7 +234,7 @@ def test_training_step_changes_only_prompts_and_head(type_):
     data = dict(inputs=[torch.rand(3, 32, 32) * 255 for _ in range(2)],
                 data_samples=samples)
     model.train()
-    assert not model.backbone.layers.training  # frozen blocks stay in eval
+    assert not model.backbone.vit.layers.training  # frozen blocks stay in eval
     model.train_step(data, optim)
     changed = {k for k, v in model.state_dict().items()
                if v.dtype.is_floating_point and not torch.equal(v, before[k])}
@@ -291,7 +291,7 @@ def test_pretrained_loading_reports_and_rejects_missing_weights(tmp_path):
             type='Pretrained', checkpoint=str(good), prefix='backbone.'),
         **TINY))
     model.init_weights()
-    assert torch.equal(model.pos_embed, reference.pos_embed)
+    assert torch.equal(model.vit.pos_embed, reference.pos_embed)
 
     state = reference.state_dict()
     del state['layers.1.ln2.weight']
@@ -322,7 +322,7 @@ def test_pretrained_pos_embed_is_resized(tmp_path):
         init_cfg=dict(type='Pretrained', checkpoint=str(path)),
         **dict(TINY, img_size=64)))
     model.init_weights()
-    assert model.pos_embed.shape == (1, 1 + 8 * 8, 48)
+    assert model.vit.pos_embed.shape == (1, 1 + 8 * 8, 48)
 
 
 @pytest.mark.parametrize('kwargs,match', [

@@ -9,6 +9,7 @@ import torch
 from mmengine.logging import MMLogger
 
 from mmseg_cvpt.engine import PromptCalibrationHook
+from mmseg_cvpt.models import calibrate_prompts, prompt_query_statistics
 from test_backbones import TINY, build, layer_norm, mlp, sa
 from tiny_runs import (REPO, data_options, dist_train_demo, parse_counts,
                        run, tool, train_demo, write_config)
@@ -36,7 +37,7 @@ def explicit_query_inputs(model, x, position=None):
     """The prompt-free model's tokens that query each layer's prompts:
     LN1(x) for VPT, the cross-attention's input at ``position`` for CVPT."""
     inputs = []
-    for layer in model.layers:
+    for layer in model.vit.layers:
         attended = x + sa(layer, x)
 
         def mlp_res(t):
@@ -65,12 +66,12 @@ def test_query_statistics_match_explicit_computation(type_, position):
     model = build(type_, num_prompts=M, **kwargs).eval()
     batch = images()
     with torch.no_grad():
-        x, _ = model.embed(batch)
+        x = model.vit.embed(batch).x
         inputs = explicit_query_inputs(model, x, position)
-        statistics = model.prompt_query_statistics(batch)
+        statistics = prompt_query_statistics(model, batch)
     assert statistics.shape == (L, D, D)
     for index, u in enumerate(inputs):
-        z = z_of(model.layers[index].attn.attn, u.flatten(0, 1)).double()
+        z = z_of(model.vit.layers[index].attn.attn, u.flatten(0, 1)).double()
         expected = z.T @ z / z.shape[0]
         torch.testing.assert_close(
             statistics[index], expected, rtol=1e-5, atol=1e-6 *
@@ -82,9 +83,9 @@ def test_statistics_of_own_cross_attention_weights():
     model = build('CVPTViT', num_prompts=M, ca_weights='random').eval()
     batch = images()
     with torch.no_grad():
-        u = explicit_query_inputs(model, model.embed(batch)[0], 3)[1]
+        u = explicit_query_inputs(model, model.vit.embed(batch).x, 3)[1]
         z = z_of(model.cross_attns[1], u.flatten(0, 1)).double()
-        statistics = model.prompt_query_statistics(batch)
+        statistics = prompt_query_statistics(model, batch)
     torch.testing.assert_close(statistics[1], z.T @ z / z.shape[0])
 
 
@@ -92,10 +93,10 @@ def test_calibration_is_a_token_weighted_mean():
     model = build('CVPTViT', num_prompts=M,
                   prompt_cfg=dict(type='WhitenedPrompts'))
     a, b = images(3, seed=2), images(5, seed=3)
-    statistics, count = model.calibrate_prompts([a, b])
+    statistics, count = calibrate_prompts(model, [a, b])
     assert count == 8 * 17  # 4 x 4 patches + the class token
     torch.testing.assert_close(statistics,
-                               model.prompt_query_statistics(
+                               prompt_query_statistics(model, 
                                    torch.cat((a, b))))
     assert model.prompts.is_calibrated
 
@@ -117,7 +118,7 @@ def test_whitened_prompts(type_, trainable):
     assert isinstance(provider.whitening, torch.nn.Parameter) == trainable
     assert not provider.is_calibrated
     torch.testing.assert_close(provider(), provider.tokens)  # identity
-    statistics, _ = model.calibrate_prompts([images(8)])  # 136 > D tokens
+    statistics, _ = calibrate_prompts(model, [images(8)])  # 136 > D tokens
     whitening = provider.whitening.double()
     torch.testing.assert_close(whitening, whitening.mT)
     white = whitening.mT @ statistics @ whitening
@@ -144,7 +145,7 @@ def test_bilinear_prompts(type_):
     provider = model.prompts
     assert provider.coefficients.shape == (L, M, rank)
     torch.testing.assert_close(provider.basis[0], torch.eye(D, rank))
-    statistics, _ = model.calibrate_prompts([images(8)])
+    statistics, _ = calibrate_prompts(model, [images(8)])
     basis = provider.basis.double()
     white = basis.mT @ statistics @ basis
     scale = white.diagonal(dim1=-2, dim2=-1).mean(-1)
@@ -166,7 +167,7 @@ def test_bilinear_prompts(type_):
 ])
 def test_rank_deficient_statistics_stay_finite(prompt_cfg):
     model = build('CVPTViT', num_prompts=M, prompt_cfg=prompt_cfg)
-    statistics, count = model.calibrate_prompts([images(1)])
+    statistics, count = calibrate_prompts(model, [images(1)])
     assert count == 17 < D
     assert torch.linalg.matrix_rank(statistics[0]) <= 17
     assert torch.isfinite(model.prompts()).all()
@@ -185,7 +186,7 @@ def test_prompt_scale_matches_layer_prompts():
             dict(type='CVPTViT', num_prompts=64, prompt_cfg=prompt_cfg,
                  **embed))
         if calibrate:
-            model.calibrate_prompts([images(16)])
+            calibrate_prompts(model, [images(16)])
         return model.prompts().detach().square().mean().sqrt().item()
 
     reference = rms(dict(type='LayerPrompts'), False)
@@ -228,11 +229,11 @@ def test_bad_provider_arguments(prompt_cfg, match):
 def test_calibration_errors():
     plain = build('VPTViT', num_prompts=M)
     with pytest.raises(TypeError, match='WhitenedPrompts'):
-        plain.calibrate_prompts([images(1)])
+        calibrate_prompts(plain, [images(1)])
     model = build('VPTViT', num_prompts=M,
                   prompt_cfg=dict(type='WhitenedPrompts'))
     with pytest.raises(ValueError, match='no image batches'):
-        model.calibrate_prompts([])
+        calibrate_prompts(model, [])
     with pytest.raises(ValueError, match='shape'):
         model.prompts.set_statistics(torch.eye(D))
     for bad in (dict(num_images=0), dict(batch_size=True)):
@@ -265,9 +266,9 @@ def test_calibration_invalidates_the_cvpt_cache():
     batch = images(2)
     with torch.no_grad():
         before = model(batch)
-        model.calibrate_prompts([images(8)])
+        calibrate_prompts(model, [images(8)])
         after = model(batch)
-        model.clear_prompt_cache()
+        model.prompt_cache.clear()
         fresh = model(batch)
     assert not torch.equal(before[0], after[0])
     torch.testing.assert_close(after, fresh, rtol=0, atol=0)

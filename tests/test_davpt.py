@@ -80,8 +80,8 @@ def test_proxy_anchor_label_errors():
 # ---- the guidance on both backbones -----------------------------------------
 def guided(type_, **guidance):
     model = build(type_, num_prompts=4,
-                  guidance_cfg=dict(type='ProxyGuidance', num_guided=3,
-                                    **guidance))
+                  addons=dict(guidance=dict(type='ProxyGuidance',
+                                            num_guided=3, **guidance)))
     model.guidance.initialise(3)
     model.guidance.recluster()  # C <= k: class c is proxy c
     return model
@@ -91,11 +91,11 @@ def explicit_guidance_losses(model, images, labels, position=None):
     """beta L_PA(X, P) + lambda L_PA(x_cls, P) of the last layer, written
     out from the explicit model of test_backbones."""
     from test_backbones import (attention, layer_norm, mlp, sa)
-    x, _ = model.embed(images)
+    x = model.vit.embed(images).x
     m = model.num_prompts
     prompts = model.prompts.tokens
-    for i, layer in enumerate(model.layers):
-        last = i == len(model.layers) - 1
+    for i, layer in enumerate(model.vit.layers):
+        last = i == len(model.vit.layers) - 1
         if position is None:  # VPT-deep
             rest = x[:, 1:] if i == 0 else x[:, 1 + m:]
             patch_mean = rest.mean(1)
@@ -126,7 +126,7 @@ def test_guidance_losses_match_the_equations(type_):
     images = torch.randn(4, 3, 32, 32)
     labels = torch.tensor([0, 1, 2, 1])
     model(images)
-    losses = model.guidance_losses(labels)
+    losses = model.guidance.losses(labels)
     patch, cls = explicit_guidance_losses(
         model, images, labels, None if type_ == 'VPTViT' else 3)
     torch.testing.assert_close(losses['loss_guidance_patch'], patch)
@@ -138,14 +138,15 @@ def test_guidance_losses_match_the_equations(type_):
 def test_no_records_at_inference():
     model = guided('CVPTViT').eval()
     model(torch.randn(1, 3, 32, 32))
-    assert model.guidance_records == {}
+    assert model.guidance.records == {}
     with pytest.raises(RuntimeError, match='train mode'):
-        model.guidance_losses(torch.tensor([0]))
+        model.guidance.losses(torch.tensor([0]))
 
 
 def test_kmeans_groups_separated_class_means():
     model = build('VPTViT', num_prompts=4,
-                  guidance_cfg=dict(type='ProxyGuidance', num_guided=3))
+                  addons=dict(guidance=dict(type='ProxyGuidance',
+                                            num_guided=3)))
     guidance = model.guidance
     guidance.initialise(9)
     gen = torch.Generator().manual_seed(0)
@@ -183,14 +184,15 @@ D = TINY['embed_dims']
 def test_bad_guidance_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         build('VPTViT', num_prompts=4,
-              guidance_cfg=dict(dict(type='ProxyGuidance', num_guided=2),
-                                **kwargs))
+              addons=dict(guidance=dict(
+                  dict(type='ProxyGuidance', num_guided=2), **kwargs)))
 
 
 def test_guided_layer_needs_prompts():
     with pytest.raises(ValueError, match='has no prompts'):
         build('VPTViT', num_prompts=4, prompt_depth='shallow',
-              guidance_cfg=dict(type='ProxyGuidance', num_guided=2))
+              addons=dict(guidance=dict(type='ProxyGuidance',
+                                        num_guided=2)))
     with pytest.raises(ValueError, match='ClassProxyHook: interval'):
         ClassProxyHook(interval=0)
 
@@ -266,7 +268,7 @@ def test_segmentor_train_step(demo_root, plus):
     backbone = {n for n in changed if n.startswith('backbone.')}
     expected = {'backbone.prompts.tokens'}
     if plus:
-        expected |= {f'backbone.layers.{i}.attn.attn.in_proj_bias'
+        expected |= {f'backbone.vit.layers.{i}.attn.attn.in_proj_bias'
                      for i in range(4)}
     assert backbone == expected
     assert any(n.startswith('decode_head.') for n in changed)
@@ -284,7 +286,7 @@ def test_classifier_train_step(tmp_path):
         counts=dict(train=8, val=4, test=4), seed=0)
     cfg = load_config(osp.join(REPO, 'configs', 'davpt', 'vitb_vtab_fgvc.py'),
                       dict(tiny_options(root), task='dtd'))
-    assert cfg.model.backbone.vit.guidance_cfg.beta == 0.01  # VTAB's
+    assert cfg.model.backbone.vit.addons.guidance.beta == 0.01  # VTAB's
     init_default_scope('mmpretrain')
     model = CLS_MODELS.build(cfg.model)
     guidance = model.backbone.vit.guidance

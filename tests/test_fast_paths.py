@@ -35,7 +35,7 @@ def build(type_='CVPTViT', **kwargs):
     cfg.update(kwargs)
     model = MODELS.build(cfg)
     model.init_weights()
-    for layer in model.layers:  # non-zero biases, so that c and b_o matter
+    for layer in model.vit.layers:  # non-zero biases, so that c and b_o matter
         nn.init.normal_(layer.attn.attn.in_proj_bias, std=0.3)
         nn.init.normal_(layer.attn.attn.out_proj.bias, std=0.3)
     return model.eval()
@@ -61,9 +61,9 @@ def plain_attention(mha, queries_from, keys_from):
 
 def plain_outputs(model, x, index, num_patches, outs):
     """Final norm after the last layer; the patches of the output layers."""
-    if index == len(model.layers) - 1:
-        x = layer_norm(model.ln1, x)
-    if index in model.out_indices:
+    if index == len(model.vit.layers) - 1:
+        x = layer_norm(model.vit.ln1, x)
+    if index in model.vit.out_indices:
         outs.append(x[:, x.shape[1] - num_patches:])
     return x
 
@@ -73,10 +73,10 @@ def plain_vpt(model, images, prompts=None):
     of layer i < k enter after the class token, replacing layer i - 1's
     prompt outputs; ``prompts`` defaults to the model's (no dropout)."""
     prompts = model.prompts() if prompts is None else prompts
-    x, (height, width) = model.embed(images)
-    num_prefix, num_prompts = int(model.with_cls_token), model.num_prompts
+    x, _, _, (height, width) = model.vit.embed(images)
+    num_prefix, num_prompts = int(model.vit.with_cls_token), model.num_prompts
     outs = []
-    for i, layer in enumerate(model.layers):
+    for i, layer in enumerate(model.vit.layers):
         if i < len(prompts):
             rest = x[:, num_prefix + (num_prompts if i else 0):]
             x = torch.cat((x[:, :num_prefix],
@@ -89,9 +89,9 @@ def plain_vpt(model, images, prompts=None):
 
 def plain_cvpt(model, images):
     """CVPT at any ca_position, from the paper's block equations."""
-    x, (height, width) = model.embed(images)
+    x, _, _, (height, width) = model.vit.embed(images)
     outs = []
-    for i, layer in enumerate(model.layers):
+    for i, layer in enumerate(model.vit.layers):
 
         def ca(t):
             return plain_attention(layer.attn.attn, t, model.prompts()[i])
@@ -215,7 +215,7 @@ def test_folded_form_honours_attention_dropout():
 def test_cache_follows_the_attention_mode(projections):
     model = build(num_prompts=4)
     images = torch.randn(1, 3, 32, 32)
-    mha = model.layers[0].attn.attn
+    mha = model.vit.layers[0].attn.attn
     mha.dropout = 0.5
     with torch.no_grad():
         model(images)
@@ -320,7 +320,7 @@ def test_eval_cache_is_hit_and_holds_no_graph(projections, backbone,
         second = model(images)
     assert projections() == 3  # cache hit
     assert all(torch.equal(a, b) for a, b in zip(first, second))
-    for _, operands in model._prompt_cache.values():
+    for _, operands in model.prompt_cache._entries.values():
         assert not any(t.requires_grad for t in operands if t is not None)
 
 
@@ -390,7 +390,7 @@ def test_checkpointing_gives_the_same_gradients(backbone, num_prompts):
     for with_cp in (False, True):
         model = build(backbone, num_prompts=num_prompts,
                       with_cp=with_cp).train()
-        assert model.layers[0].with_cp == with_cp
+        assert model.vit.layers[0].with_cp == with_cp
         loss = sum(out.pow(2).mean() for out in model(images))
         loss.backward()
         grads.append(model.prompts.tokens.grad)

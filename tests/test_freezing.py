@@ -32,7 +32,7 @@ def test_trainable_vit_parameters_keep_the_vit_deterministic(
     trained = [n for n, p in model.named_parameters()
                if p.requires_grad and not n.startswith('prompts.')]
     assert trained and all(any(s in n for s in also_train) for n in trained)
-    assert not any(m.training for m in model.layers.modules())
+    assert not any(m.training for m in model.vit.layers.modules())
     assert max_diff(training_forward(model, 1),
                     training_forward(model, 2)) == 0
     if type_ == 'VPTViT':

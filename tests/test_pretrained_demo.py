@@ -114,7 +114,7 @@ def test_compare_methods_writes_reports_and_skips_finished_runs(
                for m in ('vpt', 'cvpt')]
     stamps = [os.stat(path).st_mtime_ns for path in results]
     proc = run_unchecked(args[:3] + ['vpt', 'cvpt', 'davpt'] + args[5:] + [
-        'model.backbone.guidance_cfg.num_guided=5'])
+        'model.backbone.addons.guidance.num_guided=5'])
     assert proc.returncode == 1, proc.stdout[-3000:]
     assert [os.stat(path).st_mtime_ns for path in results] == stamps
     rows = read_rows(out)

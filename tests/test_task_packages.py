@@ -21,7 +21,7 @@ from mmengine.runner import Runner, load_checkpoint
 from mmseg_cvpt.apis import MultiTaskModel, build_model, export_task
 from mmseg_cvpt.engine import load_config
 from mmseg_cvpt.models import backbone_of, tuned_state_dict
-from mmseg_cvpt.models.backbones import BASE_CHECKPOINT_ENV, FrozenBaseError
+from mmseg_cvpt.models.backbones import FrozenBaseError
 from test_classification import CONFIGS as CLS_CONFIGS
 from test_classification import tiny_options
 from test_segmentation_workflow import tiny_vit
@@ -94,12 +94,6 @@ def base_replaced(path, cfg):
             yield
         finally:
             os.remove(path)
-
-
-@pytest.fixture(autouse=True)
-def no_base_override(monkeypatch):
-    monkeypatch.setenv(BASE_CHECKPOINT_ENV, '')
-    monkeypatch.delenv(BASE_CHECKPOINT_ENV)
 
 
 # ---- segmentation: a tuned-only training run ------------------------------
@@ -244,10 +238,11 @@ def test_seg_clients_fail_without_the_base(seg_run, seg_base, client):
         seg_client(client, seg_run['cfg'], seg_run['tuned'])
 
 
-def test_seg_base_found_by_given_path(seg_run, seg_base, monkeypatch):
+def test_seg_base_found_by_given_path(seg_run, seg_base):
+    cfg = copy.deepcopy(seg_run['cfg'])
     with base_moved(seg_base) as away:
-        monkeypatch.setenv(BASE_CHECKPOINT_ENV, away)
-        model = seg_client('init_model', seg_run['cfg'], seg_run['tuned'])
+        cfg.model.backbone.base_checkpoint = away
+        model = seg_client('init_model', cfg, seg_run['tuned'])
     assert_same_state(model.state_dict(),
                       {**state_of(seg_run['full']),
                        **{'backbone._extra_state':

@@ -38,9 +38,9 @@ def test_form_of_each_layer():
 
 def test_fast_blocks_run_where_chosen(monkeypatch):
     calls = []
-    block = vpt_vit.block_with_prompt_keys
-    monkeypatch.setattr(vpt_vit, 'block_with_prompt_keys',
-                        lambda *args: calls.append(1) or block(*args))
+    attention = vpt_vit.self_attention_with_prompts
+    monkeypatch.setattr(vpt_vit, 'self_attention_with_prompts',
+                        lambda *args: calls.append(1) or attention(*args))
     with torch.no_grad():
         build_vpt(prompt_depth=2)(torch.randn(1, 3, 32, 32))
     assert len(calls) == 1
@@ -119,7 +119,7 @@ def test_blocks_that_drop_out_keep_the_reference_form(rates, fast):
 
 def test_training_blocks_without_dropout_stay_fast():
     model = build_vpt(frozen_eval=False).train()
-    assert model.layers[0].training
+    assert model.vit.layers[0].training
     assert all(model.prompts_as_keys_only(i) for i in range(3))
 
 
@@ -129,7 +129,7 @@ def test_layer_norm_change_invalidates_cache():
     images = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         before = model(images)
-        model.layers[1].ln1.weight.mul_(2)
+        model.vit.layers[1].ln1.weight.mul_(2)
         after = model(images)
         expected = plain_vpt(model, images)
     assert max_diff(before, expected) > 1e-3

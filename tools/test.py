@@ -14,7 +14,6 @@ Example::
     bash tools/dist_test.sh configs/cvpt/upernet_vitb_ade20k.py CKPT 8
 """
 import argparse
-import os
 import warnings
 
 import mmseg_cvpt  # noqa: F401  (registers our modules, mmseg_cvpt:: bases)
@@ -25,7 +24,7 @@ from mmengine.runner import Runner
 
 from mmseg_cvpt.engine import (add_run_arguments, load_config,
                                report_lost_peers, setup_cpu_distributed)
-from mmseg_cvpt.models.backbones import BASE_CHECKPOINT_ENV
+from mmseg_cvpt.models import find_prompted_backbone
 
 # mmengine re-imports the deprecated pkg_resources for every `pkg::` base
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
@@ -63,7 +62,7 @@ def parse_args():
     parser.add_argument(
         '--base-checkpoint',
         help='the frozen ViT of a tuned-only checkpoint, when not at the path '
-        f'the checkpoint records (sets {BASE_CHECKPOINT_ENV})')
+        'the checkpoint records (the backbone\'s base_checkpoint)')
     add_run_arguments(parser)
     return parser.parse_args()
 
@@ -128,8 +127,6 @@ def main():
 
     cfg.load_from = args.checkpoint
     check_checkpoint_strictly(cfg)
-    if args.base_checkpoint:
-        os.environ[BASE_CHECKPOINT_ENV] = args.base_checkpoint
 
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)
@@ -141,6 +138,9 @@ def main():
     setup_cpu_distributed(cfg)
 
     runner = Runner.from_cfg(cfg)
+    if args.base_checkpoint:  # the model is built, the checkpoint not read
+        find_prompted_backbone(runner.model).base_checkpoint = \
+            args.base_checkpoint
     with report_lost_peers(cfg):
         runner.test()
     if args.aug_test:

@@ -13,9 +13,10 @@ model = dict(
     backbone=dict(
         type='VPTViT',
         prompt_cfg=dict(type='LayerPrompts', init='uniform'),
-        guidance_cfg=dict(
-            type='ProxyGuidance', layers=(-1, ), num_guided=2, beta=0.05,
-            lambda_=0.05)))
+        addons=dict(
+            guidance=dict(
+                type='ProxyGuidance', layers=(-1, ), num_guided=2, beta=0.05,
+                lambda_=0.05))))
 
 custom_hooks = [
     dict(type='RNGStateHook'),

@@ -7,6 +7,8 @@ from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 
 from ..models.backbones import find_prompted_backbone
+from ..models.prompt_statistics import calibrate_prompts, calibrated_provider
+from .loading import unwrap_model
 from .rng import preserved_rng_states
 from .training_images import (check_positive_ints, preprocessed_batches,
                               rank_share)
@@ -19,7 +21,7 @@ class PromptCalibrationHook(Hook):
     Before the first iteration, when the prompt provider is not calibrated
     yet, draws ``num_images`` training images (a fixed random subset, split
     over the ranks, through the training pipeline and the model's data
-    preprocessor), calls the backbone's ``calibrate_prompts`` (which adds
+    preprocessor), calls ``calibrate_prompts`` (which adds
     the ranks' sums and counts, so every rank ends with the same matrices)
     and logs the layers, token count and condition numbers. A run resumed
     from, or initialised with, a calibrated checkpoint keeps its matrices.
@@ -40,9 +42,9 @@ class PromptCalibrationHook(Hook):
         self.batch_size = batch_size
 
     def before_train(self, runner) -> None:
-        model = getattr(runner.model, 'module', runner.model)
+        model = unwrap_model(runner.model)
         backbone = find_prompted_backbone(model)
-        provider = backbone.calibrated_provider()
+        provider = calibrated_provider(backbone)
         if provider.is_calibrated:
             print_log(
                 f'{type(provider).__name__}: calibrated matrices from the '
@@ -51,8 +53,8 @@ class PromptCalibrationHook(Hook):
         images = rank_share(runner, self.num_images, type(self).__name__)
         batches = preprocessed_batches(runner, model, images, self.batch_size)
         with preserved_rng_states():
-            statistics, num_tokens = backbone.calibrate_prompts(
-                batch['inputs'] for batch in batches)
+            statistics, num_tokens = calibrate_prompts(
+                backbone, (batch['inputs'] for batch in batches))
         self._log(provider, statistics, num_tokens)
 
     def _log(self, provider, statistics, num_tokens) -> None:

@@ -4,7 +4,9 @@ from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 from mmengine.runner import EpochBasedTrainLoop
 
-from ..models.backbones import find_prompted_backbone
+from ..models.backbones import find_addon, find_prompted_backbone
+from ..models.guidance import ProxyGuidance
+from .loading import unwrap_model
 from .rng import preserved_rng_states
 from .training_images import (check_positive_ints, preprocessed_batches,
                               rank_share)
@@ -51,13 +53,13 @@ class ClassProxyHook(Hook):
 
     @staticmethod
     def _parts(runner):
-        model = getattr(runner.model, 'module', runner.model)
-        guidance = find_prompted_backbone(model).guidance
+        model = unwrap_model(runner.model)
+        guidance = find_addon(model, ProxyGuidance)
         if guidance is None or not hasattr(model, 'image_labels'):
             raise TypeError(
                 'ClassProxyHook needs a GuidedEncoderDecoder or '
-                'GuidedImageClassifier whose backbone has a guidance_cfg, got '
-                f'{type(model).__name__}')
+                'GuidedImageClassifier whose backbone has the guidance '
+                f'add-on, got {type(model).__name__}')
         return model, guidance
 
     def before_train(self, runner) -> None:

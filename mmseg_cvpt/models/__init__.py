@@ -1,15 +1,20 @@
-from .backbones import CVPTViT, PromptedVisionTransformer, VPTViT
+from .backbones import (CVPTViT, PromptedVisionTransformer, VPTViT,
+                        find_addon, find_prompted_backbone)
 from .classification import ClsTokenViT
+from .families import MMSegViT, Tokens
 from .guidance import ProxyGuidance
 from .guided import GuidedEncoderDecoder, GuidedImageClassifier
 from .losses import proxy_anchor_loss
+from .prompt_statistics import calibrate_prompts, prompt_query_statistics
 from .prompts import (BilinearPrompts, LayerPrompts, PromptProvider,
                       WhitenedPrompts)
 from .tuned_state import backbone_of, tuned_state_dict
 
 __all__ = [
-    'PromptedVisionTransformer', 'VPTViT', 'CVPTViT', 'PromptProvider',
-    'LayerPrompts', 'WhitenedPrompts', 'BilinearPrompts', 'ClsTokenViT',
-    'ProxyGuidance', 'GuidedEncoderDecoder', 'GuidedImageClassifier',
-    'proxy_anchor_loss', 'backbone_of', 'tuned_state_dict'
+    'PromptedVisionTransformer', 'VPTViT', 'CVPTViT', 'MMSegViT', 'Tokens',
+    'find_prompted_backbone', 'find_addon', 'PromptProvider', 'LayerPrompts',
+    'WhitenedPrompts', 'BilinearPrompts', 'calibrate_prompts',
+    'prompt_query_statistics', 'ClsTokenViT', 'ProxyGuidance',
+    'GuidedEncoderDecoder', 'GuidedImageClassifier', 'proxy_anchor_loss',
+    'backbone_of', 'tuned_state_dict'
 ]

@@ -26,6 +26,7 @@ from mmseg.registry import MODELS
 from torch import Tensor, nn
 
 from .attention import queries_of
+from .families import Tokens
 from .losses import proxy_anchor_loss
 
 KMEANS_ITERATIONS = 20
@@ -77,7 +78,14 @@ def resolve_layers(layers: Sequence[int], num_layers: int,
 
 @MODELS.register_module()
 class ProxyGuidance(nn.Module):
-    """DA-VPT's guidance of a prompted backbone (its ``guidance_cfg``).
+    """DA-VPT's guidance: an add-on of a prompted backbone
+    (``addons=dict(guidance=dict(type='ProxyGuidance', ...))``).
+
+    In a training forward it records, at each guided layer, the mean patch
+    token of the layer input (``layer_input``) and the class token's query
+    (``prompt_queries``: W_q u_cls + b_q of the attention that meets the
+    prompts), with the forward's prompts (``forward_start``); ``losses``
+    turns them into the two Proxy-Anchor losses.
 
     The class-to-proxy mapping, the centroids and the running class sums are
     buffers: they are saved in checkpoints and restored on resume. Their
@@ -97,8 +105,8 @@ class ProxyGuidance(nn.Module):
         proxy_scale (float, optional): the reference code's extra scale of
             the normalised proxies (5 there: an effective alpha of 160).
             Default None (off).
-        num_layers, num_prompted, num_prompts, embed_dims: filled in by the
-            backbone.
+        num_layers, num_prompted, num_prompts, embed_dims,
+        num_prefix_tokens: filled in by the backbone.
     """
 
     def __init__(self,
@@ -106,6 +114,7 @@ class ProxyGuidance(nn.Module):
                  num_prompted: int,
                  num_prompts: int,
                  embed_dims: int,
+                 num_prefix_tokens: int,
                  layers: Sequence[int] = (-1, ),
                  num_guided: int = 10,
                  beta: float = 0.01,
@@ -114,6 +123,11 @@ class ProxyGuidance(nn.Module):
                  margin: float = 0.1,
                  proxy_scale: Optional[float] = None):
         super().__init__()
+        if num_prompts == 0:
+            raise ValueError('ProxyGuidance needs prompts: num_prompts is 0')
+        if num_prefix_tokens < 1:
+            raise ValueError('ProxyGuidance needs the class token '
+                             '(with_cls_token=True)')
         if (isinstance(num_guided, bool) or not isinstance(num_guided, int)
                 or not 1 <= num_guided <= num_prompts):
             raise ValueError(
@@ -131,6 +145,27 @@ class ProxyGuidance(nn.Module):
         self.register_buffer('centroids', torch.zeros(num_guided, embed_dims))
         self.register_buffer('class_sums', torch.zeros(0, embed_dims))
         self.register_buffer('class_counts', torch.zeros(0))
+        # layer index -> what the last training forward showed at that layer
+        self.records: Dict[int, Dict[str, Tensor]] = {}
+        self.proxies: Optional[Tensor] = None
+
+    # ---- what a training forward shows --------------------------------------
+    def forward_start(self, prompts: Optional[Tensor]) -> None:
+        """A forward starts with ``prompts`` (L, m, D): record in training."""
+        self.records = {i: {} for i in self.layers} if self.training else {}
+        self.proxies = prompts[:, :self.num_guided] if self.training else None
+
+    def layer_input(self, index: int, tokens: Tokens) -> None:
+        """X of a guided layer: the mean patch token of its input."""
+        if index in self.records:
+            self.records[index]['patch_mean'] = tokens.patches.mean(1)
+
+    def prompt_queries(self, index: int, queries: Tensor,
+                       attention: nn.Module) -> None:
+        """x_cls of a guided layer: the class token's query vector."""
+        if index in self.records:
+            self.records[index]['class_query'] = queries_of(
+                attention, queries[:, 0])
 
     #: buffers whose class dimension comes from the checkpoint loaded
     checkpoint_sized_buffers = ('class_to_proxy', 'class_sums',
@@ -153,23 +188,26 @@ class ProxyGuidance(nn.Module):
             return (labels.float() @ groups.float()) > 0
         return self.class_to_proxy[labels]
 
-    def losses(self, backbone: nn.Module, labels: Tensor) -> Dict[str, Tensor]:
-        """The two guidance losses of the backbone's last training forward
-        (its ``guidance_records``); also adds the patch features to the
-        running class sums."""
+    def losses(self, labels: Tensor) -> Dict[str, Tensor]:
+        """The two guidance losses of the last training forward, for its
+        images' ``labels``: (B,) class indices or (B, C) multi-hot
+        booleans; also adds the patch features to the running class
+        sums."""
+        if not self.records:
+            raise RuntimeError('guidance losses need a forward in train mode '
+                               'first (they read that forward\'s tokens)')
         targets = self.proxy_labels(labels)
-        proxies = backbone.prompts()[:, :self.num_guided]
         patch_loss = cls_loss = 0.
         features = 0.
         for index in self.layers:
-            record = backbone.guidance_records[index]
+            record = self.records[index]
             patch_mean = record['patch_mean']
-            class_query = queries_of(backbone.prompt_attention(index),
-                                     record['class_query'])
+            proxies = self.proxies[index]
             patch_loss = patch_loss + proxy_anchor_loss(
-                patch_mean, proxies[index], targets, self.alpha, self.margin)
+                patch_mean, proxies, targets, self.alpha, self.margin)
             cls_loss = cls_loss + proxy_anchor_loss(
-                class_query, proxies[index], targets, self.alpha, self.margin)
+                record['class_query'], proxies, targets, self.alpha,
+                self.margin)
             features = features + F.normalize(patch_mean.detach(), dim=-1)
         self.accumulate(features / len(self.layers), labels)
         return dict(
@@ -191,10 +229,10 @@ class ProxyGuidance(nn.Module):
         without prompts, averaged over the layers: (B, D)."""
         features = 0.
         with backbone.evaluating():
-            for index, x, _ in backbone.prompt_free_layers(images):
-                if index in self.layers:  # x = [cls, patches]
-                    features = features + F.normalize(x[:, 1:].mean(1),
-                                                      dim=-1)
+            for index, tokens, _ in backbone.prompt_free_layers(images):
+                if index in self.layers:
+                    features = features + F.normalize(
+                        tokens.patches.mean(1), dim=-1)
         return features / len(self.layers)
 
     def initialise(self, num_classes: int) -> None:

@@ -21,7 +21,8 @@ from mmseg.registry import MODELS
 from mmseg.utils import add_prefix
 from torch import Tensor
 
-from .backbones import find_prompted_backbone
+from .backbones import find_addon
+from .guidance import ProxyGuidance
 
 IMAGE_LABELS = ('scene', 'present')
 SCENE_FILE = 'sceneCategories.txt'
@@ -58,6 +59,16 @@ class SceneCategories:
         return self.labels[name]
 
 
+def guidance_of(model, name: str) -> ProxyGuidance:
+    """The ``ProxyGuidance`` add-on of the model's prompted backbone."""
+    guidance = find_addon(model, ProxyGuidance)
+    if guidance is None:
+        raise ValueError(
+            f'{name} needs a backbone with the guidance add-on, e.g. '
+            "addons=dict(guidance=dict(type='ProxyGuidance', num_guided=10))")
+    return guidance
+
+
 def scene_file_of(img_path: str) -> str:
     """``ROOT/images/SPLIT/x.jpg`` -> ``ROOT/sceneCategories.txt``."""
     return osp.join(osp.dirname(osp.dirname(osp.dirname(img_path))),
@@ -77,7 +88,7 @@ class GuidedEncoderDecoder(EncoderDecoder):
             ``sceneCategories.txt`` in the data root (three folders above
             each image).
         **kwargs: ``EncoderDecoder``'s arguments; the backbone needs a
-            ``guidance_cfg``.
+            guidance add-on (``addons=dict(guidance=...)``).
     """
 
     def __init__(self,
@@ -88,9 +99,7 @@ class GuidedEncoderDecoder(EncoderDecoder):
         if image_labels not in IMAGE_LABELS:
             raise ValueError(f'image_labels must be one of {IMAGE_LABELS}, '
                              f'got {image_labels!r}')
-        if find_prompted_backbone(self).guidance is None:
-            raise ValueError('GuidedEncoderDecoder needs a backbone with a '
-                             "guidance_cfg, e.g. dict(type='ProxyGuidance')")
+        guidance_of(self, type(self).__name__)
         self.image_labels_from = image_labels
         self.scene_file = scene_file
         self._scene_files: Dict[str, SceneCategories] = {}
@@ -127,7 +136,7 @@ class GuidedEncoderDecoder(EncoderDecoder):
 
     def loss(self, inputs: Tensor, data_samples: List) -> dict:
         losses = super().loss(inputs, data_samples)
-        guidance = self.backbone.guidance_losses(
+        guidance = guidance_of(self, type(self).__name__).losses(
             self.image_labels(data_samples))
         losses.update(add_prefix(guidance, 'backbone'))
         return losses
@@ -137,13 +146,11 @@ class GuidedEncoderDecoder(EncoderDecoder):
 class GuidedImageClassifier(ImageClassifier):
     """mmpretrain's ``ImageClassifier`` with DA-VPT's guidance losses; the
     image label is the class. The backbone (e.g. ``ClsTokenViT``) must hold
-    a prompted ViT with a ``guidance_cfg``."""
+    a prompted ViT with the guidance add-on."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        if find_prompted_backbone(self.backbone).guidance is None:
-            raise ValueError('GuidedImageClassifier needs a ViT with a '
-                             "guidance_cfg, e.g. dict(type='ProxyGuidance')")
+        guidance_of(self, type(self).__name__)
 
     def num_image_classes(self, dataset) -> int:
         return self.head.num_classes
@@ -155,6 +162,6 @@ class GuidedImageClassifier(ImageClassifier):
     def loss(self, inputs: Tensor, data_samples: List) -> dict:
         losses = super().loss(inputs, data_samples)
         losses.update(
-            find_prompted_backbone(self.backbone).guidance_losses(
+            guidance_of(self, type(self).__name__).losses(
                 self.image_labels(data_samples)))
         return losses

@@ -10,8 +10,9 @@ gradient tensor rather than a full-size one per layer.)
 * ``WhitenedPrompts`` and ``BilinearPrompts``: BPT's re-parameterisations
   through the whitening of the vectors the prompts meet in attention
   (Bilinear Prompt Tuning, "Attention to the Burstiness in Visual Prompt
-  Tuning", ICCV 2025). The backbone measures those statistics
-  (``calibrate_prompts``) and hands them to ``set_statistics``.
+  Tuning", ICCV 2025). ``calibrate_prompts(backbone, batches)`` (see
+  ``.prompt_statistics``) measures those statistics and hands them to
+  ``set_statistics``.
 """
 import logging
 import math
@@ -186,7 +187,7 @@ class WhiteningProvider(PromptProvider):
                 f'{type(self).__name__} is not calibrated: training with '
                 'the identity parameterisation (no whitening). Add '
                 "dict(type='PromptCalibrationHook') to custom_hooks, or "
-                'call the backbone\'s calibrate_prompts(batches) first.',
+                'call calibrate_prompts(backbone, batches) first.',
                 logger='current',
                 level=logging.WARNING)
 

@@ -4,8 +4,8 @@ whitening, per prompted layer, for VPT-deep and CVPT.
 A prompt p of layer l meets a query token u through the logit z^T p with
 z = W_k^T (W_q u + b_q): u = LN1(x) for VPT (the self-attention input), the
 cross-attention's input for CVPT (position 3: x + SA(LN1(x))), x the
-layer's input in the prompt-free model (``prompt_query_vectors`` of the
-backbones). BPT's observation is that these z are bursty (heavy-tailed);
+layer's input in the prompt-free model
+(``mmseg_cvpt.models.prompt_statistics.prompt_query_vectors``). BPT's observation is that these z are bursty (heavy-tailed);
 whitening them with W = c S^(-1/2), S = mean z z^T (the matrix
 ``WhitenedPrompts`` is built from, same eps), decorrelates them.
 
@@ -32,6 +32,8 @@ from typing import Dict, List
 
 import torch
 from torch import Tensor
+
+from mmseg_cvpt.models.prompt_statistics import prompt_query_vectors
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from prompt_attention import (METHODS, add_model_arguments,  # noqa: E402
@@ -79,7 +81,7 @@ def measure(backbone: str, args, images: Tensor, state) -> List[Dict]:
     model = build(backbone, 1, args, state,
                   prompt_cfg=dict(type='WhitenedPrompts', eps=args.eps))
     with torch.no_grad():
-        vectors = [z.double() for _, z in model.prompt_query_vectors(images)]
+        vectors = [z.double() for _, z in prompt_query_vectors(model, images)]
         statistics = torch.stack([z.mT @ z / z.shape[0] for z in vectors])
         model.prompts.set_statistics(statistics)
         whitening = model.prompts.whitening.double()

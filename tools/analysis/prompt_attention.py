@@ -176,9 +176,9 @@ def prompt_share(mha: nn.MultiheadAttention, tokens: Tensor,
 
 def layer_shares(model: nn.Module, images: Tensor) -> List[float]:
     """Prompt share of every layer's self-attention on these images."""
-    num_prefix = int(model.with_cls_token)
-    num_patches = (images.shape[2] // model.patch_size) * (
-        images.shape[3] // model.patch_size)
+    num_prefix = model.vit.num_prefix_tokens
+    num_patches = (images.shape[2] // model.vit.patch_size) * (
+        images.shape[3] // model.vit.patch_size)
     shares: List[float] = []
 
     def record(layer):
@@ -188,7 +188,7 @@ def layer_shares(model: nn.Module, images: Tensor) -> List[float]:
         return hook
 
     handles = [layer.norm1.register_forward_hook(record(layer))
-               for layer in model.layers]
+               for layer in model.vit.layers]
     with torch.no_grad():
         model(images)
     for handle in handles:

@@ -1,11 +1,11 @@
 from .cvpt_vit import CVPTViT
-from .frozen_base import (BASE_CHECKPOINT_ENV, EXTRA_STATE_KEY,
-                          FrozenBaseError)
-from .prompted_vit import PromptedVisionTransformer, find_prompted_backbone
+from .frozen_base import EXTRA_STATE_KEY, FrozenBase, FrozenBaseError
+from .prompted_vit import (PromptedVisionTransformer, find_addon,
+                           find_prompted_backbone)
 from .vpt_vit import VPTViT
 
 __all__ = [
     'PromptedVisionTransformer', 'VPTViT', 'CVPTViT',
-    'find_prompted_backbone', 'FrozenBaseError', 'BASE_CHECKPOINT_ENV',
+    'find_prompted_backbone', 'find_addon', 'FrozenBase', 'FrozenBaseError',
     'EXTRA_STATE_KEY'
 ]

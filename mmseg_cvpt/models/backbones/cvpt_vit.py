@@ -2,43 +2,41 @@
 ICCV 2025, arXiv 2408.14961)."""
 from typing import Callable, List, Optional, Tuple
 
-from mmseg.models.backbones.vit import TransformerEncoderLayer
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 
 from ..attention import (cross_attention, fold_prompts,
                          folded_cross_attention, prefer_folded,
                          prompt_keys_values)
-from ..prompt_cache import PromptCacheMixin, grad_reaches
-from .prompted_vit import (PromptedVisionTransformer, mlp_residual,
-                           self_attention_branch, vit_block)
+from ..families import Block, Tokens
+from ..prompt_cache import grad_reaches, tensors_of
+from .prompted_vit import PromptedVisionTransformer
 
 # ca(x, r) = r + CA(x): the folded form adds the residual r inside its
 # output matrix product.
 CrossAttn = Callable[[Tensor, Tensor], Tensor]
 
 
-def _ca_first(layer, x, ca: CrossAttn):
-    x = ca(x, x)
-    return mlp_residual(layer, x + self_attention_branch(layer, x))
+def _ca_first(block: Block, x: Tensor, ca: CrossAttn) -> Tensor:
+    return block(ca(x, x))
 
 
-def _ca_parallel(layer, x, ca: CrossAttn):
-    return mlp_residual(layer, ca(x, x + self_attention_branch(layer, x)))
+def _ca_parallel(block: Block, x: Tensor, ca: CrossAttn) -> Tensor:
+    return block.mlp_residual(ca(x, block.attention_residual(x)))
 
 
-def _ca_after_attention(layer, x, ca: CrossAttn):
-    x = x + self_attention_branch(layer, x)
-    return mlp_residual(layer, ca(x, x))
+def _ca_after_attention(block: Block, x: Tensor, ca: CrossAttn) -> Tensor:
+    x = block.attention_residual(x)
+    return block.mlp_residual(ca(x, x))
 
 
-def _ca_into_mlp(layer, x, ca: CrossAttn):
-    x = x + self_attention_branch(layer, x)
-    return layer.ffn(ca(x, layer.norm2(x)), identity=x)
+def _ca_into_mlp(block: Block, x: Tensor, ca: CrossAttn) -> Tensor:
+    x = block.attention_residual(x)
+    return block.mlp_residual(x, ca(x, block.norm2(x)))
 
 
-def _ca_last(layer, x, ca: CrossAttn):
-    x = mlp_residual(layer, x + self_attention_branch(layer, x))
+def _ca_last(block: Block, x: Tensor, ca: CrossAttn) -> Tensor:
+    x = block(x)
     return ca(x, x)
 
 
@@ -55,11 +53,12 @@ CA_WEIGHTS = ('shared', 'copy', 'random')
 
 
 @MODELS.register_module()
-class CVPTViT(PromptCacheMixin, PromptedVisionTransformer):
-    """Cross Visual Prompt Tuning of a frozen mmseg ViT.
+class CVPTViT(PromptedVisionTransformer):
+    """Cross Visual Prompt Tuning of a frozen ViT.
 
-    Prompts never join the token sequence. Block i attends from its tokens to
-    its prompts P_i (m x D); at the default ``ca_position=3``:
+    Prompts never join the token sequence (every layer leaves the tokens'
+    layout as it is). Block i attends from its tokens to its prompts P_i
+    (m x D); at the default ``ca_position=3``:
 
         x = x + SA(LN1(x))
         x = x + CA(x, P_i),  CA = softmax(x W_q (P_i W_k)^T / sqrt(d)) P_i W_v W_o
@@ -71,11 +70,8 @@ class CVPTViT(PromptCacheMixin, PromptedVisionTransformer):
 
     The prompts' side of CA (keys and values, or for small m the
     projections folded with them, see ``..attention``) is computed once per
-    forward for the whole batch. When no gradient can flow to it and nothing
-    is in train mode it is cached, keyed on the identity, storage and
-    in-place version counter of every tensor it is computed from: optimiser
-    steps and ``load_state_dict`` (both in-place) invalidate it, and so does
-    ``train()``.
+    forward for the whole batch, and cached where no gradient reaches it
+    and nothing is in train mode (``..prompt_cache``).
 
     Args:
         ca_position (int): where CA sits in the block, 1-5 (see
@@ -108,47 +104,41 @@ class CVPTViT(PromptCacheMixin, PromptedVisionTransformer):
         self.ca_position = ca_position
         self.ca_weights = ca_weights
         self.block_with_ca = CA_POSITIONS[ca_position]
+        self.ca_trainable = ca_weights != 'shared' and ca_trainable is not False
         self.cross_attns = self._build_cross_attentions()
-        self.ca_trainable = ca_trainable is not False
-        self.after_pretrained_loaded()
-        self.freeze_pretrained()
+        self.vit_weights_loaded()
 
     def _build_cross_attentions(self) -> Optional[nn.ModuleList]:
         if self.ca_weights == 'shared' or self.num_prompts == 0:
             return None
         cross_attns = nn.ModuleList()
-        for layer in self.layers[:self.prompt_depth]:
-            source = layer.attn.attn
+        for block in self.vit.blocks[:self.prompt_depth]:
+            source = block.attention
             cross_attns.append(
                 nn.MultiheadAttention(
                     source.embed_dim,
                     source.num_heads,
                     bias=source.in_proj_bias is not None,
                     batch_first=True))
+        cross_attns.requires_grad_(self.ca_trainable)
         return cross_attns
 
-    def is_frozen(self, name: str) -> bool:
-        if name.startswith('cross_attns.'):
-            return not self.ca_trainable
-        return super().is_frozen(name)
-
-    def after_pretrained_loaded(self) -> None:
+    def vit_weights_loaded(self) -> None:
         """'copy' mode: CA weights start as the loaded self-attention's."""
         if self.ca_weights != 'copy' or self.cross_attns is None:
             return
-        for layer, cross_attn in zip(self.layers, self.cross_attns):
-            cross_attn.load_state_dict(layer.attn.attn.state_dict())
+        for block, cross_attn in zip(self.vit.blocks, self.cross_attns):
+            cross_attn.load_state_dict(block.attention.state_dict())
 
-    def prompt_attention(self, index: int) -> nn.MultiheadAttention:
+    def prompt_attention(self, index: int) -> nn.Module:
         """The cross-attention's weights: the block's own self-attention
         ('shared') or the layer's own ('copy', 'random')."""
         if self.cross_attns is None:
             return super().prompt_attention(index)
         return self.cross_attns[index]
 
-    def block_without_prompts(self, index: int,
-                              layer: TransformerEncoderLayer,
-                              x: Tensor) -> Tuple[Tensor, Tensor]:
+    def block_without_prompts(self, index: int, block: Block,
+                              tokens: Tokens) -> Tuple[Tensor, Tokens]:
         """The block with CA(x, P) = 0, and the input x of its CA."""
         queries = []
 
@@ -156,40 +146,32 @@ class CVPTViT(PromptCacheMixin, PromptedVisionTransformer):
             queries.append(x)
             return residual
 
-        x = self.block_with_ca(layer, x, no_prompts)
-        return queries[0], x
+        x = self.block_with_ca(block, tokens.x, no_prompts)
+        return queries[0], tokens.replace_x(x)
 
-    def forward_layer(self, index: int, layer: TransformerEncoderLayer,
-                      x: Tensor, prompts: List[Tensor]) -> Tensor:
+    def forward_block(self, index: int, block: Block, tokens: Tokens,
+                      prompts: List[Tensor]) -> Tokens:
         if index >= len(prompts):
-            return vit_block(layer, x)
-        ca = self.prompt_cross_attention(index, prompts)
-        if self.guided(index):
-            ca = self._recording_class_query(index, ca)
-        return self.block_with_ca(layer, x, ca)
+            return tokens.replace_x(block(tokens.x))
+        mha = self.prompt_attention(index)
+        ca = self.prompt_cross_attention(index, mha, prompts)
 
-    def class_query_input(self, index, layer, x) -> None:
-        """Recorded inside the block: the cross-attention's input."""
-        return None
-
-    def _recording_class_query(self, index: int, ca: CrossAttn) -> CrossAttn:
-        def recording(x: Tensor, residual: Tensor) -> Tensor:
-            self.record_class_query(index, x[:, 0])
+        def observed(x: Tensor, residual: Tensor) -> Tensor:
+            self.observe_prompt_queries(index, x, mha)
             return ca(x, residual)
 
-        return recording
+        return tokens.replace_x(self.block_with_ca(block, tokens.x, observed))
 
-    def prompt_cross_attention(self, index: int,
+    def prompt_cross_attention(self, index: int, mha: nn.Module,
                                prompts: List[Tensor]) -> CrossAttn:
         """(x, r) -> r + CA(x, P_i), the prompts' side computed (or cached)
         once."""
-        mha = self.prompt_attention(index)
-        sources = self.prompt_sources(mha)
-        fold = prefer_folded(mha, self.num_prompts, grad_reaches(sources))
+        fold = prefer_folded(mha, self.num_prompts,
+                             grad_reaches(tensors_of(self.prompts, mha)))
         project = fold_prompts if fold else prompt_keys_values
         # the folded operands depend on mha.training (b_o folded or not)
         operands = self.cached_prompt_side(
-            index, sources, lambda: project(mha, prompts[index]),
+            index, (mha, ), lambda: project(mha, prompts[index]),
             tag=(fold, mha.training))
         if fold:
             return lambda x, residual: folded_cross_attention(

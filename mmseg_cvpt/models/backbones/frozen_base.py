@@ -11,23 +11,27 @@ with the full model, the backbone restores the frozen weights itself:
   tensor of JSON so that state dicts stay all-tensor) records the base
   checkpoint the frozen weights were loaded from and their fingerprint, a
   SHA-256 of the frozen tensors (names, dtypes, shapes, bytes);
-* when a state dict with a record lacks ViT weights, ``_load_from_state_dict``
-  (which runs before its children load) fills them in: from the model itself
-  when its frozen weights have the fingerprint, else from the first base
-  checkpoint whose weights do: ``base_checkpoint`` or
-  ``$MMSEG_CVPT_BASE_CHECKPOINT`` when set, else the recorded path, then the
-  backbone's ``init_cfg`` checkpoint. No match raises
-  :class:`FrozenBaseError`, naming each path and what was wrong with it.
+* when a state dict with a record lacks ViT weights, ``restore_absent``
+  (called by the backbone before its children load) fills them in: from
+  the model itself when its frozen weights have the fingerprint, else from
+  the first base checkpoint whose weights do: the ``base_checkpoint``
+  override when set (``tools/test.py --base-checkpoint``), else the
+  recorded path, then the backbone's ``init_cfg`` checkpoint. No match
+  raises :class:`FrozenBaseError`, naming each path and what was wrong with
+  it.
+
+:class:`FrozenBase` is the component that does this for a backbone; it sees
+only the frozen ViT (a family module, see ``..families``), which frozen
+keys it has, and the configured checkpoint.
 
 State dicts without a record (older checkpoints, plain ViT weights) load as
 before; loading one that brings ViT weights forgets the recorded base.
 """
 import hashlib
 import json
-import os
 import os.path as osp
 from itertools import chain
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import torch
 from mmengine.logging import print_log
@@ -35,7 +39,6 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from torch import Tensor, nn
 
 EXTRA_STATE_KEY = '_extra_state'
-BASE_CHECKPOINT_ENV = 'MMSEG_CVPT_BASE_CHECKPOINT'
 RECORD_FORMAT = 'mmseg_cvpt.frozen_base'
 RECORD_VERSION = 1
 # a ViT weight every mmseg-layout checkpoint has: finds a checkpoint's prefix
@@ -101,123 +104,136 @@ def vit_weights(state_dict: dict, prefix: Optional[str]) -> dict:
     }
 
 
-class FrozenBaseMixin:
-    """Records and restores the frozen weights of a prompted ViT.
+class FrozenBase:
+    """Records and restores the frozen weights of a ViT family module.
 
-    Used by ``PromptedVisionTransformer``, which provides
-    ``pretrained_keys``, ``is_frozen`` and ``_resize_pos_embed_of``.
+    Args:
+        vit (nn.Module): the frozen ViT (its state-dict keys are the
+            backbone's for these weights).
+        is_frozen (callable): key -> whether that ViT tensor is frozen.
+        owner (str): the backbone's name, for messages.
 
     Attributes:
-        frozen_base (dict | None): ``dict(checkpoint=..., prefix=...)``, the
+        record (dict | None): ``dict(checkpoint=..., prefix=...)``, the
             checkpoint the frozen weights were loaded from; None when
             unknown (random or from a checkpoint without a record).
-        base_checkpoint (str | None): where to take the frozen weights of a
-            tuned-only state dict from, before ``$MMSEG_CVPT_BASE_CHECKPOINT``
-            and the recorded path.
+        override (str | None): where to take the frozen weights of a
+            tuned-only state dict from, before the recorded path.
+        configured (dict | None): the backbone's Pretrained ``init_cfg``,
+            the last checkpoint tried.
     """
 
-    frozen_base: Optional[dict] = None
-    base_checkpoint: Optional[str] = None
+    def __init__(self, vit: nn.Module, is_frozen: Callable[[str], bool],
+                 owner: str, override: Optional[str] = None,
+                 configured: Optional[dict] = None):
+        self.vit = vit
+        self.is_frozen = is_frozen
+        self.owner = owner
+        self.record: Optional[dict] = None
+        self.override = override
+        self.configured = configured
+        self._fingerprint_cache = (None, None)
 
     def frozen_keys(self) -> List[str]:
         """The ViT tensors that do not train: what a base checkpoint gives."""
-        return sorted(k for k in self.pretrained_keys if self.is_frozen(k))
+        return sorted(k for k in self.vit.pretrained_keys if self.is_frozen(k))
 
-    def _tensors(self, keys: Iterable[str]) -> Dict[str, Tensor]:
-        own = dict(chain(self.named_parameters(), self.named_buffers()))
+    def tensors(self, keys: Iterable[str]) -> Dict[str, Tensor]:
+        own = dict(chain(self.vit.named_parameters(),
+                         self.vit.named_buffers()))
         return {k: own[k] for k in keys}
 
-    def frozen_state_dict(self) -> Dict[str, Tensor]:
+    def state_dict(self) -> Dict[str, Tensor]:
         """The frozen tensors, detached: the content of a base checkpoint."""
-        return {k: t.detach() for k, t in self._tensors(
+        return {k: t.detach() for k, t in self.tensors(
             self.frozen_keys()).items()}
 
-    def frozen_fingerprint(self, keys: Optional[List[str]] = None) -> str:
+    def fingerprint(self, keys: Optional[List[str]] = None) -> str:
         """``fingerprint`` of the frozen tensors (or of ``keys``); cached
         while the tensors are the same objects, unmodified."""
-        tensors = self._tensors(self.frozen_keys() if keys is None else keys)
+        tensors = self.tensors(self.frozen_keys() if keys is None else keys)
         key = tuple((name, id(t), t.data_ptr(), t._version)
                     for name, t in tensors.items())
-        cached_key, value = getattr(self, '_fingerprint_cache', (None, None))
+        cached_key, value = self._fingerprint_cache
         if cached_key != key:
             value = fingerprint(tensors)
             self._fingerprint_cache = (key, value)
         return value
 
-    def get_extra_state(self) -> Tensor:
-        base = self.frozen_base or {}
+    def loaded_from(self, path: str, prefix: Optional[str]) -> None:
+        """The ViT's weights were loaded from ``path``: its base, unless a
+        checkpoint loaded before recorded one."""
+        if self.record is None:
+            self.record = dict(checkpoint=local_path(path), prefix=prefix)
+
+    # ---- the record in state dicts ------------------------------------------
+    def extra_state(self) -> Tensor:
+        base = self.record or {}
         return encode_record(
             dict(format=RECORD_FORMAT, version=RECORD_VERSION,
                  checkpoint=base.get('checkpoint'), prefix=base.get('prefix'),
-                 fingerprint=self.frozen_fingerprint() if base else None))
+                 fingerprint=self.fingerprint() if base else None))
 
     def set_extra_state(self, state: Tensor) -> None:
         record = decode_record(state)
-        self.frozen_base = (dict(checkpoint=record['checkpoint'],
-                                 prefix=record.get('prefix'))
-                            if record.get('checkpoint') else None)
+        self.record = (dict(checkpoint=record['checkpoint'],
+                            prefix=record.get('prefix'))
+                       if record.get('checkpoint') else None)
 
-    def adopt_base(self, path: str, prefix: Optional[str] = None
-                   ) -> Optional[str]:
-        """Record ``path`` as the base checkpoint if its weights are this
-        backbone's frozen weights; else return what is wrong with it."""
-        keys = self.frozen_keys()
-        _, problem = self._base_tensors(path, prefix, keys,
-                                        self.frozen_fingerprint())
+    def adopt(self, path: str, prefix: Optional[str] = None) -> Optional[str]:
+        """Record ``path`` as the base checkpoint if its weights are the
+        frozen weights; else return what is wrong with it."""
+        _, problem = self._base_tensors(path, prefix, self.frozen_keys(),
+                                        self.fingerprint())
         if problem is None:
-            self.frozen_base = dict(checkpoint=local_path(path), prefix=prefix)
+            self.record = dict(checkpoint=local_path(path), prefix=prefix)
         return problem
 
-    def share_frozen_from(self, other: nn.Module) -> None:
-        """Make this backbone's frozen tensors ``other``'s (the same
-        objects): one copy in memory for both."""
+    def share_from(self, other: 'FrozenBase') -> None:
+        """Make the frozen tensors ``other``'s (the same objects): one copy
+        in memory for both."""
         keys = self.frozen_keys()
-        mine, theirs = self._tensors(keys), other._tensors(keys)
+        mine, theirs = self.tensors(keys), other.tensors(keys)
         misfit = [k for k in keys if mine[k].shape != theirs[k].shape]
         if misfit:
             raise ValueError(f'cannot share frozen weights of another shape: '
                              f'{misfit[:5]}')
         for key in keys:
             path, _, name = key.rpartition('.')
-            setattr(self.get_submodule(path), name, theirs[key])
-        self._fingerprint_cache = getattr(other, '_fingerprint_cache',
-                                          (None, None))
-        self.frozen_base = other.frozen_base
+            setattr(self.vit.get_submodule(path), name, theirs[key])
+        self._fingerprint_cache = other._fingerprint_cache
+        self.record = other.record
 
     # ---- loading ----------------------------------------------------------
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata,
-                              strict, missing_keys, unexpected_keys,
-                              error_msgs):
-        key = prefix + EXTRA_STATE_KEY
-        absent = [k for k in sorted(self.pretrained_keys)
-                  if prefix + k not in state_dict]
-        if key in state_dict and absent:
-            record = decode_record(state_dict[key])
+    def restore_absent(self, state_dict: dict, prefix: str,
+                       record_key: str) -> None:
+        """Complete a state dict (keys ``prefix`` + ViT key) that lacks ViT
+        weights but has a record (``record_key``) from its base; a state
+        dict that brings ViT weights without a record forgets the base."""
+        pretrained = self.vit.pretrained_keys
+        absent = [k for k in sorted(pretrained) if prefix + k not in state_dict]
+        if record_key in state_dict and absent:
+            record = decode_record(state_dict[record_key])
             tensors, checkpoint = self._restore_frozen(record, absent)
             state_dict.update({prefix + k: v for k, v in tensors.items()})
-            state_dict[key] = encode_record(
+            state_dict[record_key] = encode_record(
                 dict(record, checkpoint=checkpoint))
-        elif len(absent) < len(self.pretrained_keys):
-            self.frozen_base = None  # ViT weights from an unrecorded source
-        super()._load_from_state_dict(state_dict, prefix, local_metadata,
-                                      strict, missing_keys, unexpected_keys,
-                                      error_msgs)
-        if key not in state_dict and key in missing_keys:
-            missing_keys.remove(key)  # older checkpoints have no record
+        elif len(absent) < len(pretrained):
+            self.record = None  # ViT weights from an unrecorded source
 
     def _restore_frozen(self, record: dict,
                         keys: List[str]) -> Tuple[Dict[str, Tensor], str]:
         """The frozen tensors ``keys`` with the record's fingerprint, and
         the checkpoint they come from."""
         expected = record.get('fingerprint')
-        name = type(self).__name__
+        name = self.owner
         if not expected:
             raise FrozenBaseError(
                 f'{name}: the state dict lacks {len(keys)} frozen ViT '
                 f'weights (e.g. {keys[:3]}) and records no base checkpoint '
                 'to take them from; load a full checkpoint')
-        if self.frozen_fingerprint(keys) == expected:
-            return self._tensors(keys), record['checkpoint']
+        if self.fingerprint(keys) == expected:
+            return self.tensors(keys), record['checkpoint']
         problems = []
         for path, prefix in self._base_candidates(record):
             tensors, problem = self._base_tensors(path, prefix, keys, expected)
@@ -232,22 +248,21 @@ class FrozenBaseMixin:
             f'{len(keys)} frozen ViT weights must come from the base '
             f'checkpoint with fingerprint {expected[:16]}..., and no '
             f'checkpoint tried has them: {"; ".join(problems)}. Put the base '
-            'checkpoint at the recorded path, or give its path with '
-            f'{BASE_CHECKPOINT_ENV}=PATH (tools/test.py --base-checkpoint '
-            'PATH), or load a full checkpoint (tools/export_task.py CKPT '
-            '--full --out FULL.pth).')
+            'checkpoint at the recorded path, or give its path '
+            '(tools/test.py --base-checkpoint PATH, or the backbone\'s '
+            'base_checkpoint=PATH), or load a full checkpoint '
+            '(tools/export_task.py CKPT --full --out FULL.pth).')
 
     def _base_candidates(self, record: dict) -> List[Tuple[str, str]]:
         """(path, prefix) of the checkpoints to try, in order."""
-        override = self.base_checkpoint or os.environ.get(BASE_CHECKPOINT_ENV)
-        if override:
-            return [(override, record.get('prefix'))]
+        if self.override:
+            return [(self.override, record.get('prefix'))]
         candidates = [(record['checkpoint'], record.get('prefix'))]
-        init_cfg = self.init_cfg if isinstance(self.init_cfg, dict) else {}
-        configured = init_cfg.get('checkpoint')
-        if init_cfg.get('type') == 'Pretrained' and configured and \
-                local_path(configured) != record['checkpoint']:
-            candidates.append((configured, init_cfg.get('prefix')))
+        configured = self.configured or {}
+        path = configured.get('checkpoint')
+        if configured.get('type') == 'Pretrained' and path and \
+                local_path(path) != record['checkpoint']:
+            candidates.append((path, configured.get('prefix')))
         return candidates
 
     def _base_tensors(self, path: str, prefix: Optional[str],
@@ -258,7 +273,7 @@ class FrozenBaseMixin:
             return None, 'not found'
         checkpoint = CheckpointLoader.load_checkpoint(path, map_location='cpu')
         state = vit_weights(checkpoint.get('state_dict', checkpoint), prefix)
-        self._resize_pos_embed_of(state)
+        self.vit.resize_pos_embed_of(state)
         lacking = [k for k in keys if k not in state]
         if lacking:
             return None, f'lacks {len(lacking)} of the weights, e.g. ' \

@@ -1,61 +1,56 @@
-"""The shared core of the prompted backbones: a frozen mmseg ViT plus prompts.
+"""The method-agnostic core of the prompted backbones: a frozen ViT (a family,
+see ``..families``), what a method tunes, and add-ons.
 
-``PromptedVisionTransformer`` is mmseg's ``VisionTransformer`` (same
-constructor arguments, same state-dict keys, so any mmseg-layout checkpoint
-loads unchanged) with
+``PromptedVisionTransformer.forward``::
 
-* prompts from a pluggable provider (``prompt_cfg``, see ``..prompts``),
-* everything but the prompts frozen, and the frozen parts kept in eval mode
-  while training (no dropout / drop-path on them),
-* strict pretrained loading: backbone weights missing from a checkpoint are
-  an error, the new modules (prompts, ...) are expected to be missing,
-* attention through ``scaled_dot_product_attention`` with the blocks' own
-  weights.
+    tokens = vit.embed(images)                 # [prefix, patches]
+    P = dropout(prompts())                     # the provider's (L, m, D)
+    for i, block in enumerate(vit.blocks):
+        add-ons see the layer input (layer_input)
+        tokens = forward_block(i, block, tokens, P)   # the method
+        outputs at out_indices (final norm after the last block)
 
-A method subclasses it and implements ``forward_layer`` (how layer i uses its
-prompts) and ``block_without_prompts`` (the same layer in the prompt-free
-model, with the tokens that would query its prompts), and names in
-``prompt_attention`` the attention whose keys the prompts become. From these
-the core measures the statistics of the vectors a prompt meets inside
-attention (``prompt_query_statistics``, ``calibrate_prompts``), which BPT's
-whitened prompt providers are built on.
+A method subclasses it and implements ``forward_block`` (how block i uses
+its tuned parameters; the returned ``Tokens`` say what the block leaves in
+the sequence), ``block_without_prompts`` (the same block in the prompt-free
+model, with the tokens that would query its prompts) and names in
+``prompt_attention`` the attention whose keys the prompts become. Its own
+modules train; it calls ``observe_prompt_queries`` with the tokens that
+query its prompts.
+
+The core keeps the frozen ViT frozen (and, with ``frozen_eval``, in eval
+mode while training), its state-dict keys those of the ViT itself (the
+family's keys, not ``vit.``-prefixed: checkpoints of the plain ViT load
+unchanged), and composes:
+
+* the prompt provider (``prompt_cfg``, see ``..prompts``);
+* ``FrozenBase``: the record of the frozen weights' base checkpoint in the
+  ``_extra_state`` key, and their restoration for tuned-only state dicts;
+* ``PromptCache``: the prompts' side of each layer, once per forward;
+* add-ons (``addons``): modules told the forward's prompts
+  (``forward_start``), each layer's input (``layer_input``) and the tokens
+  that query each layer's prompts (``prompt_queries``), e.g. DA-VPT's
+  guidance. Each is a child module under its name.
 """
-import math
 from contextlib import contextmanager
 from numbers import Integral
-from typing import (Dict, Iterable, Iterator, List, Optional, Sequence,
-                    Tuple, Union)
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
-from mmengine.dist import all_reduce
 from mmengine.logging import print_log
-from mmengine.runner.checkpoint import CheckpointLoader
-from mmseg.models.backbones import VisionTransformer
-from mmseg.models.backbones.vit import TransformerEncoderLayer
+from mmengine.model import BaseModule
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from ..attention import query_key_vectors, self_attention
+from ..families import Block, Tokens
+from ..prompt_cache import PromptCache, tensors_of
 from ..prompts import PromptProvider
-from .frozen_base import EXTRA_STATE_KEY, FrozenBaseMixin, local_path
+from .frozen_base import EXTRA_STATE_KEY, FrozenBase
 
-
-def self_attention_branch(layer: TransformerEncoderLayer, x: Tensor) -> Tensor:
-    """The attention residual branch of a ViT block: SA(LN1(x))."""
-    attn = layer.attn
-    out = self_attention(attn.attn, layer.norm1(x))
-    return attn.dropout_layer(attn.proj_drop(out))
-
-
-def mlp_residual(layer: TransformerEncoderLayer, x: Tensor) -> Tensor:
-    """x + MLP(LN2(x))."""
-    return layer.ffn(layer.norm2(x), identity=x)
-
-
-def vit_block(layer: TransformerEncoderLayer, x: Tensor) -> Tensor:
-    """One pre-norm ViT block: x += SA(LN1(x)); x += MLP(LN2(x))."""
-    return mlp_residual(layer, x + self_attention_branch(layer, x))
+VIT_PREFIX = 'vit.'
+#: the add-on methods the core calls, when an add-on has them
+OBSERVER_EVENTS = ('forward_start', 'layer_input', 'prompt_queries')
 
 
 def parse_num_prompts(num_prompts) -> int:
@@ -81,15 +76,6 @@ def parse_prompt_depth(prompt_depth: Union[str, int], num_layers: int) -> int:
         f'layers between 1 and num_layers={num_layers}, got {prompt_depth!r}')
 
 
-def find_prompted_backbone(model: nn.Module) -> 'PromptedVisionTransformer':
-    """The prompted ViT inside a (wrapped) segmentor or classifier."""
-    for module in model.modules():
-        if isinstance(module, PromptedVisionTransformer):
-            return module
-    raise TypeError(
-        f'{type(model).__name__} has no prompted backbone (VPTViT, CVPTViT)')
-
-
 def resolve_also_train(also_train: Sequence[str],
                        frozen_exclude: Optional[Sequence[str]]) -> tuple:
     """``also_train``, or its older name ``frozen_exclude``; not both."""
@@ -102,23 +88,36 @@ def resolve_also_train(also_train: Sequence[str],
     return tuple(frozen_exclude)
 
 
-def check_out_indices(out_indices: Sequence[int], num_layers: int) -> None:
-    """Every index must name a layer: 0 <= i < num_layers."""
-    bad = [i for i in out_indices
-           if not (isinstance(i, Integral) and 0 <= i < num_layers)]
-    if bad:
+def build_vit(vit: Optional[dict], vit_kwargs: dict) -> nn.Module:
+    """The frozen ViT: ``vit`` (a family config) or, by default, mmseg's
+    ViT with the backbone's other arguments."""
+    if vit is None:
+        return MODELS.build(dict(vit_kwargs, type='MMSegViT'))
+    if vit_kwargs:
         raise ValueError(
-            f'out_indices {tuple(out_indices)} names layers {bad} that a '
-            f'{num_layers}-layer ViT does not have: use indices in '
-            f'0..{num_layers - 1} (out_indices=-1 alone selects the last '
-            'layer)')
+            f'the ViT is given by vit={vit!r}: its arguments go there, not '
+            f'to the backbone (got {sorted(vit_kwargs)})')
+    return MODELS.build(vit)
 
 
-class PromptedVisionTransformer(FrozenBaseMixin, VisionTransformer):
-    """Frozen mmseg ViT whose layers receive prompts.
+def find_prompted_backbone(model: nn.Module) -> 'PromptedVisionTransformer':
+    """The prompted ViT inside a (wrapped) segmentor or classifier."""
+    for module in model.modules():
+        if isinstance(module, PromptedVisionTransformer):
+            return module
+    raise TypeError(
+        f'{type(model).__name__} has no prompted backbone (VPTViT, CVPTViT)')
 
-    Its state dict records where the frozen weights come from, and a state
-    dict without them is completed from there (``FrozenBaseMixin``).
+
+def find_addon(model: nn.Module, kind: type) -> Optional[nn.Module]:
+    """The add-on of type ``kind`` of the model's prompted backbone."""
+    backbone = find_prompted_backbone(model)
+    return next((a for a in backbone.addons.values() if isinstance(a, kind)),
+                None)
+
+
+class PromptedVisionTransformer(BaseModule):
+    """Frozen ViT whose blocks a method tunes.
 
     Args:
         num_prompts (int): prompts per layer, m. 0 gives the plain (frozen)
@@ -128,19 +127,25 @@ class PromptedVisionTransformer(FrozenBaseMixin, VisionTransformer):
         prompt_cfg (dict): the prompt provider; ``num_layers``,
             ``num_prompts`` and ``embed_dims`` are filled in.
         prompt_dropout (float): dropout on the prompts.
-        also_train (Sequence[str]): pretrained ViT parameters whose names
+        also_train (Sequence[str]): frozen ViT parameters whose names
             contain one of these strings train too, e.g. ``['bias']`` (bias
-            tuning) or ``['in_proj_bias']``; 'all' trains everything.
-            Prompts (and other modules a method adds) always train.
-            ``frozen_exclude`` is its older name.
-        frozen_eval (bool): keep the pretrained ViT's modules in eval mode
-            while training (no dropout or drop-path on them), whatever of
-            them trains. Default True.
-        guidance_cfg (dict, optional): DA-VPT's guidance of the prompts,
-            e.g. ``dict(type='ProxyGuidance', num_guided=10)`` (see
-            ``..guidance``); ``num_layers``, ``num_prompted``,
-            ``num_prompts`` and ``embed_dims`` are filled in.
-        **kwargs: the arguments of mmseg's ``VisionTransformer``.
+            tuning) or ``['in_proj_bias']``; 'all' trains everything. What
+            a method adds always trains. ``frozen_exclude`` is its older
+            name.
+        frozen_eval (bool): keep the ViT's modules in eval mode while
+            training (no dropout or drop-path on them), whatever of them
+            trains. Default True.
+        addons (dict, optional): name -> config of add-on modules (e.g.
+            ``guidance=dict(type='ProxyGuidance', ...)``); ``num_layers``,
+            ``num_prompted``, ``num_prompts``, ``embed_dims`` and
+            ``num_prefix_tokens`` are filled in.
+        base_checkpoint (str, optional): where the frozen weights of a
+            tuned-only checkpoint are, when not at the path it records.
+        vit (dict, optional): the frozen ViT's family config; by default
+            mmseg's ViT (``MMSegViT``) with the other keyword arguments.
+        init_cfg (dict, optional): ``dict(type='Pretrained',
+            checkpoint=..., prefix=...)`` loads the ViT strictly.
+        **vit_kwargs: the arguments of mmseg's ``VisionTransformer``.
     """
 
     default_prompt_cfg = dict(type='LayerPrompts', init='xavier')
@@ -152,29 +157,34 @@ class PromptedVisionTransformer(FrozenBaseMixin, VisionTransformer):
                  prompt_dropout: float = 0.1,
                  also_train: Sequence[str] = (),
                  frozen_eval: bool = True,
-                 guidance_cfg: Optional[dict] = None,
+                 addons: Optional[Dict[str, dict]] = None,
+                 base_checkpoint: Optional[str] = None,
+                 vit: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None,
                  frozen_exclude: Optional[Sequence[str]] = None,
-                 **kwargs):
+                 **vit_kwargs):
         num_prompts = parse_num_prompts(num_prompts)
-        also_train = resolve_also_train(also_train, frozen_exclude)
         if not 0. <= prompt_dropout < 1.:
             raise ValueError(
                 f'prompt_dropout must be in [0, 1), got {prompt_dropout!r}')
-        super().__init__(frozen_exclude=['all'], **kwargs)
-        # the pretrained ViT's modules: all there is before a method adds its
-        self.vit_modules = tuple(name for name, _ in self.named_children())
-        check_out_indices(self.out_indices, len(self.layers))
-        self.pretrained_keys = frozenset(self.state_dict()) - {
-            EXTRA_STATE_KEY}
+        super().__init__(init_cfg=init_cfg)
+        self.vit = build_vit(vit, vit_kwargs)
         self.num_prompts = num_prompts
-        self.prompt_depth = parse_prompt_depth(prompt_depth, len(self.layers))
+        self.prompt_depth = parse_prompt_depth(prompt_depth,
+                                               len(self.vit.blocks))
         self.prompts = self._build_prompts(prompt_cfg)
         self.prompt_dropout = nn.Dropout(prompt_dropout)
-        self.trainable_patterns = tuple(also_train)
+        self.trainable_patterns = resolve_also_train(also_train,
+                                                     frozen_exclude)
         self.frozen_eval = frozen_eval
-        self.guidance = self._build_guidance(guidance_cfg)
-        # layer index -> what the guidance reads of the last training forward
-        self.guidance_records: Dict[int, Dict[str, Tensor]] = {}
+        self.frozen = FrozenBase(
+            self.vit, self.is_frozen, type(self).__name__, base_checkpoint,
+            init_cfg if isinstance(init_cfg, dict) else None)
+        self.prompt_cache = PromptCache()
+        self.addons = self._build_addons(addons or {})
+        self._register_state_dict_hook(self._unprefix_vit_keys)
+        for name, param in self.vit.named_parameters():
+            param.requires_grad = not self.is_frozen(name)
 
     def _build_prompts(self, prompt_cfg: Optional[dict]) -> Optional[nn.Module]:
         if self.num_prompts == 0:
@@ -188,162 +198,223 @@ class PromptedVisionTransformer(FrozenBaseMixin, VisionTransformer):
         provider = MODELS.get(cfg.get('type'))
         if isinstance(provider, type) and issubclass(provider, PromptProvider):
             cfg.setdefault('init', self.default_prompt_cfg['init'])
-            cfg.setdefault('patch_size', self.patch_size)
+            cfg.setdefault('patch_size', self.vit.patch_size)
         return MODELS.build(
             dict(
                 cfg,
                 num_layers=self.prompt_depth,
                 num_prompts=self.num_prompts,
-                embed_dims=self.cls_token.shape[-1]))
+                embed_dims=self.vit.embed_dims))
 
-    def _build_guidance(self,
-                        guidance_cfg: Optional[dict]) -> Optional[nn.Module]:
-        if guidance_cfg is None:
-            return None
-        if self.prompts is None:
-            raise ValueError('guidance_cfg needs prompts: num_prompts is 0')
-        if not self.with_cls_token:
-            raise ValueError('guidance_cfg needs the class token '
-                             '(with_cls_token=True)')
-        return MODELS.build(
-            dict(
-                guidance_cfg,
-                num_layers=len(self.layers),
-                num_prompted=self.prompt_depth,
-                num_prompts=self.num_prompts,
-                embed_dims=self.cls_token.shape[-1]))
+    def _build_addons(self, addons: Dict[str, dict]) -> Dict[str, nn.Module]:
+        built = {}
+        for name, cfg in addons.items():
+            if hasattr(self, name):
+                raise ValueError(f'add-on name {name!r} is taken by the '
+                                 'backbone; choose another')
+            built[name] = MODELS.build(
+                dict(cfg, num_layers=len(self.vit.blocks),
+                     num_prompted=self.prompt_depth,
+                     num_prompts=self.num_prompts,
+                     embed_dims=self.vit.embed_dims,
+                     num_prefix_tokens=self.vit.num_prefix_tokens))
+            self.add_module(name, built[name])
+        return built
 
     # ---- freezing -------------------------------------------------------
-    def freeze_pretrained(self) -> None:
-        """Freeze the pretrained ViT; log trainable / total parameters.
+    def is_frozen(self, key: str) -> bool:
+        """ViT tensors are frozen unless ``also_train`` names them."""
+        return not ('all' in self.trainable_patterns
+                    or any(p in key for p in self.trainable_patterns))
 
-        Called by each method at the end of its constructor, once all of its
-        modules exist; ``is_frozen`` decides for each parameter.
-        """
-        for name, param in self.named_parameters():
-            param.requires_grad = not self.is_frozen(name)
+    def is_pretrained_key(self, key: str) -> bool:
+        """Whether a state-dict key belongs to the ViT (else: a module we
+        added)."""
+        return key in self.vit.pretrained_keys
+
+    def train(self, mode: bool = True):
+        """Train mode for what a method adds; with ``frozen_eval`` the ViT
+        stays in eval mode, also where ``also_train`` makes it learn."""
+        self.prompt_cache.clear()
+        super().train(mode)
+        if mode and self.frozen_eval:
+            self.vit.eval()
+        return self
+
+    def trainable_summary(self) -> str:
         trainable = sum(p.numel() for p in self.parameters()
                         if p.requires_grad)
         total = sum(p.numel() for p in self.parameters())
         provider = f', {type(self.prompts).__name__}' if self.prompts else ''
-        print_log(
-            f'{type(self).__name__}: {trainable:,} trainable of {total:,} '
-            f'parameters ({self.num_prompts} prompts x {self.prompt_depth} '
-            f'layers{provider})',
-            logger='current')
+        return (f'{type(self).__name__}: {trainable:,} trainable of '
+                f'{total:,} parameters ({self.num_prompts} prompts x '
+                f'{self.prompt_depth} layers{provider})')
 
-    def is_frozen(self, name: str) -> bool:
-        """Pretrained parameters are frozen unless ``also_train`` names
-        them; the modules a method adds are trainable."""
-        if not self.is_pretrained_key(name):
-            return False
-        return not ('all' in self.trainable_patterns
-                    or any(p in name for p in self.trainable_patterns))
-
-    def is_pretrained_key(self, key: str) -> bool:
-        """Whether ``key`` belongs to mmseg's ViT (else: a module we added)."""
-        return key in self.pretrained_keys
-
-    def train(self, mode: bool = True):
-        """Train mode for the modules a method adds; with ``frozen_eval``
-        the pretrained ViT's modules stay in eval mode, also those whose
-        parameters ``also_train`` names."""
-        super().train(mode)
-        if mode and self.frozen_eval:
-            for name in self.vit_modules:
-                getattr(self, name).eval()
-        return self
-
-    # ---- pretrained weights ---------------------------------------------
+    # ---- the frozen weights and their base ------------------------------
     def init_weights(self):
-        if not (isinstance(self.init_cfg, dict)
-                and self.init_cfg.get('type') == 'Pretrained'):
-            super().init_weights()
-            return
-        self.load_pretrained(self.init_cfg['checkpoint'],
-                             self.init_cfg.get('prefix'))
+        cfg = self.init_cfg if isinstance(self.init_cfg, dict) else {}
+        if cfg.get('type') == 'Pretrained':
+            self.load_pretrained(cfg['checkpoint'], cfg.get('prefix'))
+        else:
+            self.vit.init_weights()
+            self.vit_weights_loaded()
+        print_log(self.trainable_summary(), logger='current')
 
     def load_pretrained(self, checkpoint: str, prefix: Optional[str] = None):
-        """Load an mmseg-layout ViT checkpoint; missing ViT weights raise.
+        """Load a ViT checkpoint strictly (see the family's
+        ``load_pretrained``) and record it as the base."""
+        self.vit.load_pretrained(checkpoint, prefix)
+        self.frozen.loaded_from(checkpoint, prefix)
+        self.vit_weights_loaded()
 
-        ``prefix`` (e.g. 'backbone.') selects the backbone of a whole-model
-        checkpoint. timm / JAX checkpoints are converted first with
-        ``tools/model_converters/vit2mmseg.py``.
-        """
-        ckpt = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
-        state_dict = ckpt.get('state_dict', ckpt)
-        if prefix:
-            state_dict = {
-                k[len(prefix):]: v
-                for k, v in state_dict.items() if k.startswith(prefix)
-            }
-        self._resize_pos_embed_of(state_dict)
-        result = self.load_state_dict(state_dict, strict=False)
-        missing = [k for k in result.missing_keys if self.is_pretrained_key(k)]
-        if missing:
-            raise KeyError(
-                f'{checkpoint} lacks {len(missing)} ViT weights, e.g. '
-                f'{missing[:5]}; its keys look like {list(state_dict)[:5]}. '
-                'Convert timm or JAX checkpoints to the mmseg layout with '
-                'tools/model_converters/vit2mmseg.py, and pass '
-                "init_cfg=dict(..., prefix='backbone.') for a whole-model "
-                'checkpoint.')
-        misfit = [k for k in result.unexpected_keys
-                  if k.startswith(('patch_embed.', 'layers.'))]
-        if misfit:
-            raise KeyError(
-                f'{checkpoint} has ViT weights this backbone has no place '
-                f'for: {misfit[:5]}. Match the architecture to the checkpoint '
-                '(patch_bias=True for timm / JAX weights, num_layers, ...).')
-        new = sorted(set(result.missing_keys) - set(missing))
-        if self.frozen_base is None:  # else: the checkpoint's own base
-            self.frozen_base = dict(checkpoint=local_path(checkpoint),
-                                    prefix=prefix)
-        print_log(
-            f'Loaded {len(state_dict) - len(result.unexpected_keys)} tensors '
-            f'from {checkpoint}; newly initialised: {new}; unexpected '
-            f'(ignored): {result.unexpected_keys}',
-            logger='current')
-        self.after_pretrained_loaded()
+    def vit_weights_loaded(self) -> None:
+        """Hook for a method's modules initialised from the ViT's weights."""
 
-    def _resize_pos_embed_of(self, state_dict: dict) -> None:
-        pos_embed = state_dict.get('pos_embed')
-        if pos_embed is None or pos_embed.shape == self.pos_embed.shape:
-            return
-        old_size = int(math.sqrt(pos_embed.shape[1] - 1))
-        new_size = (self.img_size[0] // self.patch_size,
-                    self.img_size[1] // self.patch_size)
-        state_dict['pos_embed'] = self.resize_pos_embed(
-            pos_embed, new_size, (old_size, old_size), self.interpolate_mode)
+    @property
+    def frozen_base(self) -> Optional[dict]:
+        """The base checkpoint on record (``FrozenBase.record``)."""
+        return self.frozen.record
 
-    def after_pretrained_loaded(self) -> None:
-        """Hook for modules initialised from the loaded weights."""
+    @frozen_base.setter
+    def frozen_base(self, record: Optional[dict]) -> None:
+        self.frozen.record = record
+
+    @property
+    def base_checkpoint(self) -> Optional[str]:
+        """The base checkpoint override (``FrozenBase.override``)."""
+        return self.frozen.override
+
+    @base_checkpoint.setter
+    def base_checkpoint(self, path: Optional[str]) -> None:
+        self.frozen.override = path
+
+    def frozen_keys(self) -> List[str]:
+        return self.frozen.frozen_keys()
+
+    def frozen_state_dict(self) -> Dict[str, Tensor]:
+        return self.frozen.state_dict()
+
+    def frozen_fingerprint(self, keys: Optional[List[str]] = None) -> str:
+        return self.frozen.fingerprint(keys)
+
+    def adopt_base(self, path: str,
+                   prefix: Optional[str] = None) -> Optional[str]:
+        return self.frozen.adopt(path, prefix)
+
+    def share_frozen_from(self, other: 'PromptedVisionTransformer') -> None:
+        """Use ``other``'s frozen tensors (the same objects)."""
+        self.frozen.share_from(other.frozen)
+
+    def get_extra_state(self) -> Tensor:
+        return self.frozen.extra_state()
+
+    def set_extra_state(self, state: Tensor) -> None:
+        self.frozen.set_extra_state(state)
+
+    # ---- state dicts: the ViT's keys without the ``vit.`` prefix ----------
+    @staticmethod
+    def _unprefix_vit_keys(module, state_dict, prefix, local_metadata):
+        """State-dict hook (torch's and mmengine's ``get_state_dict``):
+        ``prefix + 'vit.' + key`` -> ``prefix + key``, in place, in order."""
+        vit_prefix = prefix + VIT_PREFIX
+        items = [(prefix + key[len(vit_prefix):]
+                  if key.startswith(vit_prefix) else key, value)
+                 for key, value in state_dict.items()]
+        state_dict.clear()
+        state_dict.update(items)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata,
+                              strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        """Fill in the frozen weights a tuned-only state dict leaves out,
+        then move the ViT's keys under ``vit.``."""
+        self.prompt_cache.clear()
+        record_key = prefix + EXTRA_STATE_KEY
+        self.frozen.restore_absent(state_dict, prefix, record_key)
+        for key in sorted(self.vit.pretrained_keys):
+            if prefix + key in state_dict:
+                state_dict[prefix + VIT_PREFIX + key] = state_dict.pop(
+                    prefix + key)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata,
+                                      strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+        if record_key not in state_dict and record_key in missing_keys:
+            missing_keys.remove(record_key)  # older checkpoints: no record
 
     # ---- forward ----------------------------------------------------------
-    def layer_prompts(self) -> List[Tensor]:
+    def layer_prompts(self, prompts: Optional[Tensor]) -> List[Tensor]:
         """The (dropped-out) prompts of each prompted layer, (m, D) each."""
-        if self.prompts is None:
+        if prompts is None:
             return []
-        return list(self.prompt_dropout(self.prompts()).unbind(0))
+        return list(self.prompt_dropout(prompts).unbind(0))
 
-    def forward_layer(self, index: int, layer: TransformerEncoderLayer,
-                      x: Tensor, prompts: List[Tensor]) -> Tensor:
-        """Layer ``index`` applied to the tokens x with the layers' prompts."""
+    def prompts_vary(self) -> bool:
+        """Whether the prompts may differ between calls (train mode)."""
+        return any(module.training
+                   for module in (self, self.prompts, self.prompt_dropout))
+
+    def cached_prompt_side(self, index: int, modules: Sequence[nn.Module],
+                           compute, tag=()):
+        """``compute()``, the prompts' side of layer ``index`` made with
+        ``modules``, through the prompt cache."""
+        sources = tensors_of(self.prompts, *modules)
+        return self.prompt_cache.get(index, sources, compute,
+                                     self.prompts_vary(), tag)
+
+    def forward_block(self, index: int, block: Block, tokens: Tokens,
+                      prompts: List[Tensor]) -> Tokens:
+        """Block ``index`` applied to the tokens with the layers' prompts."""
         raise NotImplementedError
 
-    def block_without_prompts(self, index: int,
-                              layer: TransformerEncoderLayer,
-                              x: Tensor) -> Tuple[Tensor, Tensor]:
-        """Layer ``index`` of the prompt-free model: ``(u, block(x))`` with u
-        the tokens that query the layer's prompts in the prompted model."""
+    def block_without_prompts(self, index: int, block: Block,
+                              tokens: Tokens) -> Tuple[Tensor, Tokens]:
+        """Block ``index`` of the prompt-free model: ``(u, block(x))`` with
+        u the tokens that query the block's prompts in the prompted
+        model."""
         raise NotImplementedError
 
-    def prompt_attention(self, index: int) -> nn.MultiheadAttention:
+    def prompt_attention(self, index: int) -> nn.Module:
         """The attention whose keys and values layer ``index``'s prompts
         become: the block's own self-attention."""
-        return self.layers[index].attn.attn
+        return self.vit.blocks[index].attention
 
-    # ---- statistics of what the prompts meet (BPT) ----------------------
+    def _notify(self, event: str, *args) -> None:
+        for addon in self.addons.values():
+            handler = getattr(addon, event, None)
+            if handler is not None:
+                handler(*args)
+
+    def observe_prompt_queries(self, index: int, queries: Tensor,
+                               attention: nn.Module) -> None:
+        """Tell the add-ons the tokens (B, N, D) that query layer
+        ``index``'s prompts through ``attention``."""
+        self._notify('prompt_queries', index, queries, attention)
+
+    def _run_block(self, index: int, block: Block, tokens: Tokens,
+                   prompts: List[Tensor]) -> Tokens:
+        if block.with_cp and self.training and torch.is_grad_enabled():
+            return checkpoint(self.forward_block, index, block, tokens,
+                              prompts, use_reentrant=False)
+        return self.forward_block(index, block, tokens, prompts)
+
+    def forward(self, inputs: Tensor):
+        vit = self.vit
+        tokens = vit.embed(inputs)
+        prompts = self.prompts() if self.prompts is not None else None
+        self._notify('forward_start', prompts)
+        layer_prompts = self.layer_prompts(prompts)
+        outs = [vit.feature_map(tokens)] if vit.out_origin else []
+        last = len(vit.blocks) - 1
+        for index, block in enumerate(vit.blocks):
+            self._notify('layer_input', index, tokens)
+            tokens = self._run_block(index, block, tokens, layer_prompts)
+            if index == last:
+                tokens = tokens.replace_x(vit.final_normed(tokens.x))
+            if index in vit.out_indices:
+                outs.append(vit.feature_map(tokens))
+        return tuple(outs)
+
+    # ---- the prompt-free model --------------------------------------------
     @contextmanager
     def evaluating(self):
         """Eval mode (no dropout anywhere) and no gradients, then back."""
@@ -355,151 +426,14 @@ class PromptedVisionTransformer(FrozenBaseMixin, VisionTransformer):
         finally:
             self.train(was_training)
 
-    def prompt_query_vectors(self,
-                             images: Tensor) -> Iterator[Tuple[int, Tensor]]:
-        """``(l, z)`` for each prompted layer l, in the prompt-free model.
-
-        z = W_k^T (W_q u + b_q) (``query_key_vectors``) for every token u
-        (class token and patches of every image) that queries layer l's
-        prompts, as a (tokens, D) tensor: a prompt p meets these through
-        the attention logits z^T p.
-        """
-        for index, _, queries in self.prompt_free_layers(images):
-            yield index, query_key_vectors(self.prompt_attention(index),
-                                           queries.flatten(0, -2))
-
     def prompt_free_layers(
-            self, images: Tensor) -> Iterator[Tuple[int, Tensor, Tensor]]:
-        """``(l, x_l, u_l)`` for each prompted layer l of the prompt-free
-        model: its input tokens and the tokens that query its prompts."""
-        x, _ = self.embed(images)
-        for index, layer in enumerate(self.layers[:self.prompt_depth]):
-            queries, next_x = self.block_without_prompts(index, layer, x)
-            yield index, x, queries
-            x = next_x
-
-    def prompt_query_moments(self, images: Tensor) -> Tuple[Tensor, int]:
-        """``(sum over tokens of z z^T (L, D, D) in float64, token count)``
-        for a batch of images (B, 3, H, W), in eval mode."""
-        sums = []
-        with self.evaluating():
-            for _, vectors in self.prompt_query_vectors(images):
-                vectors = vectors.double()
-                sums.append(vectors.mT @ vectors)
-        return torch.stack(sums), vectors.shape[0]
-
-    def prompt_query_statistics(self, images: Tensor) -> Tensor:
-        """S_l = mean over the query tokens of z z^T, (L, D, D) float64."""
-        sums, count = self.prompt_query_moments(images)
-        return sums / count
-
-    def calibrate_prompts(self,
-                          batches: Iterable[Tensor]) -> Tuple[Tensor, int]:
-        """Measure S over image batches and hand it to the prompt provider.
-
-        S is the token-count weighted mean of every batch's statistics; in a
-        distributed run the sums and counts of all ranks are added first
-        (every rank must call this), so that every rank ends with the same
-        matrices. Returns S (L, D, D), float64, and the number of query
-        tokens it averages (all ranks).
-        """
-        provider = self.calibrated_provider()
-        total, count = 0., 0
-        for images in batches:
-            sums, num_tokens = self.prompt_query_moments(images)
-            total, count = total + sums, count + num_tokens
-        if isinstance(total, float):
-            raise ValueError('calibrate_prompts got no image batches')
-        count = torch.tensor(float(count), dtype=torch.float64)
-        all_reduce(total)  # in place; nothing without a process group
-        all_reduce(count)
-        statistics = total / count
-        provider.set_statistics(statistics)
-        return statistics, int(count)
-
-    def calibrated_provider(self) -> nn.Module:
-        """The prompt provider, which must be one calibrated from the
-        statistics (has ``set_statistics``)."""
-        if not hasattr(self.prompts, 'set_statistics'):
-            raise TypeError(
-                'calibration needs a whitening prompt provider, '
-                "prompt_cfg=dict(type='WhitenedPrompts' or 'BilinearPrompts'"
-                f', ...); this backbone has {type(self.prompts).__name__}')
-        return self.prompts
-
-    def embed(self, inputs: Tensor):
-        """Patch embedding + class token + (interpolated) position embedding."""
-        x, hw_shape = self.patch_embed(inputs)
-        x = torch.cat((self.cls_token.expand(x.shape[0], -1, -1), x), dim=1)
-        x = self._pos_embeding(x, hw_shape, self.pos_embed)
-        if not self.with_cls_token:
-            x = x[:, 1:]
-        if self.pre_norm:
-            x = self.pre_ln(x)
-        return x, hw_shape
-
-    def feature_map(self, x: Tensor, hw_shape) -> Union[Tensor, list]:
-        """Patch tokens as a (B, D, h, w) map; class token and prompts dropped."""
-        height, width = hw_shape
-        patches = x[:, x.shape[1] - height * width:]
-        out = patches.transpose(1, 2).reshape(x.shape[0], -1, height, width)
-        if self.output_cls_token:
-            return [out, x[:, 0]]
-        return out
-
-    # ---- guidance (DA-VPT) ------------------------------------------------
-    def guided(self, index: int) -> bool:
-        """Whether this forward records layer ``index`` for the guidance."""
-        return index in self.guidance_records
-
-    def class_query_input(self, index: int, layer: TransformerEncoderLayer,
-                          x: Tensor) -> Optional[Tensor]:
-        """The class token's input to the queries that meet layer
-        ``index``'s prompts, from the layer input x: LN1(x_cls) (VPT: the
-        self-attention queries it). None where the method records it during
-        the layer instead (``record_class_query``)."""
-        return layer.norm1(x[:, 0])
-
-    def _record_layer_input(self, index: int, layer: TransformerEncoderLayer,
-                            x: Tensor, hw_shape) -> None:
-        """X, the mean patch token of the layer input, and the class token's
-        query input where the layer input determines it."""
-        num_patches = hw_shape[0] * hw_shape[1]
-        self.guidance_records[index].update(
-            patch_mean=x[:, -num_patches:].mean(1),
-            class_query=self.class_query_input(index, layer, x))
-
-    def record_class_query(self, index: int, queries: Tensor) -> None:
-        self.guidance_records[index]['class_query'] = queries
-
-    def _start_records(self) -> None:
-        self.guidance_records = {}
-        if self.guidance is not None and self.training:
-            self.guidance_records = {i: {} for i in self.guidance.layers}
-
-    def guidance_losses(self, labels: Tensor) -> Dict[str, Tensor]:
-        """DA-VPT's losses for the images of the last training forward;
-        ``labels``: (B,) class indices or (B, C) multi-hot booleans."""
-        if not self.guidance_records:
-            raise RuntimeError('guidance_losses needs a forward in train mode '
-                               'first (it reads that forward\'s tokens)')
-        return self.guidance.losses(self, labels)
-
-    def forward(self, inputs: Tensor):
-        x, hw_shape = self.embed(inputs)
-        prompts = self.layer_prompts()
-        self._start_records()
-        outs = [self.feature_map(x, hw_shape)] if self.out_origin else []
-        for index, layer in enumerate(self.layers):
-            if self.guided(index):
-                self._record_layer_input(index, layer, x, hw_shape)
-            if layer.with_cp and self.training and torch.is_grad_enabled():
-                x = checkpoint(self.forward_layer, index, layer, x, prompts,
-                               use_reentrant=False)
-            else:
-                x = self.forward_layer(index, layer, x, prompts)
-            if index == len(self.layers) - 1 and self.final_norm:
-                x = self.norm1(x)
-            if index in self.out_indices:
-                outs.append(self.feature_map(x, hw_shape))
-        return tuple(outs)
+            self, images: Tensor) -> Iterator[Tuple[int, Tokens, Tensor]]:
+        """``(l, tokens_l, u_l)`` for each prompted layer l of the
+        prompt-free model: its input and the tokens that query its
+        prompts."""
+        tokens = self.vit.embed(images)
+        for index, block in enumerate(self.vit.blocks[:self.prompt_depth]):
+            queries, next_tokens = self.block_without_prompts(
+                index, block, tokens)
+            yield index, tokens, queries
+            tokens = next_tokens

@@ -3,14 +3,13 @@ from typing import List, Tuple
 
 import torch
 from mmcv.cnn.bricks.drop import DropPath
-from mmseg.models.backbones.vit import TransformerEncoderLayer
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 from torch.nn.modules.dropout import _DropoutNd
 
 from ..attention import packed_keys_values, self_attention_with_prompts
-from ..prompt_cache import PromptCacheMixin
-from .prompted_vit import PromptedVisionTransformer, mlp_residual, vit_block
+from ..families import Block, Tokens
+from .prompted_vit import PromptedVisionTransformer
 
 PROMPT_FORMS = ('auto', 'reference')
 
@@ -26,32 +25,18 @@ def drop_rate(module: nn.Module) -> float:
     return 0.
 
 
-def drops_out(layer: nn.Module) -> bool:
-    """Whether the block draws random masks (train mode, a rate > 0)."""
-    return any(m.training and drop_rate(m) > 0 for m in layer.modules())
-
-
-def block_with_prompt_keys(layer: TransformerEncoderLayer, x: Tensor,
-                           prompt_kv: Tensor) -> Tensor:
-    """A ViT block for the image tokens x of the sequence [x; P], given the
-    prompts' ``packed_keys_values`` ``prompt_kv`` (m, 2 D):
-
-        x += SA over [x; P] of LN1(x)   (prompt keys / values from LN1(P))
-        x += MLP(LN2(x))
-
-    The prompts' own rows (queries, attention, MLP) are not computed.
-    """
-    attn = layer.attn
-    out = self_attention_with_prompts(attn.attn, layer.norm1(x), prompt_kv)
-    return mlp_residual(layer, x + attn.dropout_layer(attn.proj_drop(out)))
+def drops_out(module: nn.Module) -> bool:
+    """Whether the module draws random masks (train mode, a rate > 0)."""
+    return any(m.training and drop_rate(m) > 0 for m in module.modules())
 
 
 @MODELS.register_module()
-class VPTViT(PromptCacheMixin, PromptedVisionTransformer):
-    """Visual Prompt Tuning of a frozen mmseg ViT.
+class VPTViT(PromptedVisionTransformer):
+    """Visual Prompt Tuning of a frozen ViT.
 
-    The m prompts of layer i enter the sequence right after the class token
-    and replace the previous layer's prompt outputs (no position embedding):
+    The m prompts of layer i enter the sequence right after the prefix
+    tokens (class token) and replace the previous layer's prompt outputs
+    (no position embedding):
 
         x_0 = [cls, P_0, patches],  x_i = [x_{i-1}[:1], P_i, x_{i-1}[1 + m:]]
 
@@ -68,13 +53,13 @@ class VPTViT(PromptCacheMixin, PromptedVisionTransformer):
 
     Q, K, V from LN1(x) and K^P = LN1(P_i) W_k^T + b_k,
     V^P = LN1(P_i) W_v^T + b_v computed once per forward for the whole
-    batch (cached in eval mode, see ``..prompt_cache``): no queries,
-    attention rows or MLP for the prompts. The outputs are the same, except
-    that a block which drops out (in train mode with a positive dropout or
-    drop-path rate: only with ``frozen_eval=False`` or trainable blocks)
-    would draw its masks over other tokens, so it keeps the reference form.
-    Prompt dropout acts on the prompts before either form, and prompts from
-    any provider (``prompt_cfg``) get the fast form alike.
+    batch (cached in eval mode): no queries, attention rows or MLP for the
+    prompts, and the layer leaves no prompt tokens in the sequence. The
+    outputs are the same, except that a block which drops out (in train
+    mode with a positive dropout or drop-path rate: only with
+    ``frozen_eval=False``) would draw its masks over other tokens, so it
+    keeps the reference form. Prompt dropout acts on the prompts before
+    either form, and prompts from any provider get the fast form alike.
 
     Args:
         prompt_form (str): 'auto' (the form above wherever it gives the same
@@ -93,7 +78,6 @@ class VPTViT(PromptCacheMixin, PromptedVisionTransformer):
                              f'got {prompt_form!r}')
         super().__init__(**kwargs)
         self.prompt_form = prompt_form
-        self.freeze_pretrained()
 
     @property
     def num_unread_prompt_layers(self) -> int:
@@ -102,45 +86,53 @@ class VPTViT(PromptCacheMixin, PromptedVisionTransformer):
         last (whose prompt outputs flow on as tokens)."""
         if self.prompt_form == 'reference':
             return 0
-        if self.prompt_depth == len(self.layers):
+        if self.prompt_depth == len(self.vit.blocks):
             return self.prompt_depth
         return self.prompt_depth - 1
 
     def prompts_as_keys_only(self, index: int) -> bool:
         """Whether layer ``index`` runs the prompts-as-keys form."""
         return (index < self.num_unread_prompt_layers
-                and not drops_out(self.layers[index]))
+                and not drops_out(self.vit.blocks[index].module))
 
-    def forward_layer(self, index: int, layer: TransformerEncoderLayer,
-                      x: Tensor, prompts: List[Tensor]) -> Tensor:
+    def forward_block(self, index: int, block: Block, tokens: Tokens,
+                      prompts: List[Tensor]) -> Tokens:
+        """Unprompted layers run as they are (prompt outputs of the last
+        prompted layer flow on); prompted ones drop the previous layer's
+        prompt tokens and see P_i as keys and values only (leaving no
+        prompt tokens) or as tokens [prefix, P_i, patches] (leaving m)."""
         if index >= len(prompts):
-            return vit_block(layer, x)
+            return tokens.replace_x(block(tokens.x))
         if self.prompts_as_keys_only(index):
-            return block_with_prompt_keys(
-                layer, x, self.prompt_keys_values(index, layer, prompts))
-        return vit_block(layer, self.insert_prompts(index, x, prompts[index]))
+            x = tokens.without_prompts()
+            keys_values = self.prompt_keys_values(index, block, prompts)
+            h = self._observed_norm1(index, block, x)
+            out = self_attention_with_prompts(block.attention, h, keys_values)
+            x = block.mlp_residual(x + block.attention_output(out))
+            return tokens.replace_x(x, num_prompts=0)
+        layer_prompts = prompts[index].expand(tokens.x.shape[0], -1, -1)
+        x = torch.cat((tokens.prefix, layer_prompts, tokens.patches), dim=1)
+        h = self._observed_norm1(index, block, x)
+        x = block.mlp_residual(
+            x + block.attention_output(block.self_attention(h)))
+        return tokens.replace_x(x, num_prompts=self.num_prompts)
 
-    def insert_prompts(self, index: int, x: Tensor, prompts: Tensor) -> Tensor:
-        """[cls, P_i, patches], dropping the previous layer's prompt outputs
-        where they are in x."""
-        num_prefix = int(self.with_cls_token)
-        previous_in_x = index > 0 and not self.prompts_as_keys_only(index - 1)
-        num_old = self.num_prompts if previous_in_x else 0
-        prompts = prompts.expand(x.shape[0], -1, -1)
-        return torch.cat(
-            (x[:, :num_prefix], prompts, x[:, num_prefix + num_old:]), dim=1)
+    def _observed_norm1(self, index: int, block: Block, x: Tensor) -> Tensor:
+        """LN1(x): the tokens that query the prompts, told to the add-ons."""
+        h = block.norm1(x)
+        self.observe_prompt_queries(index, h, block.attention)
+        return h
 
-    def prompt_keys_values(self, index: int, layer: TransformerEncoderLayer,
+    def prompt_keys_values(self, index: int, block: Block,
                            prompts: List[Tensor]) -> Tensor:
         """[K^P, V^P] of layer ``index``, (m, 2 D), computed (or cached) once
         for the whole batch."""
-        mha = layer.attn.attn
         return self.cached_prompt_side(
-            index, self.prompt_sources(layer.norm1, mha),
-            lambda: packed_keys_values(mha, layer.norm1(prompts[index])))
+            index, (block.norm1, block.attention),
+            lambda: packed_keys_values(block.attention,
+                                       block.norm1(prompts[index])))
 
-    def block_without_prompts(self, index: int,
-                              layer: TransformerEncoderLayer,
-                              x: Tensor) -> Tuple[Tensor, Tensor]:
+    def block_without_prompts(self, index: int, block: Block,
+                              tokens: Tokens) -> Tuple[Tensor, Tokens]:
         """The prompts are keys of the self-attention, queried by LN1(x)."""
-        return layer.norm1(x), vit_block(layer, x)
+        return block.norm1(tokens.x), tokens.replace_x(block(tokens.x))

@@ -1,0 +1,100 @@
+"""What every method needs from a frozen ViT: the family interface.
+
+A family wraps one ViT implementation (mmseg's ``VisionTransformer`` here;
+timm's next) and gives the prompted core and its methods
+
+* ``embed(images) -> Tokens``: patch embedding, prefix tokens (class token,
+  registers) and position embedding;
+* ``blocks``: per block a :class:`Block` view: its norms, its attention
+  projections (an ``nn.MultiheadAttention``-like object with the packed
+  ``in_proj_weight`` / ``in_proj_bias`` [W_q; W_k; W_v], ``out_proj``,
+  ``num_heads``, ``embed_dim``; any query / key norm or rotary embedding
+  the family applies in ``self_attention``), the attention output's path
+  back into the residual (projection dropout, layer scale, drop-path) and
+  the MLP branch;
+* ``final_normed(x)``, ``feature_map(tokens)`` and ``out_indices`` /
+  ``out_origin`` for the outputs;
+* ``pretrained_keys`` (its state-dict keys), ``load_pretrained(path,
+  prefix)`` (strict: missing or misshapen ViT weights raise) and
+  ``resize_pos_embed_of(state_dict)`` (a checkpoint's position embedding
+  resized to the model's, in place);
+* ``embed_dims``, ``num_heads``, ``patch_size``, ``num_prefix_tokens``.
+"""
+from typing import NamedTuple, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+
+class Tokens(NamedTuple):
+    """The sequence between blocks, laid out as x = [prefix, prompts,
+    patches] (B, N, D): ``num_prefix`` class / register tokens, then the
+    ``num_prompts`` prompt tokens that are in the sequence now (VPT's
+    reference form), then the h x w patches of ``hw_shape``."""
+    x: Tensor
+    num_prefix: int
+    num_prompts: int
+    hw_shape: Tuple[int, int]
+
+    @property
+    def prefix(self) -> Tensor:
+        return self.x[:, :self.num_prefix]
+
+    @property
+    def patches(self) -> Tensor:
+        return self.x[:, self.num_prefix + self.num_prompts:]
+
+    def without_prompts(self) -> Tensor:
+        """x without its prompt tokens: [prefix, patches]."""
+        if self.num_prompts == 0:
+            return self.x
+        return torch.cat((self.prefix, self.patches), dim=1)
+
+    def replace_x(self, x: Tensor, num_prompts: Optional[int] = None
+                  ) -> 'Tokens':
+        """The same layout with new values (and ``num_prompts`` prompt
+        tokens, when given)."""
+        return self._replace(
+            x=x, num_prompts=self.num_prompts
+            if num_prompts is None else num_prompts)
+
+
+class Block:
+    """One frozen block seen through the family interface (pre-norm):
+
+        x = x + attention_output(self_attention(norm1(x)))
+        x = mlp_residual(x)          # x + MLP(norm2(x))
+
+    Families subclass it for their block type; ``module`` is the block's
+    ``nn.Module`` (its parameters, train mode, activation checkpointing).
+    """
+
+    module: nn.Module
+    norm1: nn.Module
+    norm2: nn.Module
+    attention: nn.Module  # packed projections, see the module docstring
+
+    def self_attention(self, h: Tensor) -> Tensor:
+        """SA(h) of normed tokens h (B, N, D), before ``attention_output``."""
+        raise NotImplementedError
+
+    def attention_output(self, out: Tensor) -> Tensor:
+        """An attention output on its way into the residual stream."""
+        raise NotImplementedError
+
+    def mlp_residual(self, x: Tensor, h: Optional[Tensor] = None) -> Tensor:
+        """x + MLP(h), h = norm2(x) unless given."""
+        raise NotImplementedError
+
+    def attention_residual(self, x: Tensor) -> Tensor:
+        """x + SA(norm1(x)), through ``attention_output``."""
+        return x + self.attention_output(self.self_attention(self.norm1(x)))
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """The plain block."""
+        return self.mlp_residual(self.attention_residual(x))
+
+    @property
+    def with_cp(self) -> bool:
+        """Whether the block is checkpointed (recomputed in the backward)."""
+        return False

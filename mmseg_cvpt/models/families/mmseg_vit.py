@@ -1,0 +1,167 @@
+"""mmseg's ``VisionTransformer`` as a frozen-ViT family (see ``.base``).
+
+Same constructor arguments, state-dict keys and outputs as mmseg's ViT; its
+own freezing is off (the prompted core freezes) and checkpoints load
+strictly (``load_pretrained``).
+"""
+import math
+from numbers import Integral
+from typing import List, Optional, Sequence, Union
+
+import torch
+from mmengine.logging import print_log
+from mmengine.runner.checkpoint import CheckpointLoader
+from mmseg.models.backbones import VisionTransformer
+from mmseg.models.backbones.vit import TransformerEncoderLayer
+from mmseg.registry import MODELS
+from torch import Tensor
+
+from ..attention import self_attention
+from .base import Block, Tokens
+
+
+def check_out_indices(out_indices: Sequence[int], num_layers: int) -> None:
+    """Every index must name a layer: 0 <= i < num_layers."""
+    bad = [i for i in out_indices
+           if not (isinstance(i, Integral) and 0 <= i < num_layers)]
+    if bad:
+        raise ValueError(
+            f'out_indices {tuple(out_indices)} names layers {bad} that a '
+            f'{num_layers}-layer ViT does not have: use indices in '
+            f'0..{num_layers - 1} (out_indices=-1 alone selects the last '
+            'layer)')
+
+
+class MMSegBlock(Block):
+    """An mmseg ``TransformerEncoderLayer``: attention ``attn.attn`` (an
+    ``nn.MultiheadAttention``), projection dropout and drop-path after it,
+    ``ffn`` (MLP with its drop-path and the residual)."""
+
+    def __init__(self, layer: TransformerEncoderLayer):
+        self.module = layer
+        self.attention = layer.attn.attn
+
+    @property
+    def norm1(self):
+        return self.module.norm1
+
+    @property
+    def norm2(self):
+        return self.module.norm2
+
+    @property
+    def with_cp(self) -> bool:
+        return self.module.with_cp
+
+    def self_attention(self, h: Tensor) -> Tensor:
+        return self_attention(self.attention, h)
+
+    def attention_output(self, out: Tensor) -> Tensor:
+        attn = self.module.attn
+        return attn.dropout_layer(attn.proj_drop(out))
+
+    def mlp_residual(self, x: Tensor, h: Optional[Tensor] = None) -> Tensor:
+        return self.module.ffn(self.norm2(x) if h is None else h, identity=x)
+
+
+@MODELS.register_module()
+class MMSegViT(VisionTransformer):
+    """mmseg's ViT behind the family interface.
+
+    Args: those of mmseg's ``VisionTransformer`` but ``frozen_exclude``,
+    ``pretrained`` and ``init_cfg`` (the prompted core loads weights).
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(frozen_exclude=['all'], **kwargs)
+        check_out_indices(self.out_indices, len(self.layers))
+        self.blocks: List[MMSegBlock] = [MMSegBlock(l) for l in self.layers]
+        self.pretrained_keys = frozenset(self.state_dict())
+
+    @property
+    def embed_dims(self) -> int:
+        return self.cls_token.shape[-1]
+
+    @property
+    def num_heads(self) -> int:
+        return self.blocks[0].attention.num_heads
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        return int(self.with_cls_token)
+
+    def embed(self, images: Tensor) -> Tokens:
+        """Patch embedding + class token + (interpolated) position
+        embedding (+ pre-norm)."""
+        x, hw_shape = self.patch_embed(images)
+        x = torch.cat((self.cls_token.expand(x.shape[0], -1, -1), x), dim=1)
+        x = self._pos_embeding(x, hw_shape, self.pos_embed)
+        if not self.with_cls_token:
+            x = x[:, 1:]
+        if self.pre_norm:
+            x = self.pre_ln(x)
+        return Tokens(x, self.num_prefix_tokens, 0, tuple(hw_shape))
+
+    def final_normed(self, x: Tensor) -> Tensor:
+        return self.norm1(x) if self.final_norm else x
+
+    def feature_map(self, tokens: Tokens) -> Union[Tensor, list]:
+        """Patch tokens as a (B, D, h, w) map (prefix and prompts dropped),
+        with the class token when ``output_cls_token``."""
+        height, width = tokens.hw_shape
+        x = tokens.x
+        out = tokens.patches.transpose(1, 2).reshape(x.shape[0], -1, height,
+                                                     width)
+        if self.output_cls_token:
+            return [out, x[:, 0]]
+        return out
+
+    def resize_pos_embed_of(self, state_dict: dict) -> None:
+        """A checkpoint's ``pos_embed`` resized to this model's grid."""
+        pos_embed = state_dict.get('pos_embed')
+        if pos_embed is None or pos_embed.shape == self.pos_embed.shape:
+            return
+        old_size = int(math.sqrt(pos_embed.shape[1] - 1))
+        new_size = (self.img_size[0] // self.patch_size,
+                    self.img_size[1] // self.patch_size)
+        state_dict['pos_embed'] = self.resize_pos_embed(
+            pos_embed, new_size, (old_size, old_size), self.interpolate_mode)
+
+    def load_pretrained(self, checkpoint: str,
+                        prefix: Optional[str] = None) -> None:
+        """Load an mmseg-layout ViT checkpoint; missing ViT weights raise.
+
+        ``prefix`` (e.g. 'backbone.') selects the backbone of a whole-model
+        checkpoint. timm / JAX checkpoints are converted first with
+        ``tools/model_converters/vit2mmseg.py``.
+        """
+        ckpt = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
+        state_dict = ckpt.get('state_dict', ckpt)
+        if prefix:
+            state_dict = {
+                k[len(prefix):]: v
+                for k, v in state_dict.items() if k.startswith(prefix)
+            }
+        self.resize_pos_embed_of(state_dict)
+        result = self.load_state_dict(state_dict, strict=False)
+        if result.missing_keys:
+            raise KeyError(
+                f'{checkpoint} lacks {len(result.missing_keys)} ViT weights, '
+                f'e.g. {result.missing_keys[:5]}; its keys look like '
+                f'{list(state_dict)[:5]}. Convert timm or JAX checkpoints '
+                'to the mmseg layout with '
+                'tools/model_converters/vit2mmseg.py, and pass '
+                "init_cfg=dict(..., prefix='backbone.') for a whole-model "
+                'checkpoint.')
+        misfit = [k for k in result.unexpected_keys
+                  if k.startswith(('patch_embed.', 'layers.'))]
+        if misfit:
+            raise KeyError(
+                f'{checkpoint} has ViT weights this backbone has no place '
+                f'for: {misfit[:5]}. Match the architecture to the checkpoint '
+                '(patch_bias=True for timm / JAX weights, num_layers, ...).')
+        print_log(
+            f'Loaded {len(state_dict) - len(result.unexpected_keys)} tensors '
+            f'from {checkpoint}; unexpected (ignored): '
+            f'{result.unexpected_keys}',
+            logger='current')
