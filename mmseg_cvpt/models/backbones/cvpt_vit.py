@@ -113,6 +113,13 @@ class CVPTViT(PromptCacheMixin, PromptedVisionTransformer):
         self.after_pretrained_loaded()
         self.freeze_pretrained()
 
+    def structure(self) -> dict:
+        """Where CA sits and whether it has weights of its own ('copy' and
+        'random' differ only in their initialisation)."""
+        own = 'shared' if self.ca_weights == 'shared' else 'own'
+        return dict(super().structure(), ca_position=self.ca_position,
+                    ca_weights=own)
+
     def _build_cross_attentions(self) -> Optional[nn.ModuleList]:
         if self.ca_weights == 'shared' or self.num_prompts == 0:
             return None

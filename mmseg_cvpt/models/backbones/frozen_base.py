@@ -168,10 +168,11 @@ class FrozenBaseMixin:
             self.frozen_base = dict(checkpoint=local_path(path), prefix=prefix)
         return problem
 
-    def share_frozen_from(self, other: nn.Module) -> None:
-        """Make this backbone's frozen tensors ``other``'s (the same
-        objects): one copy in memory for both."""
-        keys = self.frozen_keys()
+    def share_frozen_from(self, other: nn.Module,
+                          keys: Optional[List[str]] = None) -> None:
+        """Make this backbone's frozen tensors (or those of ``keys``)
+        ``other``'s, the same objects: one copy in memory for both."""
+        keys = self.frozen_keys() if keys is None else keys
         mine, theirs = self._tensors(keys), other._tensors(keys)
         misfit = [k for k in keys if mine[k].shape != theirs[k].shape]
         if misfit:

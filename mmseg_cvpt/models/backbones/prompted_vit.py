@@ -194,6 +194,19 @@ class PromptedVisionTransformer(FrozenBaseMixin, VisionTransformer):
                 num_prompts=self.num_prompts,
                 embed_dims=self.cls_token.shape[-1]))
 
+    # ---- identity -------------------------------------------------------
+    def structure(self) -> dict:
+        """The arguments that decide how the tensors are used, beyond their
+        shapes: part of the model's identity that checkpoints record
+        (``engine.loading.model_identity``). A method adds its own; ways to
+        compute the same outputs (VPT's ``prompt_form``) and initialisations
+        are not structure."""
+        return dict(
+            num_prompts=self.num_prompts,
+            prompt_depth=self.prompt_depth,
+            prompts=type(self.prompts).__name__ if self.prompts else None,
+            guidance=type(self.guidance).__name__ if self.guidance else None)
+
     # ---- freezing -------------------------------------------------------
     def freeze_pretrained(self) -> None:
         """Freeze the pretrained ViT; log trainable / total parameters.
