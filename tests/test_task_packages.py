@@ -642,9 +642,9 @@ def test_checkpoint_of_another_method_is_refused(vpt_run, seg_run, demo_root,
     """The VPT demo's checkpoint and package with the CVPT demo config: an
     error naming both models in tools/test.py, load_from, --resume,
     MultiTaskModel and export_task, not a meaningless mIoU."""
-    both = r'is a EncoderDecoder with VPTViT \(num_prompts=8, ' \
-        r"prompt_depth=4, prompts='LayerPrompts', guidance=None\) model, " \
-        r'the config builds a EncoderDecoder with CVPTViT \(.*ca_position=3'
+    both = r"is a VPTViT \(num_prompts=8, prompt_depth=4, prompts=" \
+        r"'LayerPrompts', guidance=None; EncoderDecoder\) model, the config " \
+        r"builds CVPTViT \(.*ca_position=3, ca_weights='shared'; "
     for checkpoint in (vpt_run['checkpoint'], vpt_run['package']):
         proc = run_unchecked(tool('test.py') + [
             seg_run['config'], checkpoint, '--work-dir',

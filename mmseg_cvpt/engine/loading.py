@@ -49,12 +49,14 @@ def model_identity(model: nn.Module) -> dict:
 
 
 def describe_identity(identity) -> str:
-    """'EncoderDecoder with VPTViT (num_prompts=8, ...)'."""
+    """'VPTViT (num_prompts=8, ...; EncoderDecoder)'."""
     if not isinstance(identity, dict):
         return repr(identity)
-    args = ', '.join(f'{key}={value!r}'
-                     for key, value in identity.get('structure', {}).items())
-    return f'{identity.get("model")} with {identity.get("backbone")} ({args})'
+    structure = identity.get('structure')
+    args = [f'{key}={value!r}' for key, value in structure.items()] \
+        if isinstance(structure, dict) else [repr(structure)]
+    return f'{identity.get("backbone")} ({", ".join(args)}; ' \
+        f'{identity.get("model")})'
 
 
 def check_model_identity(model: nn.Module, checkpoint: dict,
@@ -74,8 +76,8 @@ def check_model_identity(model: nn.Module, checkpoint: dict,
     if recorded != own:
         raise RuntimeError(
             f'{source} is a {describe_identity(recorded)} model, the config '
-            f'builds a {describe_identity(own)}: its tensors would be used '
-            'by another method. Use the config it was trained with; to start '
+            f'builds {describe_identity(own)}: its tensors would be used by '
+            'another method. Use the config it was trained with; to start '
             'a new training from the weights of another method on purpose, '
             "load its plain state dict (torch.save(ckpt['state_dict'], "
             'PATH)).')
