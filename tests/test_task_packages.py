@@ -630,8 +630,9 @@ def vpt_run(demo_root, seg_base, tmp_path_factory):
     """2 iterations of the VPT demo (the tensors of the CVPT demo's shapes)
     and its task package."""
     work_dir = tmp_path_factory.mktemp('vpt_run')
-    vpt_demo = osp.join(REPO, 'configs', 'vpt', 'upernet_vittiny_ade20k_demo.py')
-    train_demo(demo_root, work_dir, 2, seg_base, config=vpt_demo)
+    train_demo(demo_root, work_dir, 2, seg_base,
+               config=osp.join(REPO, 'configs', 'vpt',
+                               'upernet_vittiny_ade20k_demo.py'))
     export_task(str(work_dir / 'iter_2.pth'), str(work_dir / 'task.pth'))
     return dict(work_dir=work_dir, checkpoint=str(work_dir / 'iter_2.pth'),
                 package=str(work_dir / 'task.pth'))

@@ -74,9 +74,10 @@ class MultiTaskModel(nn.Module):
         else:  # frozen weights no task holds: all from the base, then share
             backbone.base_checkpoint = self.base_checkpoint
             _load_checkpoint_to_model(model, checkpoint, strict=True)
-            self._share_frozen(backbone, sources,
-                               backbone.frozen_fingerprint(sorted(sources)),
-                               package)
+            if sources:
+                self._share_frozen(
+                    backbone, sources,
+                    backbone.frozen_fingerprint(sorted(sources)), package)
         model.dataset_meta = checkpoint.get('meta', {}).get('dataset_meta')
         self.tasks[name] = model.eval()
         self.active = self.active or name
