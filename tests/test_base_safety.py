@@ -21,7 +21,7 @@ from test_pretrained_demo import SHIPPED
 from test_task_packages import (  # noqa: F401 (fixtures)
     assert_same_state, base_moved, no_base_override, seg_base, seg_run,
     state_of, train_demo)
-from tiny_runs import DEMO_CFG, data_options, run, tool
+from tiny_runs import data_options, run, tool
 
 pytestmark = pytest.mark.filterwarnings('ignore:pkg_resources is deprecated')
 # the shipped demo ViT's fingerprint, as it was before the canonical form

@@ -25,11 +25,12 @@ results go to ``OUT/runs/NAME_KEY/result.json`` (``settings.json`` beside
 it), written atomically: a run whose result exists is skipped, so the
 command can be started again after an interruption (an interrupted run
 resumes from its last checkpoint), and a run with changed settings is a new
-run in its own folder. A failed run is reported in the table with its log, and tried
-again the next time. Runs go ``--jobs`` at a time in parallel processes,
-the CPU threads shared out between them. Writes ``OUT/comparison.md``,
-``comparison.csv`` (one row per run) and ``comparison.png`` (accuracy
-against P per method, and against trainable parameters).
+run in its own folder. A failed run is reported in the table with its log,
+and tried again the next time. Runs go ``--jobs`` at a time in parallel
+processes, the CPU threads shared out between them. Writes
+``OUT/comparison.md``, ``comparison.csv`` (one row per run) and
+``comparison.png`` (accuracy against P per method, and against trainable
+parameters).
 
 Example (the run in the README: 18 runs, about 11 minutes on 2 cores)::
 
