@@ -1,4 +1,5 @@
-"""tools/analysis/benchmark.py's untimed counts, on a tiny ViT."""
+"""tools/analysis/benchmark.py's untimed counts, on a tiny ViT, and the
+bounds of docs/performance.md that FLOPs and peak memory decide."""
 import pytest
 import torch
 
