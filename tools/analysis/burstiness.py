@@ -78,11 +78,10 @@ def measure(backbone: str, args, images: Tensor, state) -> List[Dict]:
     """One row per prompted layer, with the pooled standardised values."""
     model = build(backbone, 1, args, state,
                   prompt_cfg=dict(type='WhitenedPrompts', eps=args.eps))
+    statistics, _ = model.calibrate_prompts([images])
     with torch.no_grad():
         vectors = [z.double() for _, z in model.prompt_query_vectors(images)]
-        statistics = torch.stack([z.mT @ z / z.shape[0] for z in vectors])
-        model.prompts.set_statistics(statistics)
-        whitening = model.prompts.whitening.double()
+    whitening = model.prompts.whitening.double()
     eigenvalues = torch.linalg.eigvalsh(statistics)
     rows = []
     for layer, z in enumerate(vectors):
