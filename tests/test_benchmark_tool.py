@@ -1,4 +1,5 @@
-"""tools/analysis/benchmark.py's untimed counts, on a tiny ViT."""
+"""tools/analysis/benchmark.py's untimed counts, on a tiny ViT, and the
+bounds of docs/performance.md that FLOPs and peak memory decide."""
 import pytest
 import torch
 
@@ -88,3 +89,56 @@ def test_counted_flops_are_the_formulas(benchmark_tool):
         for key in ('train_gflops', 'infer_gflops'):
             assert cost[key] == pytest.approx(formula[f'{key}_formula'],
                                               rel=1e-9), (method, prompts)
+
+
+def test_cases_share_one_frozen_vit(benchmark_tool):
+    """Every configuration's training and inference backbones hold the very
+    same frozen tensors (the backbone's ``share_frozen_from``), not copies
+    pointing at one storage."""
+    for case in benchmark_tool.build_cases(SIZE, [PROMPTS],
+                                           torch.device('cpu'), ARCH):
+        train, infer = (dict(model.vit.named_parameters()) for model in
+                        (case.train_model, case.infer_model))
+        for name in case.train_model.frozen_keys():
+            assert train[name] is infer[name], name
+
+
+# The bounds the README's run holds the times to (docs/performance.md,
+# "Bounds"): (size, P, step, method, against, bound). Times vary with the
+# machine; the FLOPs, which the formulas give exactly
+# (test_counted_flops_are_the_formulas), must meet each bound.
+TIME_BOUNDS = [
+    (512, 200, 'train', 'cvpt', 'vpt_reference', 0.95),
+    (224, 200, 'train', 'cvpt', 'vpt_reference', 0.65),
+    (224, 10, 'train', 'cvpt', 'frozen', 1.10),
+    (224, 10, 'infer', 'cvpt', 'frozen', 1.05),
+    (512, 200, 'infer', 'cvpt', 'frozen', 1.25),
+    (224, 200, 'train', 'vpt', 'vpt_reference', 0.60),
+    (224, 200, 'train', 'vpt', 'cvpt', 1.0),
+    (512, 200, 'train', 'vpt', 'vpt_reference', 0.95),
+]
+
+
+@pytest.mark.parametrize('size,prompts,step,method,against,bound',
+                         TIME_BOUNDS)
+def test_vit_b_flops_meet_the_time_bounds(benchmark_tool, size, prompts, step,
+                                          method, against, bound):
+    def gflops(method, prompts):
+        config = benchmark_tool.Config(size, method, prompts)
+        return benchmark_tool.formula_gflops(
+            config, benchmark_tool.VIT_B16, 2)[f'{step}_gflops_formula']
+
+    reference = gflops(against, 0 if against == 'frozen' else prompts)
+    assert gflops(method, prompts) / reference <= bound
+
+
+def test_fast_forms_train_in_less_memory_than_the_reference_form(
+        benchmark_tool):
+    """The peak-memory bound of the README's run (fast VPT-deep and CVPT
+    below VPT-deep's reference form at P=200 on ViT-B's 197 tokens), on the
+    tiny ViT with as many prompts as tokens."""
+    tokens = (SIZE // PATCH)**2 + 1
+    costs = measured_costs(benchmark_tool, [tokens])
+    reference = costs['vpt_reference', tokens]['train_peak_mib']
+    for method in ('vpt', 'cvpt'):
+        assert costs[method, tokens]['train_peak_mib'] < reference, method

@@ -1,7 +1,9 @@
 """The embedded pretrained backbone (tools/misc/pretrain_tiny_vit.py) and the
 method comparison (tools/analysis/compare_methods.py)."""
 import csv
+import glob
 import hashlib
+import json
 import os
 import os.path as osp
 
@@ -82,12 +84,31 @@ def read_rows(out):
         return list(csv.DictReader(file))
 
 
+def namesake_configs(folder):
+    """A --config whose method namesakes (VPT-deep, CVPT, DA-VPT) are the
+    demo's, DA-VPT's made to fail (more proxies than prompts)."""
+    name = osp.basename(DEMO_CFG)
+    for method, extra in (('vpt', ''), ('cvpt', ''), ('davpt', (
+            'model = dict(backbone=dict(guidance_cfg=dict(num_guided=5)))'))):
+        (folder / method).mkdir(parents=True)
+        base = osp.join(REPO, 'configs', method, name)
+        (folder / method / name).write_text(f'_base_ = [{base!r}]\n{extra}\n')
+    return str(folder / 'cvpt' / name)
+
+
+def result_files(out, name):
+    files = glob.glob(osp.join(out, 'runs', f'{name}_*', 'result.json'))
+    assert len(files) == 1, files
+    return files[0]
+
+
 def test_compare_methods_writes_reports_and_skips_finished_runs(
         tmp_path, demo_root):
     out = str(tmp_path / 'compare')
     args = tool('analysis/compare_methods.py') + [
         '--methods', 'vpt', 'cvpt', '--prompts', '2', '--iters', '2',
-        '--jobs', '2', '--out', out, '--cfg-options',
+        '--jobs', '2', '--out', out, '--config',
+        namesake_configs(tmp_path / 'configs'), '--cfg-options',
         *data_options(demo_root)
     ]
     run(args)
@@ -110,11 +131,9 @@ def test_compare_methods_writes_reports_and_skips_finished_runs(
 
     # again, with DA-VPT added and made to fail (more proxies than prompts):
     # the finished runs are skipped, the failure is a row, not a crash
-    results = [osp.join(out, 'runs', f'{m}_P2_seed0', 'result.json')
-               for m in ('vpt', 'cvpt')]
+    results = [result_files(out, f'{m}_P2_seed0') for m in ('vpt', 'cvpt')]
     stamps = [os.stat(path).st_mtime_ns for path in results]
-    proc = run_unchecked(args[:3] + ['vpt', 'cvpt', 'davpt'] + args[5:] + [
-        'model.backbone.addons.guidance.num_guided=5'])
+    proc = run_unchecked(args[:3] + ['vpt', 'cvpt', 'davpt'] + args[5:])
     assert proc.returncode == 1, proc.stdout[-3000:]
     assert [os.stat(path).st_mtime_ns for path in results] == stamps
     rows = read_rows(out)
@@ -124,3 +143,36 @@ def test_compare_methods_writes_reports_and_skips_finished_runs(
     assert 'train.py exited' in rows[2]['error']
     with open(osp.join(out, 'comparison.md')) as file:
         assert '| DA-VPT | 2 | 0 | FAILED: ' in file.read()
+
+
+def test_compare_methods_reruns_changed_settings(tmp_path, demo_root):
+    out = str(tmp_path / 'compare')
+
+    def compare(iters):
+        run(tool('analysis/compare_methods.py') + [
+            '--methods', 'cvpt', '--prompts', '2', '--iters', str(iters),
+            '--no-aug-test', '--out', out, '--cfg-options',
+            *data_options(demo_root)])
+        return read_rows(out)[0]['status']
+
+    assert [compare(1), compare(2), compare(2)] == [
+        'trained', 'trained', 'skipped (done before)']
+    folders = glob.glob(osp.join(out, 'runs', 'cvpt_P2_seed0_*'))
+    iters = []
+    for folder in folders:
+        with open(osp.join(folder, 'settings.json')) as file:
+            iters += [o for o in json.load(file)['cfg_options']
+                      if o.startswith('train_cfg.max_iters=')]
+    assert sorted(iters) == ['train_cfg.max_iters=1', 'train_cfg.max_iters=2']
+
+
+def test_compare_methods_refuses_a_bad_out(tmp_path):
+    a_file = tmp_path / 'comparison.md'
+    a_file.write_text('not a folder')
+    for out, message in ((a_file, 'is a file, not a folder'),
+                         (a_file / 'sub', 'cannot be created')):
+        proc = run_unchecked(tool('analysis/compare_methods.py') +
+                             ['--out', str(out)])
+        assert proc.returncode == 2, proc.stdout[-3000:]
+        assert f'error: --out {out}: {message}' in proc.stdout
+        assert 'Traceback' not in proc.stdout

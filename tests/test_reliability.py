@@ -427,6 +427,30 @@ def test_check_dataset_reports_planted_problems(check_dataset, demo_root,
     assert '5 problems found.' in out
 
 
+def test_check_dataset_names_multi_channel_label_maps(check_dataset,
+                                                     demo_root, tmp_path,
+                                                     capsys):
+    """RGB and LA maps are named with their mode, not as a size mismatch;
+    a palette map is read as its indices (no problem)."""
+    root = demo_copy(demo_root, tmp_path)
+    rgb, grey_alpha, palette = (train_files(root, i)[1] for i in range(3))
+    for path, mode in ((rgb, 'RGB'), (grey_alpha, 'LA')):
+        Image.open(path).convert(mode).save(path)
+    indices = Image.open(palette)
+    as_palette = Image.new('P', indices.size)
+    as_palette.putdata(list(indices.getdata()))
+    as_palette.putpalette([v for i in range(256) for v in (i, i, i)])
+    as_palette.save(palette)
+
+    code, out = check_train_split(check_dataset, root, capsys)
+    assert code == 1
+    assert re.search(r'2 label maps with several channels .*\n'
+                     rf"    {rgb}: 3 channels \(PIL mode 'RGB'\)\n"
+                     rf"    {grey_alpha}: 2 channels \(PIL mode 'LA'\)", out)
+    assert 'size differs' not in out and str(palette) not in out
+    assert '1 problems found.' in out
+
+
 def test_empty_image_folder_is_named(check_dataset, demo_root, tmp_path,
                                      capsys):
     root = demo_copy(demo_root, tmp_path)

@@ -5,7 +5,9 @@ mmseg's and mmpretrain's own APIs."""
 import argparse
 import copy
 import glob
+import json
 import os
+import re
 import os.path as osp
 import shutil
 import sys
@@ -14,19 +16,21 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner, load_checkpoint
 
-from mmseg_cvpt.apis import MultiTaskModel, build_model, export_task
+from mmseg_cvpt.apis import (MultiTaskModel, build_model, export_task,
+                             model_meta)
 from mmseg_cvpt.engine import load_config
+from mmseg_cvpt.engine.config_data import config_from_data
 from mmseg_cvpt.models import backbone_of, tuned_state_dict
 from mmseg_cvpt.models.backbones import FrozenBaseError
 from test_classification import CONFIGS as CLS_CONFIGS
 from test_classification import tiny_options
 from test_segmentation_workflow import tiny_vit
 from tiny_runs import (DEMO_CFG, REPO, VPT_CFG, data_options, run,
-                       write_config)
+                       run_unchecked, tool, write_config)
 from tool_loading import load_tool
 
 pytestmark = pytest.mark.filterwarnings('ignore:pkg_resources is deprecated')
@@ -103,11 +107,13 @@ def seg_base(tmp_path_factory):
                      tmp_path_factory.mktemp('base') / 'vit_tiny.pth', seed=1)
 
 
-def train_demo(root, work_dir, max_iters, base, resume=False):
-    """The demo config with ``base`` as its pretrained ViT (None: random
-    frozen weights), through the Runner; checkpoints every 2 iterations."""
+def train_demo(root, work_dir, max_iters, base, resume=False,
+               config=DEMO_CFG):
+    """The demo config (or ``config``) with ``base`` as its pretrained ViT
+    (None: random frozen weights), through the Runner; checkpoints every 2
+    iterations."""
     cfg = load_config(
-        DEMO_CFG,
+        config,
         as_options(data_options(root) + [
             f'train_cfg.max_iters={max_iters}', 'train_cfg.val_interval=100',
             'default_hooks.checkpoint.interval=2', 'log_level=WARNING'
@@ -127,7 +133,7 @@ def seg_run(demo_root, seg_base, tmp_path_factory):
     work_dir = tmp_path_factory.mktemp('seg_run')
     runner = train_demo(demo_root, work_dir, 4, seg_base)
     torch.save(
-        dict(meta=dict(cfg=runner.cfg.pretty_text,
+        dict(meta=dict(model_meta(runner.cfg, runner.model),
                        dataset_meta=runner.train_dataloader.dataset.metainfo),
              state_dict=runner.model.state_dict()), work_dir / 'full.pth')
     runner.cfg.dump(str(work_dir / 'config.py'))
@@ -309,7 +315,7 @@ def test_export_round_trip_is_exact(seg_run, tmp_path):
     assert_same_state(content['state_dict'], tuned_state_dict(model, full))
     info = content['meta']['task_package']
     assert info['version'] == 1 and not info['full']
-    cfg = Config.fromstring(content['meta']['cfg'], '.py')
+    cfg = config_from_data(content['meta']['cfg_dict'], str(package))
     assert cfg.model.backbone.init_cfg == \
         seg_run['cfg'].model.backbone.init_cfg
     assert content['meta']['dataset_meta']['classes'][0] == 'wall'
@@ -364,15 +370,18 @@ def cls_config(method, task, base):
     return load_config(CLS_CONFIGS[method], options)
 
 
-def make_task(cfg, folder, name, seed):
+def make_task(cfg, folder, name, seed, tune=None):
     """A model of ``cfg`` loaded from its base, prompts and heads drawn with
-    ``seed``: its full checkpoint and its task package."""
+    ``seed`` (then changed by ``tune(model)`` if given): its full checkpoint
+    and its task package."""
     torch.manual_seed(seed)
     model = build_model(cfg)
     model.init_weights()
+    if tune:
+        tune(model)
     full, package = (str(folder / f'{name}_{kind}.pth')
                      for kind in ('full', 'task'))
-    torch.save(dict(meta=dict(cfg=cfg.pretty_text),
+    torch.save(dict(meta=model_meta(cfg, model),
                     state_dict=model.state_dict()), full)
     export_task(full, package)
     return dict(cfg=cfg, full=full, package=package)
@@ -534,3 +543,155 @@ def test_footprint_tool(cls_packages, tmp_path, capsys):
     packages = [cls_packages['vpt', task]['package'] for task in CLS_TASKS]
     run = tool.measure('shared', packages)
     assert run['tasks'] == 3 and run['peak_kib'] >= run['after_kib'] > 0
+
+
+# ---- configs are data; checkpoints of another method ------------------------
+def rewritten(path, out, change):
+    """A copy of the checkpoint at ``path`` at ``out``, ``change(content)``
+    applied first."""
+    content = torch.load(path)
+    change(content)
+    torch.save(content, out)
+    return str(out)
+
+
+def marker_command(marker):
+    """Python that creates ``marker`` when run."""
+    return f"\n__import__('pathlib').Path({str(marker)!r}).touch()\n"
+
+
+def poison_data(key, value):
+    """A change of a checkpoint: its config data's ``key`` set to
+    ``value`` (key ``a.b``: ``cfg['a']['b']``)."""
+
+    def change(content):
+        cfg_dict = json.loads(content['meta']['cfg_dict'])
+        *parents, last = key.split('.')
+        target = cfg_dict
+        for parent in parents:
+            target = target[parent]
+        target[last] = value
+        content['meta']['cfg_dict'] = json.dumps(cfg_dict)
+
+    return change
+
+
+def test_config_text_is_never_run(seg_run, demo_root, seg_base, tmp_path):
+    """A package or runner checkpoint whose config would run a command:
+    export_task, MultiTaskModel, tools/test.py and --resume read the config
+    as data or not at all; types that only an import would find (the
+    registries import dotted names) are refused."""
+    marker = tmp_path / 'ran'
+    package = str(tmp_path / 'task.pth')
+    export_task(seg_run['tuned'], package)  # the runner's config data
+    text = rewritten(package, tmp_path / 'text.pth', lambda c: c['meta'].
+                     update(cfg=c['meta']['cfg'] + marker_command(marker)))
+    export_task(text, str(tmp_path / 'again.pth'))
+    MultiTaskModel(dict(task=text))
+    text_only = rewritten(text, tmp_path / 'text_only.pth',
+                          lambda c: c['meta'].pop('cfg_dict'))
+    message = 'holds its config only as Python text, which is not ' \
+        'executed: pass --config CONFIG'
+    with pytest.raises(ValueError, match=message):
+        export_task(text_only, str(tmp_path / 'none.pth'))
+    with pytest.raises(ValueError, match=message):
+        MultiTaskModel(dict(task=text_only))
+    MultiTaskModel().add_task('task', text_only, config=seg_run['config'])
+    command = f'touch {marker}'
+    for key, value in (('model.backbone', dict(type='os.system',
+                                               command=command)),
+                       ('model.backbone._scope_', 'antigravity')):
+        data = rewritten(package, tmp_path / 'data.pth',
+                         poison_data(key, value))
+        with pytest.raises(ValueError, match='which no registry holds'):
+            export_task(data, str(tmp_path / 'none.pth'))
+        with pytest.raises(ValueError, match='which no registry holds'):
+            MultiTaskModel(dict(task=data))
+    run(tool('test.py') + [
+        seg_run['config'], text_only, '--work-dir', str(tmp_path / 'test'),
+        '--cfg-options'
+    ] + data_options(demo_root))
+    # mmengine's resume runs meta['config'] (mmcv 1.x's name) as Python
+    work_dir = tmp_path / 'resume'
+    train_demo(demo_root, work_dir, 2, seg_base)
+    rewritten(work_dir / 'iter_2.pth', work_dir / 'iter_2.pth',
+              lambda c: c['meta'].update(config=marker_command(marker)))
+    train_demo(demo_root, work_dir, 4, None, resume=True)
+    assert not marker.exists()
+
+
+@pytest.fixture(scope='module')
+def vpt_run(demo_root, seg_base, tmp_path_factory):
+    """2 iterations of the VPT demo (the tensors of the CVPT demo's shapes)
+    and its task package."""
+    work_dir = tmp_path_factory.mktemp('vpt_run')
+    train_demo(demo_root, work_dir, 2, seg_base,
+               config=osp.join(REPO, 'configs', 'vpt',
+                               'upernet_vittiny_ade20k_demo.py'))
+    export_task(str(work_dir / 'iter_2.pth'), str(work_dir / 'task.pth'))
+    return dict(work_dir=work_dir, checkpoint=str(work_dir / 'iter_2.pth'),
+                package=str(work_dir / 'task.pth'))
+
+
+def test_checkpoint_of_another_method_is_refused(vpt_run, seg_run, demo_root,
+                                                 tmp_path):
+    """The VPT demo's checkpoint and package with the CVPT demo config: an
+    error naming both models in tools/test.py, load_from, --resume,
+    MultiTaskModel and export_task, not a meaningless mIoU."""
+    both = r"is a VPTViT \(vit='MMSegViT', num_prompts=8, prompt_depth=4, " \
+        r"prompts='LayerPrompts', addons={}; EncoderDecoder\) model, the " \
+        r"config " \
+        r"builds CVPTViT \(.*ca_position=3, ca_weights='shared'; "
+    for checkpoint in (vpt_run['checkpoint'], vpt_run['package']):
+        proc = run_unchecked(tool('test.py') + [
+            seg_run['config'], checkpoint, '--work-dir',
+            str(tmp_path / 'test'), '--cfg-options'
+        ] + data_options(demo_root))
+        assert proc.returncode != 0
+        assert re.search(both, proc.stdout), proc.stdout[-3000:]
+        assert not re.search(r'mIoU: \d', proc.stdout)
+    with pytest.raises(RuntimeError, match=both):
+        MultiTaskModel().add_task('vpt', vpt_run['package'],
+                                  config=seg_run['config'])
+    with pytest.raises(RuntimeError, match=both):
+        export_task(vpt_run['package'], str(tmp_path / 'task.pth'),
+                    config=seg_run['config'])
+    cfg = load_config(seg_run['config'], work_dir=str(tmp_path / 'load'))
+    cfg.load_from = vpt_run['checkpoint']
+    with pytest.raises(RuntimeError, match=both):
+        Runner.from_cfg(cfg).load_or_resume()
+    work_dir = tmp_path / 'resume'
+    shutil.copytree(vpt_run['work_dir'], work_dir)
+    with pytest.raises(RuntimeError, match=both):
+        train_demo(demo_root, work_dir, 4, None, resume=True)
+    assert not (work_dir / 'iter_4.pth').exists()
+
+
+def tune_biases(model):
+    """Biases of the ViT as a bias-tuned task would have them."""
+    backbone, _ = backbone_of(model)
+    with torch.no_grad():
+        for name, param in backbone.named_parameters():
+            if param.requires_grad and 'bias' in name:
+                param.add_(torch.randn_like(param))
+
+
+@pytest.mark.parametrize('first', ['bias', 'plain'])
+def test_multi_task_bias_tuned_and_plain_in_any_order(seg_packages, seg_base,
+                                                      tmp_path, first):
+    """A task tuning the ViT's biases (frozen_exclude=['bias']) and a plain
+    task of the same base, added in either order: each predicts what its
+    own model does alone, and only the plain task's frozen biases are
+    extra."""
+    cfg = load_config(DEMO_CFG)
+    cfg.model.backbone.update(
+        frozen_exclude=['bias'],
+        init_cfg=dict(type='Pretrained', checkpoint=seg_base))
+    made = dict(bias=make_task(cfg, tmp_path, 'bias', 3, tune=tune_biases),
+                plain=seg_packages['cvpt', 'a'])
+    if first == 'plain':
+        made = dict(reversed(made.items()))
+    data = dict(inputs=list(
+        torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)))
+    check_multi_task(made, data, ['plain', 'bias', 'plain'],
+                     lambda r: r.seg_logits.data)

@@ -3,9 +3,9 @@ backbone. Not imported by ``import mmseg_cvpt``: ``from mmseg_cvpt.apis
 import MultiTaskModel, export_task``."""
 from .multi_task import MultiTaskModel
 from .task_package import (PACKAGE_FORMAT, PACKAGE_VERSION, build_model,
-                           export_task, record_base)
+                           export_task, model_meta, record_base)
 
 __all__ = [
     'MultiTaskModel', 'export_task', 'record_base', 'build_model',
-    'PACKAGE_FORMAT', 'PACKAGE_VERSION'
+    'model_meta', 'PACKAGE_FORMAT', 'PACKAGE_VERSION'
 ]

@@ -5,7 +5,11 @@ tuned-only runner checkpoints) of the same frozen ViT. Each task is the
 model of its package's config holding the task's tuned tensors (prompts,
 head, ...); the frozen ViT tensors exist once: the first task restores them
 from the base checkpoint, every further task uses the very same tensors.
-Memory: one backbone plus the N packages' tensors.
+Memory: one backbone plus the N packages' tensors. Tasks may tune different
+parts of the ViT (e.g. its biases, ``frozen_exclude=['bias']``): a task
+shares the tensors that a loaded task holds frozen too, the base checkpoint
+gives it those that none does, and what it tuned is its own; the same
+packages load in any order.
 
 ``predict`` runs a batch whose images belong to different tasks: the
 images of each task go through that task's model (its prompts and head),
@@ -62,11 +66,18 @@ class MultiTaskModel(nn.Module):
                 f'{package} is not a task package (tuned tensors and the '
                 'record of a base checkpoint); make one with '
                 f'tools/export_task.py {package} --out TASK.pth')
-        if self.tasks:
-            self._share_backbone(backbone, record, package)
-        else:
+        sources = self._frozen_sources(backbone.frozen_keys())
+        if len(sources) == len(backbone.frozen_keys()):
+            self._share_frozen(backbone, sources, record['fingerprint'],
+                               package)
+            _load_checkpoint_to_model(model, checkpoint, strict=True)
+        else:  # frozen weights no task holds: all from the base, then share
             backbone.base_checkpoint = self.base_checkpoint
-        _load_checkpoint_to_model(model, checkpoint, strict=True)
+            _load_checkpoint_to_model(model, checkpoint, strict=True)
+            if sources:
+                self._share_frozen(
+                    backbone, sources,
+                    backbone.frozen_fingerprint(sorted(sources)), package)
         model.dataset_meta = checkpoint.get('meta', {}).get('dataset_meta')
         self.tasks[name] = model.eval()
         self.active = self.active or name
@@ -78,16 +89,31 @@ class MultiTaskModel(nn.Module):
         state = checkpoint.get('state_dict', checkpoint)
         return any(prefix + k in state for k in backbone.frozen_keys())
 
-    def _share_backbone(self, backbone: nn.Module, record: dict,
-                        package: str) -> None:
-        shared, _ = backbone_of(next(iter(self.tasks.values())))
-        backbone.share_frozen_from(shared)
-        if backbone.frozen_fingerprint() != record['fingerprint']:
+    def _frozen_sources(self, keys: List[str]) -> Dict[str, nn.Module]:
+        """For each of ``keys`` that a loaded task holds frozen, the first
+        such task's backbone."""
+        sources = {}
+        for model in self.tasks.values():
+            backbone, _ = backbone_of(model)
+            for key in set(keys).intersection(backbone.frozen_keys()):
+                sources.setdefault(key, backbone)
+        return sources
+
+    @staticmethod
+    def _share_frozen(backbone: nn.Module, sources: Dict[str, nn.Module],
+                      expected: str, package: str) -> None:
+        """Give ``backbone`` the tensors of ``sources``, which must have the
+        fingerprint ``expected``."""
+        for source in dict.fromkeys(sources.values()):
+            backbone.share_frozen_from(
+                source, sorted(k for k, s in sources.items() if s is source))
+        found = backbone.frozen_fingerprint(sorted(sources))
+        if found != expected:
             raise ValueError(
                 f'{package} was tuned on other frozen weights (fingerprint '
-                f'{record["fingerprint"][:16]}...) than the tasks loaded '
-                f'({shared.frozen_fingerprint()[:16]}...): one '
-                'MultiTaskModel serves tasks of one base checkpoint')
+                f'{expected[:16]}...) than the tasks loaded '
+                f'({found[:16]}...): one MultiTaskModel serves tasks of one '
+                'base checkpoint')
 
     def switch(self, name: str) -> nn.Module:
         """Make ``name`` the active task; returns its model."""

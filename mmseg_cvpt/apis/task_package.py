@@ -7,9 +7,11 @@ A task package is a checkpoint that every OpenMMLab client loads
   parameters, buffers of prompts, guidance and heads) and the backbone's
   record of its base checkpoint (path and fingerprint of the frozen
   weights), from which loading restores the frozen ViT;
-* ``meta``: ``cfg`` (the config text), ``dataset_meta`` when the source had
-  it, and ``task_package``: format, version, the mmseg_cvpt version, the
-  base checkpoint and fingerprint, and ``full`` (False).
+* ``meta``: ``cfg_dict`` (the config as data, JSON: what our loaders read),
+  ``cfg`` (the config text, for display; never run), ``model_identity``
+  (model and backbone types, the method's structure), ``dataset_meta`` when
+  the source had it, and ``task_package``: format, version, the mmseg_cvpt
+  version, the base checkpoint and fingerprint, and ``full`` (False).
 
 ``export_task`` turns any checkpoint of ours (full or tuned-only, runner or
 plain state dict) into a package, or with ``full=True`` into a standalone
@@ -27,6 +29,10 @@ from torch import nn
 
 from ..engine import load_config
 from ..engine.checkpoint import write_atomic
+from ..engine.config_data import (CONFIG_DATA_KEY, config_from_data,
+                                  config_to_data)
+from ..engine.loading import (IDENTITY_KEY, check_model_identity,
+                              model_identity)
 from ..models import backbone_of, tuned_state_dict
 from ..models.backbones.frozen_base import (EXTRA_STATE_KEY, available,
                                             decode_record, local_path)
@@ -45,15 +51,30 @@ def save_file(obj: dict, path: str) -> None:
 
 def checkpoint_config(checkpoint: dict, path: str,
                       config: Optional[str] = None) -> Config:
-    """``config`` (a file) if given, else the config a checkpoint holds
-    (``meta['cfg']``: runner checkpoints and task packages)."""
+    """``config`` (a file) if given, else the config a checkpoint holds as
+    data (``meta['cfg_dict']``: our runner checkpoints and task packages).
+    Its Python text (``meta['cfg']``) is never run."""
     if config is not None:
         return load_config(config)
-    text = checkpoint.get('meta', {}).get('cfg')
-    if not text:
-        raise ValueError(f'{path} holds no config (meta.cfg): pass the '
-                         'config it was trained with (--config CONFIG)')
-    return Config.fromstring(text, file_format='.py')
+    meta = checkpoint.get('meta', {})
+    if meta.get(CONFIG_DATA_KEY):
+        return config_from_data(meta[CONFIG_DATA_KEY], path)
+    if meta.get('cfg'):
+        raise ValueError(f'{path} holds its config only as Python text, '
+                         'which is not executed: pass --config CONFIG (the '
+                         'config it was trained with)')
+    raise ValueError(f'{path} holds no config (meta.cfg_dict): pass the '
+                     'config it was trained with (--config CONFIG)')
+
+
+def model_meta(cfg: Config, model: nn.Module) -> dict:
+    """The ``meta`` that tells a checkpoint's loaders its config (as data,
+    and as text for display) and its model's identity."""
+    return {
+        CONFIG_DATA_KEY: config_to_data(cfg),
+        'cfg': cfg.pretty_text,
+        IDENTITY_KEY: model_identity(model)
+    }
 
 
 def build_model(cfg: Config) -> nn.Module:
@@ -70,10 +91,12 @@ def build_model(cfg: Config) -> nn.Module:
 def build_from_checkpoint(path: str, config: Optional[str] = None
                           ) -> Tuple[nn.Module, dict, Config]:
     """``(model, checkpoint, cfg)``: the checkpoint read and its model
-    built, nothing loaded yet."""
+    built (of the identity the checkpoint records), nothing loaded yet."""
     checkpoint = _load_checkpoint(path, map_location='cpu')
     cfg = checkpoint_config(checkpoint, path, config)
-    return build_model(cfg), checkpoint, cfg
+    model = build_model(cfg)
+    check_model_identity(model, checkpoint, path)
+    return model, checkpoint, cfg
 
 
 def frozen_record(model: nn.Module, checkpoint: dict) -> Optional[dict]:
@@ -140,7 +163,7 @@ def export_task(path: str,
     state = model.state_dict()
     record = frozen_record(model, dict(state_dict=state))
     meta = dict(
-        cfg=cfg.pretty_text,
+        model_meta(cfg, model),
         task_package=dict(
             format=PACKAGE_FORMAT, version=PACKAGE_VERSION,
             mmseg_cvpt=__version__, full=full, source=local_path(path),

@@ -1,10 +1,15 @@
 """Hooks for exact resumption and for checkpoints that can be trusted."""
+import logging
+
 import mmengine.hooks.checkpoint_hook as checkpoint_hook_module
 from mmengine.hooks import CheckpointHook, Hook
+from mmengine.logging import print_log
 
 from mmseg.registry import HOOKS
 from .checkpoint import atomic_text_writes
-from .loading import check_loaded_state
+from .config_data import CONFIG_DATA_KEY, config_to_data
+from .loading import (IDENTITY_KEY, check_loaded_state, check_model_identity,
+                      model_identity)
 from .rng import rng_states, set_rng_states
 
 
@@ -80,8 +85,16 @@ class CheckpointCheckHook(Hook):
     mmengine loads ``load_from`` with ``strict=False``: a checkpoint of
     another architecture loads partly, the rest stays random, and only the
     log says so. This hook checks every checkpoint the runner loads
-    (``load_from``, ``--resume``, ``tools/test.py``) with
-    :func:`~.loading.check_loaded_state` before it reaches the model.
+    (``load_from``, ``--resume``, ``tools/test.py``) before it reaches the
+    model: its recorded model identity
+    (:func:`~.loading.check_model_identity`: a checkpoint of another method
+    is an error, also one to start a new training from, whose prompts would
+    be read by another method) and its tensors
+    (:func:`~.loading.check_loaded_state`). ``meta['config']``, Python text
+    that mmengine's resume would run, is dropped unread.
+
+    Each checkpoint the runner saves gets ``meta['model_identity']`` and the
+    config as data, ``meta['cfg_dict']`` (see ``.config_data``).
 
     Args:
         allow_new (bool): whether weights a new training initialises itself
@@ -95,8 +108,27 @@ class CheckpointCheckHook(Hook):
     def __init__(self, allow_new: bool = True) -> None:
         self.allow_new = allow_new
 
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Record the model's identity and the config as data."""
+        meta = checkpoint.setdefault('meta', {})
+        meta[IDENTITY_KEY] = model_identity(runner.model)
+        try:
+            meta[CONFIG_DATA_KEY] = config_to_data(runner.cfg)
+        except ValueError as error:
+            print_log(f'CheckpointCheckHook: the config is not stored as '
+                      f'data ({error}): loading the checkpoint outside the '
+                      'runner needs --config CONFIG',
+                      logger='current', level=logging.WARNING)
+
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        """Raise if the checkpoint's weights do not fit the model."""
+        """Raise if the checkpoint is of another model or its weights do
+        not fit the model."""
+        meta = checkpoint.get('meta')
+        if isinstance(meta, dict) and meta.pop('config', None) is not None:
+            print_log('CheckpointCheckHook: ignored the checkpoint\'s '
+                      "meta['config'] (Python text; not run)",
+                      logger='current', level=logging.WARNING)
+        check_model_identity(runner.model, checkpoint)
         check_loaded_state(runner.model,
                            checkpoint.get('state_dict', checkpoint),
                            self.allow_new)

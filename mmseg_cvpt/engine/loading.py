@@ -5,6 +5,11 @@ mmengine's Runner loads ``load_from`` (and so the checkpoint of
 missing ones, are only logged, and the run goes on with random weights where
 trained ones should be, e.g. a test reports a meaningless mIoU and exits 0.
 :func:`check_loaded_state` turns that into an error naming the keys.
+
+Methods can have tensors of the same shapes (VPT and CVPT with shared
+weights): our checkpoints record the model's identity (:func:`model_identity`,
+``meta['model_identity']``), and :func:`check_model_identity` refuses one of
+another method, naming both.
 """
 import re
 from typing import Callable, List, Set
@@ -13,7 +18,10 @@ from mmengine.logging import print_log
 from mmengine.model import BaseTTAModel, is_model_wrapper
 from torch import nn
 
-from ..models.backbones import EXTRA_STATE_KEY
+from ..models.backbones import EXTRA_STATE_KEY, find_prompted_backbone
+
+#: where a checkpoint's meta records the identity of its model
+IDENTITY_KEY = 'model_identity'
 
 #: how many keys an error or a log line names
 NUM_KEYS_SHOWN = 5
@@ -24,6 +32,55 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
         model = model.module
     return model
+
+
+def model_identity(model: nn.Module) -> dict:
+    """What makes a model's method, beyond its tensors' shapes: the model's
+    type, its backbone's type and the backbone's ``structure()`` (a plain
+    mmseg / mmpretrain backbone has none)."""
+    model = unwrap_model(model)
+    try:
+        backbone = find_prompted_backbone(model)
+        structure = backbone.structure()
+    except TypeError:
+        backbone, structure = getattr(model, 'backbone', None), {}
+    return dict(model=type(model).__name__, backbone=type(backbone).__name__,
+                structure=structure)
+
+
+def describe_identity(identity) -> str:
+    """'VPTViT (num_prompts=8, ...; EncoderDecoder)'."""
+    if not isinstance(identity, dict):
+        return repr(identity)
+    structure = identity.get('structure')
+    args = [f'{key}={value!r}' for key, value in structure.items()] \
+        if isinstance(structure, dict) else [repr(structure)]
+    return f'{identity.get("backbone")} ({", ".join(args)}; ' \
+        f'{identity.get("model")})'
+
+
+def check_model_identity(model: nn.Module, checkpoint: dict,
+                         source: str = 'the checkpoint') -> None:
+    """Raise if ``checkpoint`` records a model identity other than
+    ``model``'s. Checkpoints without one (plain ViT weights, older
+    checkpoints) pass: the tensors' check still applies to them.
+
+    Raises:
+        RuntimeError: naming both identities.
+    """
+    meta = checkpoint.get('meta')
+    recorded = meta.get(IDENTITY_KEY) if isinstance(meta, dict) else None
+    if recorded is None:
+        return
+    own = model_identity(model)
+    if recorded != own:
+        raise RuntimeError(
+            f'{source} is a {describe_identity(recorded)} model, the config '
+            f'builds {describe_identity(own)}: its tensors would be used by '
+            'another method. Use the config it was trained with; to start '
+            'a new training from the weights of another method on purpose, '
+            "load its plain state dict (torch.save(ckpt['state_dict'], "
+            'PATH)).')
 
 
 def new_weight_rule(model: nn.Module) -> Callable[[str], bool]:

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from .attention import queries_of
 from .families import Tokens
+from .costs import Shape
 from .losses import proxy_anchor_loss
 
 KMEANS_ITERATIONS = 20
@@ -284,3 +285,13 @@ class ProxyGuidance(nn.Module):
             if saved is not None and saved.shape != own.shape:
                 setattr(self, name, own.new_zeros(saved.shape))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def proxy_guidance_macs(s: Shape, num_guided: int, num_classes: int) -> int:
+    """Multiply-adds that ``ProxyGuidance`` of the last layer adds to a
+    train step of fast VPT-deep (inference: none): the class token's query
+    W_q LN1(x_cls), B D^2, and its gradient, B D^2; two Proxy-Anchor
+    losses, each cosine similarities B k D and their gradients to the
+    features and the proxies, 2 B k D; the running class sums, C B D."""
+    return (2 * s.batch * s.dims**2 + 2 * 3 * s.batch * num_guided * s.dims
+            + num_classes * s.batch * s.dims)

@@ -24,6 +24,8 @@ from mmengine.model import BaseModule
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 
+from .costs import Shape
+
 PROMPT_INITS = ('uniform', 'xavier', 'normal')
 
 
@@ -274,3 +276,12 @@ class BilinearPrompts(WhiteningProvider):
         """P = A B^T, (L, m, D)."""
         self._warn_if_uncalibrated()
         return torch.matmul(self.coefficients, self.basis.mT)
+
+
+def bilinear_prompts_macs(s: Shape, rank: int) -> Tuple[int, int]:
+    """(train step, inference) multiply-adds that ``BilinearPrompts`` of
+    rank p adds to the method it feeds: the product P_l = A_l B_l^T,
+    L m p D, every forward, and the gradients of A and B, 2 L m p D, in
+    the train step."""
+    product = s.layers * s.prompts * rank * s.dims
+    return 3 * product, product

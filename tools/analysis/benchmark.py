@@ -13,7 +13,9 @@ Every configuration is measured in the same run: warm-up, then
 (the fastest of ``--best-of`` back to back), then each one inference pass,
 in an order rotated every round; the table reports medians over the rounds.
 FLOPs are counted, and compared with the multiply-add formulas of
-docs/performance.md (``*_macs`` below). Writes ``benchmark.md``,
+docs/performance.md (``*_macs``, each beside its method's code in the
+package: ``mmseg_cvpt.models.costs`` holds the shared terms); the
+definitions of what is measured are there too. Writes ``benchmark.md``,
 ``benchmark.csv`` (the table), ``benchmark_raw.csv`` (every timed run) and
 ``benchmark.png`` (cost against P) to ``--out``.
 
@@ -26,34 +28,30 @@ Example (the run in docs/performance.md)::
         --device cpu --out work_dirs/benchmark
 """
 import argparse
-import os
-import platform
-import re
 import statistics
 import sys
-import time
-import weakref
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Tuple
 
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
-from torch.utils.flop_counter import (flop_registry, sdpa_backward_flop_count,
-                                      sdpa_flop_count, shape_wrapper)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from mmseg.registry import MODELS  # noqa: E402
 
-import mmseg_cvpt  # noqa: E402,F401  (registers the backbones)
-from mmseg_cvpt.models.attention import prefer_folded  # noqa: E402
+from mmseg_cvpt.models.backbones.cvpt_vit import cvpt_macs  # noqa: E402
+from mmseg_cvpt.models.backbones.vpt_vit import (  # noqa: E402
+    vpt_macs, vpt_reference_macs)
+from mmseg_cvpt.models.costs import Shape, frozen_macs, shape_of  # noqa: E402
+from mmseg_cvpt.models.guidance import proxy_guidance_macs  # noqa: E402
+from mmseg_cvpt.models.prompts import bilinear_prompts_macs  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report_files import NO_MATPLOTLIB, pyplot, write_csv  # noqa: E402
+from benchmark_report import (DEFINITIONS, machine,  # noqa: E402
+                              write_reports)
+from meters import count_flops, peak_memory, seconds  # noqa: E402
 
 VIT_B16 = dict(
     patch_size=16,
@@ -63,121 +61,6 @@ VIT_B16 = dict(
     mlp_ratio=4,
     out_indices=(2, 5, 8, 11),
     final_norm=True)
-
-
-# ---- multiply-add formulas (docs/performance.md) ---------------------------
-@dataclass(frozen=True)
-class Shape:
-    """What the multiply-add counts depend on."""
-    batch: int  # B
-    patches: int  # n
-    prompts: int  # m
-    dims: int  # D
-    heads: int  # H
-    layers: int  # L
-    mlp_ratio: int  # r
-    patch_size: int  # p
-
-    @property
-    def tokens(self) -> int:
-        """N: the class token and the patches."""
-        return self.patches + 1
-
-
-def shape_of(arch: dict, size: int, prompts: int, batch: int) -> Shape:
-    return Shape(batch, (size // arch['patch_size'])**2, prompts,
-                 arch['embed_dims'], arch['num_heads'], arch['num_layers'],
-                 arch['mlp_ratio'], arch['patch_size'])
-
-
-def block_forward(s: Shape, queries: int, keys: int) -> int:
-    """A block on one image: W_q, W_k, W_v, W_o and the MLP on its T query
-    tokens, (4 + 2 r) T D^2, and attention to S keys, 2 T S D."""
-    projections = (4 + 2 * s.mlp_ratio) * queries * s.dims**2
-    return projections + 2 * queries * keys * s.dims
-
-
-def block_backward(s: Shape, queries: int, keys: int) -> int:
-    """Its gradient to the input tokens (frozen weights: no weight
-    gradients): the same (4 + 2 r) T D^2, and SDPA's backward 5 T S D (the
-    scores recomputed, then the gradients of A, V, Q and K)."""
-    projections = (4 + 2 * s.mlp_ratio) * queries * s.dims**2
-    return projections + 5 * queries * keys * s.dims
-
-
-def embedding(s: Shape) -> int:
-    """The patch embedding, a p x p convolution: B n 3 p^2 D."""
-    return s.batch * s.patches * 3 * s.patch_size**2 * s.dims
-
-
-def sequence_macs(s: Shape, tokens: int) -> Tuple[int, int]:
-    """(train step, inference) of the blocks on ``tokens`` tokens per image,
-    the train step's backward reaching layer 1's input."""
-    blocks = s.batch * s.layers
-    infer = embedding(s) + blocks * block_forward(s, tokens, tokens)
-    return infer + blocks * block_backward(s, tokens, tokens), infer
-
-
-def frozen_macs(s: Shape) -> Tuple[int, int]:
-    return sequence_macs(s, s.tokens)
-
-
-def vpt_reference_macs(s: Shape) -> Tuple[int, int]:
-    """Every block on [cls, P, patches], N + m tokens."""
-    return sequence_macs(s, s.tokens + s.prompts)
-
-
-def vpt_macs(s: Shape) -> Tuple[int, int]:
-    """Fast VPT-deep: N queries attend to N + m keys. The prompts' keys and
-    values, 2 m D^2 a layer, once per step (cached for inference) and as
-    much again for their gradient; layer 1's W_q, W_k, W_v need no gradient
-    to their input (the embeddings need none)."""
-    num, keys, blocks = s.tokens, s.tokens + s.prompts, s.batch * s.layers
-    prompt_side = 2 * s.prompts * s.dims**2
-    infer = embedding(s) + blocks * block_forward(s, num, keys)
-    backward = (blocks * block_backward(s, num, keys)
-                - s.batch * 3 * num * s.dims**2)
-    return infer + backward + 2 * s.layers * prompt_side, infer
-
-
-def cvpt_macs(s: Shape) -> Tuple[int, int]:
-    return cvpt_step_macs(s, with_grad=True), cvpt_step_macs(s, False)
-
-
-def cvpt_step_macs(s: Shape, with_grad: bool) -> int:
-    """CVPT at position 3 with shared weights, in the form (folded or not)
-    that ``prefer_folded`` picks. Per image and layer, N tokens:
-
-    * folded: x M and A U, 2 N H m D forward, 4 N H m D backward (gradients
-      of x, M, A and U; at layer 1 x needs none); folding 4 m D^2 + m D;
-    * unfolded: W_q, W_o and attention to m keys, 2 N D^2 + 2 N m D
-      forward, 2 N D^2 + 5 N m D backward (at layer 1 W_q's input needs
-      none); the prompts' keys and values 2 m D^2.
-
-    The prompts' side is computed once per step and differentiated (as much
-    again); inference uses the cached one. Layer 1's self-attention needs
-    no gradient (its input needs none).
-    """
-    mha = SimpleNamespace(embed_dim=s.dims, num_heads=s.heads)
-    num, m, dims = s.tokens, s.prompts, s.dims
-    if prefer_folded(mha, m, with_grad):
-        forward = 2 * num * s.heads * m * dims
-        backward = 4 * num * s.heads * m * dims
-        layer1_without = num * s.heads * m * dims
-        prompt_side = 4 * m * dims**2 + m * dims
-    else:
-        forward = 2 * num * dims**2 + 2 * num * m * dims
-        backward = 2 * num * dims**2 + 5 * num * m * dims
-        layer1_without = num * dims**2
-        prompt_side = 2 * m * dims**2
-    train, infer = frozen_macs(s)
-    blocks = s.batch * s.layers
-    if not with_grad:
-        return infer + blocks * forward
-    layer1_attention = 4 * num * dims**2 + 5 * num**2 * dims
-    return (train + blocks * (forward + backward)
-            - s.batch * (layer1_attention + layer1_without)
-            + 2 * s.layers * prompt_side)
 
 
 # ---- the methods ----------------------------------------------------------
@@ -190,26 +73,22 @@ def bpt_rank(s: Shape) -> int:
     return min(BPT_RANK, s.dims)
 
 
+def davpt_proxies(s: Shape) -> int:
+    return min(DAVPT_PROXIES, s.prompts)
+
+
 def bpt_macs(s: Shape) -> Tuple[int, int]:
-    """Fast VPT-deep with bilinear prompts P_l = A_l B_l^T (rank p): the
-    product L m p D every forward, and the gradients of A and B, 2 L m p D,
-    in the train step (inference computes the product, then finds the
-    prompts' keys and values cached)."""
+    """Fast VPT-deep with bilinear prompts (inference computes the product,
+    then finds the prompts' keys and values cached)."""
     train, infer = vpt_macs(s)
-    product = s.layers * s.prompts * bpt_rank(s) * s.dims
-    return train + 3 * product, infer + product
+    product_train, product_infer = bilinear_prompts_macs(s, bpt_rank(s))
+    return train + product_train, infer + product_infer
 
 
 def davpt_macs(s: Shape) -> Tuple[int, int]:
-    """Fast VPT-deep with DA-VPT's guidance of the last layer (training
-    only): the class token's query W_q LN1(x_cls), B D^2, and its gradient,
-    B D^2; two Proxy-Anchor losses, each cosine similarities B k D and
-    their gradients to the features and the proxies, 2 B k D; the running
-    class sums, C B D."""
+    """Fast VPT-deep with DA-VPT's guidance of the last layer."""
     train, infer = vpt_macs(s)
-    proxies = min(DAVPT_PROXIES, s.prompts)
-    guidance = (2 * s.batch * s.dims**2 + 2 * 3 * s.batch * proxies * s.dims
-                + DAVPT_CLASSES * s.batch * s.dims)
+    guidance = proxy_guidance_macs(s, davpt_proxies(s), DAVPT_CLASSES)
     return train + guidance, infer
 
 
@@ -226,8 +105,8 @@ def bpt_backbone(s: Shape) -> dict:
 
 
 def davpt_backbone(s: Shape) -> dict:
-    return dict(type='VPTViT', guidance_cfg=dict(
-        type='ProxyGuidance', num_guided=min(DAVPT_PROXIES, s.prompts)))
+    return dict(type='VPTViT', addons=dict(guidance=dict(
+        type='ProxyGuidance', num_guided=davpt_proxies(s))))
 
 
 METHODS = {
@@ -242,73 +121,6 @@ METHODS = {
     'davpt': Method('DA-VPT (VPT-deep, guided)', davpt_backbone, davpt_macs),
 }
 PROMPT_METHODS = [key for key in METHODS if key != 'frozen']
-
-DEFINITIONS = """\
-Definitions
-- methods: "VPT-deep (reference form)" runs every block on the whole
-  sequence [cls, P, patches], as published; "VPT-deep" is VPTViT's default
-  (prompt_form='auto'), the same outputs with the image tokens attending to
-  the prompts as keys and values only (no prompt queries, no MLP on the
-  prompts); "CVPT" at its defaults (cross-attention after self-attention,
-  the blocks' own frozen weights); "BPT" is fast VPT-deep with BPT's
-  bilinear prompts P_l = A_l B_l^T of rank min(50, D) (calibrated),
-  "DA-VPT" fast VPT-deep with DA-VPT's guidance of the last layer
-  (min(20, P) proxies, 150 classes; its two Proxy-Anchor losses join the
-  train step's loss). In the fast form no prompt query is computed, so
-  DA-VPT's mask (prompt queries see only the patches) has nothing to act
-  on.
-- train step: forward + backward of loss = sum of the means of the 4 output
-  feature maps (layers 3, 6, 9, 12), gradients to the prompts only (the ViT
-  is frozen and in eval mode, prompt dropout 0.1 active); no optimiser step.
-- frozen ViT train step ("the floor every deep-prompt method pays"): the same
-  loss with no prompts, backward from the loss to the token embeddings that
-  enter block 1 (patch embedding + class token + position embedding, made a
-  leaf that requires grad): the gradient through all 12 frozen blocks, no
-  weight gradients. Layer-1 prompts of any deep-prompt method need exactly
-  this backward pass.
-- inference: forward in eval mode under torch.no_grad() (the cached prompt
-  keys / values of CVPT and VPT-deep in place, as in deployment).
-- time: median over the timed rounds, in ms per step of the whole batch; in
-  each round a configuration's time is the fastest of --best-of steps
-  taken back to back (a short disturbance then spoils one, not the round);
-  --clock wall (default) is elapsed time, --clock cpu the CPU time the
-  process used (user + system, all its threads), which time the hypervisor
-  gives to other machines does not inflate (with --threads 1 it is the
-  elapsed time the step takes when nothing else runs). Other programs on
-  the machine distort CPU timings, so each timed step waits (up to 15 s)
-  for a calm machine and is retaken (up to 3 times) when other processes
-  (or the hypervisor) used more than --max-others of the CPUs during it;
-  benchmark_raw.csv records that share for each kept step.
-- peak memory: the most bytes held at once by tensors that the step's ops
-  allocate (activations, saved tensors, gradients, temporaries), counted by
-  a dispatch mode: what torch.cuda.max_memory_allocated() minus the memory
-  allocated before the step reports on a GPU, the same on every device;
-  weights and inputs are not included. Measured once (deterministic).
-- GFLOPs: torch.utils.flop_counter's formulas summed over the ops run
-  (matrix products and attention; 1 multiply-add = 2 FLOPs; element-wise
-  ops not counted), per step of the whole batch; "FLOPs counted / formula"
-  compares them with the multiply-add formulas of docs/performance.md.
-- trainable: parameters with requires_grad (prompts)."""
-# The issues' targets: issue -> (size, P, metric, numerator, denominator,
-# bound, strict). Issue 5 measured VPT-deep in its reference form.
-TARGETS = {
-    5: [
-        (512, 200, 'train_ms', 'cvpt', 'vpt_reference', 0.95, False),
-        (224, 200, 'train_ms', 'cvpt', 'vpt_reference', 0.65, False),
-        (224, 10, 'train_ms', 'cvpt', 'frozen', 1.10, False),
-        (224, 10, 'infer_ms', 'cvpt', 'frozen', 1.05, False),
-        (512, 200, 'infer_ms', 'cvpt', 'frozen', 1.25, False),
-        (224, 200, 'train_peak_mib', 'cvpt', 'vpt_reference', 1.0, True),
-        (512, 200, 'train_peak_mib', 'cvpt', 'vpt_reference', 1.0, True),
-    ],
-    15: [
-        (224, 200, 'train_ms', 'vpt', 'vpt_reference', 0.60, False),
-        (224, 200, 'train_ms', 'vpt', 'cvpt', 1.0, False),
-        (512, 200, 'train_ms', 'vpt', 'vpt_reference', 0.95, False),
-        (224, 200, 'train_peak_mib', 'vpt', 'vpt_reference', 1.0, True),
-        (512, 200, 'train_peak_mib', 'vpt', 'vpt_reference', 1.0, True),
-    ],
-}
 
 
 @dataclass(frozen=True)
@@ -456,18 +268,11 @@ def build(config: Config, arch: dict) -> nn.Module:
         dims = arch['embed_dims']
         model.prompts.set_statistics(
             torch.eye(dims).repeat(arch['num_layers'], 1, 1))
-    if model.guidance is not None:  # as ClassProxyHook does, before any
-        model.guidance.initialise(DAVPT_CLASSES)  # class means exist
-        model.guidance.recluster()
+    guidance = model.addons.get('guidance')
+    if guidance is not None:  # as ClassProxyHook does, before any class
+        guidance.initialise(DAVPT_CLASSES)  # means exist
+        guidance.recluster()
     return model
-
-
-def share_frozen_weights(model: nn.Module, reference: nn.Module) -> None:
-    """Point the frozen ViT weights of ``model`` at ``reference``'s."""
-    weights = reference.state_dict()
-    for name, tensor in model.state_dict(keep_vars=True).items():
-        if model.is_pretrained_key(name):
-            tensor.data = weights[name]
 
 
 def embeddings_require_grad(model: nn.Module) -> None:
@@ -477,7 +282,7 @@ def embeddings_require_grad(model: nn.Module) -> None:
         tokens, hw_shape = output
         return tokens.detach().requires_grad_(), hw_shape
 
-    model.patch_embed.register_forward_hook(leaf)
+    model.vit.patch_embed.register_forward_hook(leaf)
 
 
 @dataclass
@@ -499,7 +304,7 @@ def build_cases(size: int, prompt_counts: List[int], device: torch.device,
         for mode in (True, False):
             torch.manual_seed(config.prompts)
             model = build(config, arch).to(device)
-            share_frozen_weights(model, reference)
+            model.share_frozen_from(reference)
             models.append(model.train(mode))
         if config.method == 'frozen':
             embeddings_require_grad(models[0])
@@ -510,167 +315,16 @@ def build_cases(size: int, prompt_counts: List[int], device: torch.device,
 def train_step(model: nn.Module, images: torch.Tensor) -> None:
     model.zero_grad(set_to_none=True)
     loss = sum(out.mean() for out in model(images))
-    if model.guidance is not None:  # DA-VPT: image i of class i
+    guidance = model.addons.get('guidance')
+    if guidance is not None:  # DA-VPT: image i of class i
         labels = torch.arange(len(images), device=images.device)
-        loss = loss + sum(model.guidance_losses(labels).values())
+        loss = loss + sum(guidance.losses(labels).values())
     loss.backward()
 
 
 def infer(model: nn.Module, images: torch.Tensor) -> None:
     with torch.no_grad():
         model(images)
-
-
-# ---- measurements -----------------------------------------------------------
-def cpu_flash_attention_flops(query, key, value, *args, out_shape=None,
-                              **kwargs) -> int:
-    return sdpa_flop_count(query, key, value)
-
-
-def cpu_flash_attention_backward_flops(grad_out, query, key, value, *args,
-                                       out_shape=None, **kwargs) -> int:
-    return sdpa_backward_flop_count(grad_out, query, key, value)
-
-
-# torch's formulas, plus the CPU attention kernel they do not know.
-FLOP_FORMULAS = {
-    **flop_registry,
-    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu:
-    shape_wrapper(cpu_flash_attention_flops),
-    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward:
-    shape_wrapper(cpu_flash_attention_backward_flops),
-}
-
-
-class FlopCounter(TorchDispatchMode):
-    """Sums FLOP_FORMULAS over every op run (forward and backward)."""
-
-    def __init__(self):
-        super().__init__()
-        self.flops = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        out = func(*args, **kwargs)
-        formula = FLOP_FORMULAS.get(func._overloadpacket)
-        if formula is not None:
-            self.flops += formula(*args, out_val=out, **kwargs)
-        return out
-
-
-def count_flops(step: Callable[[], None]) -> int:
-    with FlopCounter() as counter:
-        step()
-    return counter.flops
-
-
-class TensorMemory(TorchDispatchMode):
-    """Bytes of the tensor storages that ops create, while alive; and the peak.
-
-    A storage counts from the op that allocates it (an output sharing no
-    storage with the op's inputs: views and in-place results do not count)
-    until it is freed (storages keep their Python object for their whole
-    life, so a weakref callback sees the free).
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.live = self.peak = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        out = func(*args, **kwargs)
-        inputs = {t.untyped_storage().data_ptr()
-                  for t in tree_leaves((args, kwargs))
-                  if isinstance(t, torch.Tensor)}
-        for tensor in tree_leaves(out):
-            if isinstance(tensor, torch.Tensor):
-                storage = tensor.untyped_storage()
-                if storage.data_ptr() not in inputs and storage.nbytes():
-                    inputs.add(storage.data_ptr())
-                    self._track(storage)
-        return out
-
-    def _track(self, storage) -> None:
-        nbytes = storage.nbytes()
-        self.live += nbytes
-        self.peak = max(self.peak, self.live)
-        weakref.finalize(storage, self._free, nbytes)
-
-    def _free(self, nbytes: int) -> None:
-        self.live -= nbytes
-
-
-def peak_memory(step: Callable[[], None]) -> float:
-    """Peak MiB of tensors the step allocates (see DEFINITIONS)."""
-    with TensorMemory() as memory:
-        step()
-    return memory.peak / 2**20
-
-
-class CpuShare:
-    """Share of the machine's CPU time used by anything but this process.
-
-    From /proc/stat (all CPUs, including time stolen by the hypervisor) and
-    this process's own CPU time; None where /proc/stat is missing.
-    """
-    TICKS = os.sysconf('SC_CLK_TCK')
-
-    @staticmethod
-    def _snapshot():
-        try:
-            with open('/proc/stat') as stat:
-                ticks = [int(t) for t in stat.readline().split()[1:]]
-        except OSError:
-            return None
-        own = os.times()
-        busy = sum(ticks) - ticks[3] - ticks[4]  # minus idle and iowait
-        return sum(ticks), busy, own.user + own.system
-
-    def __enter__(self):
-        self.start = self._snapshot()
-        return self
-
-    def __exit__(self, *exc):
-        self.end = self._snapshot()
-
-    @property
-    def others(self) -> Optional[float]:
-        if self.start is None or self.end is None:
-            return None
-        total, busy, own = (b - a for a, b in zip(self.start, self.end))
-        return max(0., busy / self.TICKS - own) / max(total / self.TICKS,
-                                                       1e-9)
-
-
-def wait_for_quiet(threshold: float, patience: float = 15.) -> None:
-    """Wait (at most ``patience`` s) for other processes to calm down."""
-    deadline = time.monotonic() + patience
-    while time.monotonic() < deadline:
-        with CpuShare() as share:
-            time.sleep(0.25)
-        if share.others is None or share.others < threshold:
-            return
-
-
-def seconds(step: Callable[[], None], device: torch.device, clock: str,
-            threshold: float, attempts: int = 3) -> Tuple[float, float]:
-    """Time of the step by ``clock``, retaken while other processes used
-    more than ``threshold`` of the CPUs; returns (seconds, their share)."""
-    read_clock = time.process_time if clock == 'cpu' else time.perf_counter
-    for _ in range(attempts):
-        wait_for_quiet(threshold)
-        with CpuShare() as share:
-            if device.type == 'cuda':
-                torch.cuda.synchronize(device)
-            start = read_clock()
-            step()
-            if device.type == 'cuda':
-                torch.cuda.synchronize(device)
-            elapsed = read_clock() - start
-        if share.others is None or share.others < threshold:
-            break
-    return elapsed, share.others or 0.
 
 
 def untimed_costs(case: Case, images: torch.Tensor) -> dict:
@@ -748,136 +402,6 @@ def measure_size(size: int, prompt_counts: List[int], args,
     return list(rows.values())
 
 
-# ---- reports ----------------------------------------------------------------
-COLUMNS = [  # (key, header, format)
-    ('size', 'size', '{}'),
-    ('method', 'method', '{}'),
-    ('prompts', 'P', '{}'),
-    ('trainable', 'trainable params', '{:,}'),
-    ('train_gflops', 'train GFLOPs', '{:.1f}'),
-    ('infer_gflops', 'inference GFLOPs', '{:.1f}'),
-    ('train_ms', 'train step ms', '{:.0f}'),
-    ('train_vs_floor', 'train / floor', '{:.3f}'),
-    ('infer_ms', 'inference ms', '{:.0f}'),
-    ('infer_vs_frozen', 'inference / frozen', '{:.3f}'),
-    ('train_peak_mib', 'train peak MiB', '{:.0f}'),
-    ('infer_peak_mib', 'inference peak MiB', '{:.0f}'),
-]
-
-
-def markdown_table(rows: List[dict]) -> str:
-    lines = ['| ' + ' | '.join(h for _, h, _ in COLUMNS) + ' |',
-             '|' + '---|' * len(COLUMNS)]
-    for row in rows:
-        lines.append('| ' + ' | '.join(fmt.format(row[key])
-                                        for key, _, fmt in COLUMNS) + ' |')
-    return '\n'.join(lines)
-
-
-def paired_ratio(raw: List[dict], numerator: Tuple, denominator: Tuple,
-                 step: str) -> Optional[float]:
-    """Median over rounds of the ratio of two steps timed in the same round."""
-    per_round: Dict[Tuple, Dict[int, float]] = {numerator: {}, denominator: {}}
-    for run in raw:
-        key = (run['size'], run['method'], run['prompts'])
-        if key in per_round and run['step'] == step:
-            per_round[key][run['round']] = run['ms']
-    rounds = per_round[numerator].keys() & per_round[denominator].keys()
-    if not rounds:
-        return None
-    return statistics.median(per_round[numerator][r] /
-                             per_round[denominator][r] for r in rounds)
-
-
-def check_targets(rows: List[dict], raw: List[dict], issue: int) -> List[str]:
-    """The issue's targets that this run measured: ratio of the medians
-    (the target's measure) and, as a check on noise, the median of the
-    ratios within each round."""
-    by_key = {(r['size'], r['method'], r['prompts']): r for r in rows}
-    lines = []
-    for size, prompts, metric, num, den, bound, strict in TARGETS[issue]:
-        num_label, den_label = METHODS[num].label, METHODS[den].label
-        num_key = (size, num_label, prompts)
-        den_key = (size, den_label, 0 if den == 'frozen' else prompts)
-        if num_key not in by_key or den_key not in by_key:
-            continue
-        ratio = by_key[num_key][metric] / by_key[den_key][metric]
-        holds = ratio < bound if strict else ratio <= bound
-        floor = ' (floor)' if (den, metric) == ('frozen', 'train_ms') else ''
-        line = (f'- {size}x{size}, P={prompts}: {num_label} {metric} / '
-                f'{den_label}{floor} = '
-                f'{ratio:.3f} (target {"<" if strict else "<="} {bound}): '
-                f'{"holds" if holds else "FAILS"}')
-        if metric.endswith('_ms'):
-            paired = paired_ratio(raw, num_key, den_key, metric[:-3])
-            line += f'; per-round paired ratio {paired:.3f}'
-        lines.append(line)
-    return lines
-
-
-def formula_agreement(rows: List[dict]) -> str:
-    """Counted FLOPs against the multiply-add formulas, row by row."""
-    lines = ['FLOPs counted / formula (docs/performance.md):', '',
-             '| size | method | P | train | inference |',
-             '|---|---|---|---|---|']
-    for row in rows:
-        lines.append(
-            f"| {row['size']} | {row['method']} | {row['prompts']} | "
-            f"{row['train_gflops'] / row['train_gflops_formula']:.4f} | "
-            f"{row['infer_gflops'] / row['infer_gflops_formula']:.4f} |")
-    return '\n'.join(lines)
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open('/proc/cpuinfo') as info:
-            cpu = re.search(r'model name\s*:\s*(.*)', info.read())[1]
-    except (OSError, TypeError):
-        pass
-    return (f'{cpu}, {os.cpu_count()} logical CPUs, torch '
-            f'{torch.__version__} with {torch.get_num_threads()} threads, '
-            f'python {platform.python_version()}')
-
-
-def plot(rows: List[dict], path: Path) -> Optional[str]:
-    """Cost against P, one row of panels per size; None, or why there is
-    no plot."""
-    plt = pyplot()
-    if plt is None:
-        return NO_MATPLOTLIB
-    frozen_label = METHODS['frozen'].label
-    labels = [method.label for key, method in METHODS.items()
-              if key != 'frozen' and any(r['method'] == method.label
-                                         for r in rows)]
-    panels = [('train_ms', 'train step (ms)'), ('infer_ms', 'inference (ms)'),
-              ('train_peak_mib', 'train peak memory (MiB)'),
-              ('train_gflops', 'train GFLOPs')]
-    sizes = sorted({r['size'] for r in rows})
-    fig, axes = plt.subplots(len(sizes), len(panels),
-                             figsize=(4 * len(panels), 3.2 * len(sizes)),
-                             squeeze=False)
-    for ax_row, size in zip(axes, sizes):
-        frozen = next(r for r in rows if r['size'] == size
-                      and r['method'] == frozen_label)
-        for ax, (key, title) in zip(ax_row, panels):
-            for label in labels:
-                points = [frozen] + [r for r in rows if r['size'] == size
-                                     and r['method'] == label]
-                ax.plot([r['prompts'] for r in points],
-                        [r[key] for r in points], marker='o', label=label)
-            ax.axhline(frozen[key], color='gray', linestyle='--',
-                       label='frozen ViT (P=0)')
-            ax.set_title(f'{size}x{size}: {title}', fontsize=10)
-            ax.set_xlabel('prompts P')
-            ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return None
-
-
 def main(argv=None) -> None:
     args = parse_args(argv)
     if args.threads:
@@ -891,25 +415,10 @@ def main(argv=None) -> None:
         print(f'{size}x{size}, P in {prompt_counts}:', flush=True)
         rows += measure_size(size, prompt_counts, args, raw)
     command = 'python ' + ' '.join([sys.argv[0]] + sys.argv[1:])
-    table = markdown_table(rows)
-    targets = [
-        f'Targets of issue {issue}:\n'
-        + ('\n'.join(check_targets(rows, raw, issue)) or '(none measured)')
-        for issue in TARGETS
-    ]
-    note = plot(rows, args.out / 'benchmark.png')
-    report = '\n\n'.join([
-        f'Command: `{command}`',
-        f'Machine: {machine()}; batch {args.batch}, device {args.device}, '
-        f'{args.clock} clock',
-        table,
-        *targets,
-        formula_agreement(rows),
-        DEFINITIONS,
-    ] + ([note] if note else []))
-    (args.out / 'benchmark.md').write_text(report + '\n')
-    write_csv(args.out / 'benchmark.csv', rows)
-    write_csv(args.out / 'benchmark_raw.csv', raw)
+    report, note = write_reports(
+        args.out, command, f'batch {args.batch}, device {args.device}, '
+        f'{args.clock} clock', rows, raw, METHODS['frozen'].label,
+        [METHODS[key].label for key in PROMPT_METHODS])
     print('\n' + report)
     print(f'\nWrote {args.out}/benchmark.md, benchmark.csv, '
           f'benchmark_raw.csv' + ('' if note else ', benchmark.png'))

@@ -33,7 +33,8 @@ from typing import Dict, List
 import torch
 from torch import Tensor
 
-from mmseg_cvpt.models.prompt_statistics import prompt_query_vectors
+from mmseg_cvpt.models.prompt_statistics import (calibrate_prompts,
+                                                 prompt_query_vectors)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from prompt_attention import (METHODS, add_model_arguments,  # noqa: E402
@@ -80,11 +81,10 @@ def measure(backbone: str, args, images: Tensor, state) -> List[Dict]:
     """One row per prompted layer, with the pooled standardised values."""
     model = build(backbone, 1, args, state,
                   prompt_cfg=dict(type='WhitenedPrompts', eps=args.eps))
+    statistics, _ = calibrate_prompts(model, [images])
     with torch.no_grad():
         vectors = [z.double() for _, z in prompt_query_vectors(model, images)]
-        statistics = torch.stack([z.mT @ z / z.shape[0] for z in vectors])
-        model.prompts.set_statistics(statistics)
-        whitening = model.prompts.whitening.double()
+    whitening = model.prompts.whitening.double()
     eigenvalues = torch.linalg.eigvalsh(statistics)
     rows = []
     for layer, z in enumerate(vectors):

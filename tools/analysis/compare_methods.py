@@ -18,14 +18,19 @@ prompts and heads), the median train time per iteration, the peak memory
 (CPU: the training process's peak resident set; GPU: the runner's logged
 peak of allocated memory) and the checkpoint's size.
 
-A run's results go to ``OUT/runs/NAME/result.json``, written atomically: a
-run whose result exists is skipped, so the command can be started again
-after an interruption (an interrupted run resumes from its last
-checkpoint). A failed run is reported in the table with its log, and tried
-again the next time. Runs go ``--jobs`` at a time in parallel processes,
-the CPU threads shared out between them. Writes ``OUT/comparison.md``,
-``comparison.csv`` (one row per run) and ``comparison.png`` (accuracy
-against P per method, and against trainable parameters).
+A run's key is everything that changes its result: method, P, seed, the
+method config (path and content, its bases included), the options
+(``--iters`` and ``--cfg-options``) and whether ``--aug-test`` runs. Its
+results go to ``OUT/runs/NAME_KEY/result.json`` (``settings.json`` beside
+it), written atomically: a run whose result exists is skipped, so the
+command can be started again after an interruption (an interrupted run
+resumes from its last checkpoint), and a run with changed settings is a new
+run in its own folder. A failed run is reported in the table with its log,
+and tried again the next time. Runs go ``--jobs`` at a time in parallel
+processes, the CPU threads shared out between them. Writes
+``OUT/comparison.md``, ``comparison.csv`` (one row per run) and
+``comparison.png`` (accuracy against P per method, and against trainable
+parameters).
 
 Example (the run in the README: 18 runs, about 11 minutes on 2 cores)::
 
@@ -36,7 +41,9 @@ Example (the run in the README: 18 runs, about 11 minutes on 2 cores)::
 The exit status is 1 when a run failed (the reports are written anyway).
 """
 import argparse
+import functools
 import glob
+import hashlib
 import json
 import os
 import os.path as osp
@@ -45,14 +52,19 @@ import statistics
 import subprocess
 import sys
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
+from mmseg_cvpt.engine import load_config
 from mmseg_cvpt.engine.checkpoint import write_atomic
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from report_files import NO_MATPLOTLIB, pyplot, write_csv  # noqa: E402
+
+# mmengine re-imports the deprecated pkg_resources for every `pkg::` base
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEFAULT_CONFIG = 'configs/cvpt/upernet_vittiny_ade20k_demo.py'
@@ -101,6 +113,28 @@ def method_config(config: str, method: str) -> str:
     return path
 
 
+@functools.lru_cache(maxsize=None)
+def config_digest(config: str) -> str:
+    """SHA-256 of the config's content, its bases resolved."""
+    text = json.dumps(load_config(config).to_dict(), sort_keys=True,
+                      default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def settings_of(run: Run, config: str, args) -> dict:
+    """Everything that changes the result of ``run``: its key."""
+    return dict(method=run.method, prompts=run.prompts, seed=run.seed,
+                config=osp.relpath(config, REPO),
+                config_sha256=config_digest(config),
+                cfg_options=args.cfg_options, aug_test=not args.no_aug_test)
+
+
+def run_folder(run: Run, settings: dict, out: str) -> str:
+    """``OUT/runs/NAME_KEY``: one folder per run and settings."""
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    return osp.join(out, 'runs', f'{run.name}_{key.hexdigest()[:10]}')
+
+
 def runs_of(methods: List[str], prompts: List[int],
             seeds: List[int]) -> List[Run]:
     return [
@@ -140,14 +174,12 @@ def metric_of(lines: List[dict], key: str) -> Optional[float]:
     return float(values[-1]) if values else None
 
 
-def train_and_evaluate(run: Run, config: str, args) -> dict:
-    """Train one run (resuming), evaluate it; its result."""
-    work = osp.join(args.out, 'runs', run.name)
+def train_and_evaluate(run: Run, config: str, work: str, args) -> dict:
+    """Train one run (resuming) in ``work``, evaluate it; its result."""
     train_dir = osp.join(work, 'train')
     options = [f'randomness.seed={run.seed}'] + args.cfg_options
     if run.method != 'head_only':
         options.append(f'model.backbone.num_prompts={run.prompts}')
-    os.makedirs(work, exist_ok=True)
     train = [sys.executable, 'tools/train.py', config, '--work-dir',
              train_dir]
     if osp.isfile(osp.join(train_dir, 'last_checkpoint')):
@@ -191,14 +223,19 @@ def train_and_evaluate(run: Run, config: str, args) -> dict:
 def run_one(run: Run, args) -> dict:
     """A run's result: read back if it exists, else trained (a failure is
     a result with ``error``, not saved: the next start tries again)."""
-    path = osp.join(args.out, 'runs', run.name, 'result.json')
+    config = method_config(args.config, run.method)
+    settings = settings_of(run, config, args)
+    work = run_folder(run, settings, args.out)
+    path = osp.join(work, 'result.json')
     if osp.isfile(path):
         with open(path) as file:
             return dict(json.load(file), status='skipped (done before)')
     start = time.monotonic()
     try:
-        result = train_and_evaluate(run, method_config(args.config,
-                                                       run.method), args)
+        os.makedirs(work, exist_ok=True)
+        write_atomic(json.dumps(settings, indent=1).encode(),
+                     osp.join(work, 'settings.json'))
+        result = train_and_evaluate(run, config, work, args)
     except (RuntimeError, OSError, ValueError) as error:
         print(f'{run.name}: FAILED: {error}', flush=True)
         return dict(method=METHODS[run.method][1], prompts=run.prompts,
@@ -296,6 +333,22 @@ def plot(results: List[dict], path: str) -> Optional[str]:
 
 
 # ---- command line ----------------------------------------------------------
+def folder_problem(path: str) -> Optional[str]:
+    """Why ``path`` cannot be the output folder (made if missing), or
+    None."""
+    if osp.exists(path) and not osp.isdir(path):
+        return 'is a file, not a folder: name a folder for the runs and ' \
+            'the reports'
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as error:
+        return f'cannot be created ({error.strerror}): name a folder you ' \
+            'can write to'
+    if not os.access(path, os.W_OK | os.X_OK):
+        return 'is not writable: name a folder you can write to'
+    return None
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split('\n\n')[0],
@@ -333,11 +386,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error('--prompts must be at least 1 (head-only is the '
                      'method without prompts)')
     args.config = osp.abspath(args.config)
-    try:
-        for method in args.methods:
-            method_config(args.config, method)
-    except FileNotFoundError as error:
-        parser.error(str(error))
+    for method in args.methods:
+        try:
+            config_digest(method_config(args.config, method))
+        except FileNotFoundError as error:
+            parser.error(str(error))
+        except Exception as error:  # whatever stops the config loading
+            parser.error(f'the {method} config does not load: {error!r}')
     if args.iters:
         args.cfg_options += [
             f'train_cfg.max_iters={args.iters}',
@@ -346,6 +401,9 @@ def parse_args(argv=None) -> argparse.Namespace:
             f'default_hooks.logger.interval={min(args.iters, 50)}'
         ]
     args.out = osp.abspath(args.out)
+    problem = folder_problem(args.out)
+    if problem:
+        parser.error(f'--out {args.out}: {problem}')
     args.threads = max(1, (os.cpu_count() or 1) // args.jobs)
     return args
 
@@ -365,7 +423,9 @@ def main(argv=None) -> int:
         [osp.relpath(osp.abspath(sys.argv[0]), REPO)] + sys.argv[1:])
     note = plot(results, osp.join(args.out, 'comparison.png'))
     report = '\n\n'.join([
-        f'Command: `{command}`',
+        f'Command: `{command}` (a result reused from before has the same '
+        'settings: method, P, seed, config content, options; see '
+        'runs/*/settings.json)',
         f'{len(runs)} runs ({len(failed)} failed), '
         f'{time.monotonic() - start:.0f} s; accuracy: {metric_name(results)}'
         ' (single-scale; multi-scale with --aug-test)',

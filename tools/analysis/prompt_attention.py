@@ -41,6 +41,8 @@ import mmseg_cvpt  # noqa: E402,F401  (registers the backbones)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report_files import NO_MATPLOTLIB, pyplot  # noqa: E402
+from mmseg_cvpt.models.attention import (prompt_keys_values,  # noqa: E402
+                                         queries_of, split_heads)
 from mmseg_cvpt.models.backbones import EXTRA_STATE_KEY  # noqa: E402
 
 METHODS = {'VPTViT': 'VPT-deep', 'CVPTViT': 'CVPT'}
@@ -163,11 +165,9 @@ def prompt_share(mha: nn.MultiheadAttention, tokens: Tensor,
                  num_prefix: int, num_patches: int) -> float:
     """Mean over heads and image-token queries of the mass on prompt keys."""
     num_prompts = tokens.shape[1] - num_prefix - num_patches
-    dims, heads = mha.embed_dim, mha.num_heads
-    qkv = nn.functional.linear(tokens, mha.in_proj_weight, mha.in_proj_bias)
-    q, k, _ = qkv.unflatten(-1, (3, heads, dims // heads)).permute(
-        2, 0, 3, 1, 4)
-    probs = (q @ k.transpose(-1, -2) / math.sqrt(dims // heads)).softmax(-1)
+    q = split_heads(queries_of(mha, tokens), mha.num_heads)
+    k, _ = prompt_keys_values(mha, tokens)
+    probs = (q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])).softmax(-1)
     prompt_keys = slice(num_prefix, num_prefix + num_prompts)
     is_image = torch.ones(tokens.shape[1], dtype=torch.bool)
     is_image[prompt_keys] = False

@@ -37,7 +37,8 @@ import torch
 from mmengine.config import DictAction
 from mmengine.runner.checkpoint import _load_checkpoint_to_model
 
-from mmseg_cvpt.apis import MultiTaskModel, build_model, export_task
+from mmseg_cvpt.apis import (MultiTaskModel, build_model, export_task,
+                             model_meta)
 from mmseg_cvpt.apis.task_package import (build_from_checkpoint, save_file,
                                           write_base)
 from mmseg_cvpt.engine import load_config
@@ -85,7 +86,7 @@ def checkpoint_sizes(config: str, options: dict, work_dir: str) -> dict:
     for kind, weights in (('full', state),
                           ('tuned_only', tuned_state_dict(model, state))):
         save_file(
-            dict(meta=dict(cfg=cfg.pretty_text), state_dict=weights,
+            dict(meta=model_meta(cfg, model), state_dict=weights,
                  optimizer=optimizer.state_dict()), paths[kind])
     export_task(paths['tuned_only'], paths['task_package'])
     export_task(paths['task_package'], paths['full_export'], full=True)
@@ -138,7 +139,7 @@ def make_tasks(config: str, options: dict, tasks: list,
         backbone.init_cfg = dict(type='Pretrained', checkpoint=base)
         model.init_weights()
         full = osp.join(work_dir, f'{task}_full.pth')
-        save_file(dict(meta=dict(cfg=cfg.pretty_text),
+        save_file(dict(meta=model_meta(cfg, model),
                        state_dict=model.state_dict()), full)
         export_task(full, osp.join(work_dir, f'{task}_task.pth'))
         made[task] = full

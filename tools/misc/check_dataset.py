@@ -6,6 +6,9 @@ classes, ``ignore_index``) with mmseg's own loading transforms, and reports
 * missing or empty folders, images without annotations and the reverse,
 * files that cannot be read,
 * images whose annotation has another size,
+* label maps with several channels (e.g. RGB colour-coded maps: mmseg
+  reads a label map's pixels as class indices; palette 'P' maps are read as
+  their indices, which is right), with their PIL mode,
 * label values outside [0, num_classes) other than the ignore index (the
   files and the values), and a model whose ``num_classes`` differs from the
   data set's classes,
@@ -23,6 +26,7 @@ import warnings
 from collections import defaultdict
 
 import numpy as np
+from PIL import Image
 from mmcv.transforms import LoadImageFromFile
 from mmengine.config import DictAction
 from mmengine.registry import init_default_scope
@@ -63,6 +67,7 @@ class Report:
         self.problems = []
         self.unreadable = []
         self.size_mismatch = []
+        self.multi_channel = []
         self.bad_labels = defaultdict(list)  # value -> files
         self.pixels = np.zeros(len(classes), dtype=np.int64)
         self.ignored = 0
@@ -77,10 +82,16 @@ class Report:
                                    f'{info["seg_map_path"]}: {error!r}')
             return
         label = results['gt_seg_map']
-        if label.shape != results['img'].shape[:2]:
+        if label.shape[:2] != results['img'].shape[:2]:
             self.size_mismatch.append(
                 f'{info["seg_map_path"]} {label.shape[0]}x{label.shape[1]}, '
                 f'image {results["img"].shape[0]}x{results["img"].shape[1]}')
+        if label.ndim > 2:  # its values are no class indices: not counted
+            with Image.open(info['seg_map_path']) as image:
+                self.multi_channel.append(
+                    f'{info["seg_map_path"]}: {label.shape[2]} channels '
+                    f'(PIL mode {image.mode!r})')
+            return
         values, counts = np.unique(label, return_counts=True)
         for value, count in zip(values.tolist(), counts.tolist()):
             if value == ignore_index:
@@ -95,7 +106,13 @@ class Report:
         for files, what in ((self.unreadable, 'unreadable files'),
                             (self.size_mismatch,
                              'annotations whose size differs from the '
-                             'image')):
+                             'image'),
+                            (self.multi_channel,
+                             'label maps with several channels (mmseg reads '
+                             'one channel of class indices: save them as '
+                             "single-channel PNGs of class indices, PIL mode "
+                             "'L' or 'P'; map the colours of colour-coded "
+                             'maps to their class indices first)')):
             if files:
                 self.problems.append(f'{len(files)} {what}:\n' +
                                      _lines(files))

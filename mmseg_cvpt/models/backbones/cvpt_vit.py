@@ -1,5 +1,6 @@
 """CVPT: prompts enter through cross-attention (Cross Visual Prompt Tuning,
 ICCV 2025, arXiv 2408.14961)."""
+from types import SimpleNamespace
 from typing import Callable, List, Optional, Tuple
 
 from mmseg.registry import MODELS
@@ -8,6 +9,7 @@ from torch import Tensor, nn
 from ..attention import (cross_attention, fold_prompts,
                          folded_cross_attention, prefer_folded,
                          prompt_keys_values)
+from ..costs import Shape, frozen_macs
 from ..families import Block, Tokens
 from ..prompt_cache import grad_reaches, tensors_of
 from .prompted_vit import PromptedVisionTransformer
@@ -108,6 +110,13 @@ class CVPTViT(PromptedVisionTransformer):
         self.cross_attns = self._build_cross_attentions()
         self.vit_weights_loaded()
 
+    def structure(self) -> dict:
+        """Where CA sits and whether it has weights of its own ('copy' and
+        'random' differ only in their initialisation)."""
+        own = 'shared' if self.ca_weights == 'shared' else 'own'
+        return dict(super().structure(), ca_position=self.ca_position,
+                    ca_weights=own)
+
     def _build_cross_attentions(self) -> Optional[nn.ModuleList]:
         if self.ca_weights == 'shared' or self.num_prompts == 0:
             return None
@@ -179,3 +188,45 @@ class CVPTViT(PromptedVisionTransformer):
         keys, values = operands
         return lambda x, residual: cross_attention(mha, x, keys, values,
                                                    residual)
+
+
+# ---- cost (docs/performance.md) -------------------------------------------
+def cvpt_macs(s: Shape) -> Tuple[int, int]:
+    """(train step, inference) multiply-adds of CVPT (``cvpt_step_macs``)."""
+    return cvpt_step_macs(s, with_grad=True), cvpt_step_macs(s, False)
+
+
+def cvpt_step_macs(s: Shape, with_grad: bool) -> int:
+    """CVPT at position 3 with shared weights, in the form (folded or not)
+    that ``prefer_folded`` picks. Per image and layer, N tokens:
+
+    * folded: x M and A U, 2 N H m D forward, 4 N H m D backward (gradients
+      of x, M, A and U; at layer 1 x needs none); folding 4 m D^2 + m D;
+    * unfolded: W_q, W_o and attention to m keys, 2 N D^2 + 2 N m D
+      forward, 2 N D^2 + 5 N m D backward (at layer 1 W_q's input needs
+      none); the prompts' keys and values 2 m D^2.
+
+    The prompts' side is computed once per step and differentiated (as much
+    again); inference uses the cached one. Layer 1's self-attention needs
+    no gradient (its input needs none).
+    """
+    mha = SimpleNamespace(embed_dim=s.dims, num_heads=s.heads)
+    num, m, dims = s.tokens, s.prompts, s.dims
+    if prefer_folded(mha, m, with_grad):
+        forward = 2 * num * s.heads * m * dims
+        backward = 4 * num * s.heads * m * dims
+        layer1_without = num * s.heads * m * dims
+        prompt_side = 4 * m * dims**2 + m * dims
+    else:
+        forward = 2 * num * dims**2 + 2 * num * m * dims
+        backward = 2 * num * dims**2 + 5 * num * m * dims
+        layer1_without = num * dims**2
+        prompt_side = 2 * m * dims**2
+    train, infer = frozen_macs(s)
+    blocks = s.batch * s.layers
+    if not with_grad:
+        return infer + blocks * forward
+    layer1_attention = 4 * num * dims**2 + 5 * num**2 * dims
+    return (train + blocks * (forward + backward)
+            - s.batch * (layer1_attention + layer1_without)
+            + 2 * s.layers * prompt_side)

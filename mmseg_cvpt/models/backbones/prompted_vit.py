@@ -221,6 +221,21 @@ class PromptedVisionTransformer(BaseModule):
             self.add_module(name, built[name])
         return built
 
+    # ---- identity -------------------------------------------------------
+    def structure(self) -> dict:
+        """The arguments that decide how the tensors are used, beyond their
+        shapes: part of the model's identity that checkpoints record
+        (``engine.loading.model_identity``). A method adds its own; ways to
+        compute the same outputs (VPT's ``prompt_form``) and initialisations
+        are not structure."""
+        return dict(
+            vit=type(self.vit).__name__,
+            num_prompts=self.num_prompts,
+            prompt_depth=self.prompt_depth,
+            prompts=type(self.prompts).__name__ if self.prompts else None,
+            addons={name: type(addon).__name__
+                    for name, addon in self.addons.items()})
+
     # ---- freezing -------------------------------------------------------
     def is_frozen(self, key: str) -> bool:
         """ViT tensors are frozen unless ``also_train`` names them."""
@@ -301,9 +316,11 @@ class PromptedVisionTransformer(BaseModule):
                    prefix: Optional[str] = None) -> Optional[str]:
         return self.frozen.adopt(path, prefix)
 
-    def share_frozen_from(self, other: 'PromptedVisionTransformer') -> None:
-        """Use ``other``'s frozen tensors (the same objects)."""
-        self.frozen.share_from(other.frozen)
+    def share_frozen_from(self, other: 'PromptedVisionTransformer',
+                          keys: Optional[List[str]] = None) -> None:
+        """Use ``other``'s frozen tensors (or those of ``keys``): the same
+        objects."""
+        self.frozen.share_from(other.frozen, keys)
 
     def get_extra_state(self) -> Tensor:
         return self.frozen.extra_state()

@@ -8,6 +8,8 @@ from torch import Tensor, nn
 from torch.nn.modules.dropout import _DropoutNd
 
 from ..attention import packed_keys_values, self_attention_with_prompts
+from ..costs import (Shape, block_backward, block_forward, embedding,
+                     sequence_macs)
 from ..families import Block, Tokens
 from .prompted_vit import PromptedVisionTransformer
 
@@ -136,3 +138,24 @@ class VPTViT(PromptedVisionTransformer):
                               tokens: Tokens) -> Tuple[Tensor, Tokens]:
         """The prompts are keys of the self-attention, queried by LN1(x)."""
         return block.norm1(tokens.x), tokens.replace_x(block(tokens.x))
+
+
+# ---- cost (docs/performance.md) -------------------------------------------
+def vpt_reference_macs(s: Shape) -> Tuple[int, int]:
+    """(train step, inference) multiply-adds of VPT-deep's reference form:
+    every block on [cls, P, patches], N + m tokens."""
+    return sequence_macs(s, s.tokens + s.prompts)
+
+
+def vpt_macs(s: Shape) -> Tuple[int, int]:
+    """(train step, inference) of fast VPT-deep: N queries attend to N + m
+    keys. The prompts' keys and values, 2 m D^2 a layer, once per step
+    (cached for inference) and as much again for their gradient; layer 1's
+    W_q, W_k, W_v need no gradient to their input (the embeddings need
+    none)."""
+    num, keys, blocks = s.tokens, s.tokens + s.prompts, s.batch * s.layers
+    prompt_side = 2 * s.prompts * s.dims**2
+    infer = embedding(s) + blocks * block_forward(s, num, keys)
+    backward = (blocks * block_backward(s, num, keys)
+                - s.batch * 3 * num * s.dims**2)
+    return infer + backward + 2 * s.layers * prompt_side, infer
