@@ -27,6 +27,7 @@ from torch import nn
 
 from ..engine import load_config
 from ..engine.checkpoint import write_atomic
+from ..engine.checkpoint_files import SAFETENSORS_SUFFIX, safetensors_bytes
 from ..models import backbone_of, tuned_state_dict
 from ..models.backbones.frozen_base import (EXTRA_STATE_KEY, available,
                                             decode_record, local_path)
@@ -37,10 +38,15 @@ PACKAGE_VERSION = 1
 
 
 def save_file(obj: dict, path: str) -> None:
-    """``torch.save`` to ``path``, atomically."""
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    write_atomic(buffer.getvalue(), path)
+    """``torch.save`` to ``path``, or a safetensors file (tensors, meta as
+    JSON, CRC-32s) when it ends in ``.safetensors``; atomically."""
+    if str(path).endswith(SAFETENSORS_SUFFIX):
+        data = safetensors_bytes(obj)
+    else:
+        buffer = io.BytesIO()
+        torch.save(obj, buffer)
+        data = buffer.getvalue()
+    write_atomic(data, path)
 
 
 def checkpoint_config(checkpoint: dict, path: str,
