@@ -112,7 +112,7 @@ def _tensors_in(path: str,
                   for info in infos}
     try:
         checkpoint = torch.load(path, map_location='cpu')
-    except Exception:  # noqa: BLE001  (only to name tensors; the entry is)
+    except Exception:  # whatever torch raises: the entries are named
         return {}
     found, seen = defaultdict(list), {}
     for name, tensor in _named_tensors(checkpoint):
@@ -203,23 +203,30 @@ def safetensors_bytes(checkpoint: dict) -> bytes:
                                       CRC_KEY: json.dumps(crcs)}))
 
 
-def _check_safetensors(path: str, tensors: dict, metadata: dict) -> None:
-    """Compare the tensors and the meta with the recorded CRC-32s."""
+def _recorded_crcs(path: str, metadata: dict) -> Tuple[int, dict]:
+    """The CRC-32 of the meta and those of the tensors (name -> CRC-32)
+    that our safetensors header records."""
     try:
         crcs = json.loads(metadata[CRC_KEY])
-        recorded = crcs['tensors']
-        damaged = [META_KEY] if crcs['meta'] != zlib.crc32(
-            metadata.get(META_KEY, '').encode()) else []
+        return crcs['meta'], dict(crcs['tensors'])
     except (ValueError, KeyError, TypeError) as error:
         raise CheckpointFileError(f'{path} is damaged: its record of CRC-32s '
                                   f'({CRC_KEY}) is unreadable. {_AGAIN}'
                                   ) from error
-    damaged += [
-        key + ('' if key in tensors else ' (missing)')
-        for key in sorted(recorded) if key not in tensors
-        or recorded[key] != tensor_crc32(tensors[key])
-    ] + [f'{key} (not recorded)' for key in sorted(set(tensors) - set(
-        recorded))]
+
+
+def _check_safetensors(path: str, tensors: dict, metadata: dict) -> None:
+    """Compare the tensors and the meta with the recorded CRC-32s."""
+    meta_crc, recorded = _recorded_crcs(path, metadata)
+    damaged = [] if meta_crc == zlib.crc32(
+        metadata.get(META_KEY, '').encode()) else [f'{META_KEY} (the meta)']
+    for key in sorted(set(recorded) | set(tensors)):
+        if key not in tensors:
+            damaged.append(f'{key} (missing)')
+        elif key not in recorded:
+            damaged.append(f'{key} (not recorded)')
+        elif recorded[key] != tensor_crc32(tensors[key]):
+            damaged.append(key)
     if damaged:
         raise CheckpointFileError(
             f'{path} is damaged: {len(damaged)} tensors differ from the '
@@ -237,6 +244,8 @@ def load_safetensors(path: str, map_location=None) -> dict:
         if CRC_KEY in metadata:
             _check_safetensors(path, tensors, metadata)
         meta = json.loads(metadata.get(META_KEY, '{}'))
+        if not isinstance(meta, dict):
+            raise ValueError(f'its {META_KEY} is not a JSON object')
     except (SafetensorError, ValueError) as error:
         raise CheckpointFileError(
             f'{path}: not a readable safetensors file ({error}). {_AGAIN}'
