@@ -19,15 +19,19 @@ import torch
 from mmengine.config import DictAction
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner, load_checkpoint
+from mmengine.runner.checkpoint import _load_checkpoint
 
 from mmseg_cvpt.apis import (MultiTaskModel, build_model, export_task,
                              model_meta)
-from mmseg_cvpt.engine import load_config
+from mmseg_cvpt.apis.task_package import save_file
+from mmseg_cvpt.engine import (CheckpointFileError, find_resume_checkpoint,
+                               load_config)
 from mmseg_cvpt.engine.config_data import config_from_data
 from mmseg_cvpt.models import backbone_of, tuned_state_dict
 from mmseg_cvpt.models.backbones import FrozenBaseError
 from test_classification import CONFIGS as CLS_CONFIGS
 from test_classification import tiny_options
+from test_reliability import log_lines
 from test_segmentation_workflow import tiny_vit
 from tiny_runs import (DEMO_CFG, REPO, VPT_CFG, data_options, run,
                        run_unchecked, tool, write_config)
@@ -111,7 +115,8 @@ def train_demo(root, work_dir, max_iters, base, resume=False,
                config=DEMO_CFG):
     """The demo config (or ``config``) with ``base`` as its pretrained ViT
     (None: random frozen weights), through the Runner; checkpoints every 2
-    iterations."""
+    iterations. ``resume``: True (the work dir's ``last_checkpoint``) or a
+    path."""
     cfg = load_config(
         config,
         as_options(data_options(root) + [
@@ -120,7 +125,8 @@ def train_demo(root, work_dir, max_iters, base, resume=False,
         ]), str(work_dir))
     cfg.model.backbone.init_cfg = base and dict(
         type='Pretrained', checkpoint=base)
-    cfg.resume = resume
+    cfg.resume = bool(resume)
+    cfg.load_from = resume if isinstance(resume, str) else None
     runner = Runner.from_cfg(cfg)
     runner.train()
     return runner
@@ -262,19 +268,24 @@ def predictions(folder):
     return {osp.basename(f): open(f, 'rb').read() for f in files}
 
 
+def our_test_tool(seg_run, demo_root, tmp_path, monkeypatch, checkpoint,
+                  out, *extra):
+    """Our tools/test.py on ``checkpoint``; its predictions."""
+    argv = [seg_run['config'], checkpoint, '--work-dir', str(tmp_path),
+            '--out', str(tmp_path / out), *extra, '--cfg-options',
+            *data_options(demo_root)]
+    monkeypatch.setattr(sys, 'argv', ['test.py', *argv])
+    load_tool('test.py').main()
+    return predictions(tmp_path / out)
+
+
 def test_test_tools(seg_run, seg_base, demo_root, tmp_path, monkeypatch):
     """mmseg's own tools/test.py on the tuned-only checkpoint predicts what
     ours does on the full one; without the base mmseg's tool fails naming
     it, and ours takes the moved base with --base-checkpoint."""
-    ours = load_tool('test.py')
-
     def test_ours(checkpoint, out, *extra):
-        argv = [seg_run['config'], checkpoint, '--work-dir', str(tmp_path),
-                '--out', str(tmp_path / out), *extra, '--cfg-options',
-                *data_options(demo_root)]
-        monkeypatch.setattr(sys, 'argv', ['test.py', *argv])
-        ours.main()
-        return predictions(tmp_path / out)
+        return our_test_tool(seg_run, demo_root, tmp_path, monkeypatch,
+                             checkpoint, out, *extra)
 
     expected = test_ours(seg_run['full'], 'full')
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
@@ -360,6 +371,151 @@ def test_export_without_a_base_writes_one(tmp_path):
     expected['backbone._extra_state'] = \
         loaded.state_dict()['backbone._extra_state']
     assert_same_state(loaded.state_dict(), expected)
+
+
+# ---- integrity of every load; safetensors packages --------------------------
+HEAD_KEY = 'decode_head.conv_seg.weight'
+
+
+def flip_bytes(path, tensor, out):
+    """A copy of ``path`` at ``out`` with 256 bytes of ``tensor``'s data
+    flipped: the zip (or safetensors header) still opens."""
+    data = bytearray(open(path, 'rb').read())
+    start = data.find(tensor.numpy().tobytes())
+    assert start > 0
+    data[start:start + 256] = bytes(b ^ 0xFF for b in data[start:start + 256])
+    open(out, 'wb').write(bytes(data))
+    return out
+
+
+@pytest.fixture(scope='module')
+def packages(seg_run, tmp_path_factory):
+    """The run's task package as ``.pth`` and ``.safetensors``, and a copy
+    of each with 256 bytes of the head's weights flipped."""
+    root = tmp_path_factory.mktemp('packages')
+    head = state_of(seg_run['full'])[HEAD_KEY]
+    made = {}
+    for suffix in ('.pth', '.safetensors'):
+        made[suffix] = str(root / f'task{suffix}')
+        export_task(seg_run['full'], made[suffix])
+        made['damaged' + suffix] = flip_bytes(made[suffix], head,
+                                              str(root / f'damaged{suffix}'))
+    return made
+
+
+DAMAGE = {'.pth': r'1 zip entries fail their CRC-32 check: \S+/data/\d+ '
+          rf'\(state_dict/{HEAD_KEY}\)',
+          '.safetensors': rf'1 tensors differ from the CRC-32 .*: {HEAD_KEY}'}
+
+
+@pytest.mark.parametrize('suffix', ['.pth', '.safetensors'])
+@pytest.mark.parametrize('client', ['tools/test.py', 'export_task',
+                                    'MultiTaskModel', 'load_checkpoint',
+                                    'init_model'])
+def test_damaged_package_is_refused(seg_run, packages, demo_root, tmp_path,
+                                    monkeypatch, client, suffix):
+    damaged = packages['damaged' + suffix]
+    with pytest.raises(CheckpointFileError,
+                       match=f'{damaged} is damaged: {DAMAGE[suffix]}'):
+        if client == 'tools/test.py':
+            our_test_tool(seg_run, demo_root, tmp_path, monkeypatch, damaged,
+                          'out')
+        elif client == 'export_task':
+            export_task(damaged, str(tmp_path / 'out.pth'))
+        elif client == 'MultiTaskModel':
+            MultiTaskModel(dict(task=damaged))
+        else:
+            seg_client(client, seg_run['cfg'], damaged)
+
+
+def test_resume_passes_over_a_damaged_checkpoint(seg_run, demo_root,
+                                                 seg_base, tmp_path):
+    """iter_4.pth of a run damaged: mmengine's resume from it is an error
+    naming the entry; find_resume_checkpoint (tools/train.py --resume)
+    warns and takes iter_2.pth, and the run ends where the intact one did."""
+    work_dir = tmp_path / 'work'
+    shutil.copytree(seg_run['work_dir'], work_dir)
+    newest = str(work_dir / 'iter_4.pth')
+    (work_dir / 'last_checkpoint').write_text(newest)
+    prompts = state_of(newest)['backbone.prompts.tokens']
+    flip_bytes(newest, prompts, newest)
+    with pytest.raises(CheckpointFileError, match=rf'{newest} is damaged: 1 '
+                       r'zip entries .*\(state_dict/backbone.prompts.tokens'):
+        train_demo(demo_root, work_dir, 4, seg_base, resume=True)
+    logged = log_lines(find_resume_checkpoint, str(work_dir))
+    assert any(f'names {newest}, which is missing or truncated: resuming '
+               f'from the newest intact checkpoint, {work_dir / "iter_2.pth"}'
+               in line for line in logged)
+    train_demo(demo_root, work_dir, 4, seg_base,
+               resume=find_resume_checkpoint(str(work_dir)))
+    assert_same_state(state_of(newest), state_of(seg_run['tuned']))
+
+
+def as_json(obj):
+    return json.loads(json.dumps(obj))
+
+
+@pytest.mark.parametrize('client', [c for c in SEG_CLIENTS
+                                    if c != 'load_state_dict'])
+def test_safetensors_package_equals_the_pth_one(seg_run, packages, client):
+    """The same model, class names (the package's meta) and predictions.
+    (torch 2.14's own torch.load reads a .safetensors path as a plain state
+    dict, without meta and unchecked.)"""
+    from mmseg.apis import inference_model
+    reference = seg_client(client, seg_run['cfg'], packages['.pth'])
+    model = seg_client(client, seg_run['cfg'], packages['.safetensors'])
+    assert_same_state(model.state_dict(), reference.state_dict())
+    assert as_json(getattr(model, 'dataset_meta', None)) == as_json(
+        getattr(reference, 'dataset_meta', None))
+    got = inference_model(model, SEG_IMAGE).seg_logits.data
+    expected = inference_model(reference, SEG_IMAGE).seg_logits.data
+    assert (got - expected).abs().max() == 0
+
+
+def test_safetensors_package_in_our_tools(seg_run, packages, demo_root,
+                                          tmp_path, monkeypatch):
+    """No pickle in the file: tensors plus meta as JSON in the header;
+    tools/test.py, MultiTaskModel and export_task (back to .pth, and
+    --full to .safetensors) give what the .pth package gives."""
+    from safetensors import safe_open
+    with safe_open(packages['.safetensors'], 'pt') as file:
+        header = json.loads(file.metadata()['mmseg_cvpt.meta'])
+    pth = torch.load(packages['.pth'])
+    assert header == as_json(pth['meta'])
+    assert our_test_tool(seg_run, demo_root, tmp_path, monkeypatch,
+                         packages['.safetensors'], 'st') == our_test_tool(
+                             seg_run, demo_root, tmp_path, monkeypatch,
+                             packages['.pth'], 'pth')
+    data = dict(inputs=list(
+        torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)))
+    got, expected = (MultiTaskModel(dict(task=packages[suffix])).predict(data)
+                     for suffix in ('.safetensors', '.pth'))
+    for a, b in zip(got, expected):
+        assert torch.equal(a.seg_logits.data, b.seg_logits.data)
+    export_task(packages['.safetensors'], str(tmp_path / 'task.pth'))
+    assert_same_state(state_of(tmp_path / 'task.pth'), pth['state_dict'])
+    full = str(tmp_path / 'full.safetensors')
+    export_task(packages['.safetensors'], full, full=True)
+    assert_same_state(_load_checkpoint(full)['state_dict'],
+                      state_of(seg_run['full']))
+
+
+def test_checkpoint_files_name_their_problem(tmp_path):
+    """A truncated zip is named; a meta that JSON cannot hold is refused
+    for safetensors; the legacy torch format loads as before."""
+    checkpoint = dict(meta=dict(step=1), state_dict=dict(w=torch.ones(3)))
+    torch.save(checkpoint, tmp_path / 'whole.pth')
+    truncated = tmp_path / 'truncated.pth'
+    truncated.write_bytes((tmp_path / 'whole.pth').read_bytes()[:200])
+    with pytest.raises(CheckpointFileError, match=f'{truncated} is truncated'):
+        _load_checkpoint(str(truncated))
+    with pytest.raises(ValueError, match='meta is not JSON .*write a .pth'):
+        save_file(dict(checkpoint, meta=dict(step={1, 2})),
+                  str(tmp_path / 'set.safetensors'))
+    torch.save(checkpoint, tmp_path / 'legacy.pth',
+               _use_new_zipfile_serialization=False)
+    assert _load_checkpoint(str(tmp_path / 'legacy.pth'))['meta'] == \
+        checkpoint['meta']
 
 
 # ---- classification ---------------------------------------------------------

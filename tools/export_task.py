@@ -12,6 +12,8 @@ Examples::
 
     python tools/export_task.py work_dirs/cvpt/iter_160000.pth --out ade.pth
     python tools/export_task.py ade.pth --full --out ade_full.pth
+    # safetensors: no pickle, meta as JSON in the header (by the suffix)
+    python tools/export_task.py ade.pth --out ade.safetensors
     # a checkpoint whose frozen weights come from no file (the demo): write
     # them once as the base checkpoint
     python tools/export_task.py work_dirs/demo/iter_300.pth --out demo.pth \
@@ -34,7 +36,11 @@ def parse_args():
         'checkpoint',
         help='a checkpoint of ours: runner checkpoint (full or tuned-only), '
         'task package or plain state dict')
-    parser.add_argument('--out', required=True, help='the file to write')
+    parser.add_argument(
+        '--out',
+        required=True,
+        help='the file to write; a safetensors file if it ends in '
+        '.safetensors, else torch.save')
     parser.add_argument(
         '--full',
         action='store_true',

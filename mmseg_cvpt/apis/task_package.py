@@ -29,6 +29,7 @@ from torch import nn
 
 from ..engine import load_config
 from ..engine.checkpoint import write_atomic
+from ..engine.checkpoint_files import SAFETENSORS_SUFFIX, safetensors_bytes
 from ..engine.config_data import (CONFIG_DATA_KEY, config_from_data,
                                   config_to_data)
 from ..engine.loading import (IDENTITY_KEY, check_model_identity,
@@ -43,10 +44,15 @@ PACKAGE_VERSION = 1
 
 
 def save_file(obj: dict, path: str) -> None:
-    """``torch.save`` to ``path``, atomically."""
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    write_atomic(buffer.getvalue(), path)
+    """``torch.save`` to ``path``, or a safetensors file (tensors, meta as
+    JSON, CRC-32s) when it ends in ``.safetensors``; atomically."""
+    if str(path).endswith(SAFETENSORS_SUFFIX):
+        data = safetensors_bytes(obj)
+    else:
+        buffer = io.BytesIO()
+        torch.save(obj, buffer)
+        data = buffer.getvalue()
+    write_atomic(data, path)
 
 
 def checkpoint_config(checkpoint: dict, path: str,

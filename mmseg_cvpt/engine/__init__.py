@@ -5,6 +5,9 @@ Importing this package
 * allow-lists the classes of an mmengine runner checkpoint for torch's
   ``weights_only`` loader (torch >= 2.6), so that ``--resume`` works,
 * registers the ``atomic_local`` file backend used to write checkpoints,
+* makes mmengine read local checkpoint files through
+  :func:`~.checkpoint_files.load_from_local`, which checks them (zip
+  CRC-32s, the CRC-32s of our safetensors files) and reads safetensors,
 * registers :class:`PromptCalibrationHook` (BPT), :class:`ClassProxyHook`
   (DA-VPT) and :class:`TunedCheckpointHook` (checkpoints of what was tuned)
   in mmengine's root registry (found from every scope),
@@ -23,6 +26,7 @@ to resume from.
 from .calibration import PromptCalibrationHook
 from .checkpoint import (AtomicLocalBackend, allow_runner_checkpoint_globals,
                          find_resume_checkpoint, remove_stale_temporaries)
+from .checkpoint_files import CheckpointFileError, register_local_loader
 from .config import add_run_arguments, load_config
 from .dist import PeerLostError, report_lost_peers, setup_cpu_distributed
 from .hooks import AtomicCheckpointHook, CheckpointCheckHook, RNGStateHook
@@ -36,9 +40,11 @@ from .task_checkpoint import TunedCheckpointHook
 from .tta import ViewCountingSegTTAModel
 
 allow_runner_checkpoint_globals()
+register_local_loader()
 
 __all__ = [
     'AtomicLocalBackend', 'allow_runner_checkpoint_globals',
+    'CheckpointFileError', 'register_local_loader',
     'find_resume_checkpoint', 'remove_stale_temporaries',
     'add_run_arguments', 'load_config', 'PeerLostError', 'report_lost_peers',
     'setup_cpu_distributed', 'AtomicCheckpointHook', 'CheckpointCheckHook',

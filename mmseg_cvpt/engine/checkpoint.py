@@ -19,6 +19,11 @@ A run killed while writing leaves the temporary file behind;
 :func:`remove_stale_temporaries` removes such files, and
 :func:`find_resume_checkpoint` finds what to resume from even when
 ``last_checkpoint`` is missing, empty or names a file that is gone.
+
+Every read of a local checkpoint file checks it (the zip's CRC-32s, see
+:mod:`.checkpoint_files`): a damaged checkpoint is an error naming its
+damaged entries and tensors, never loaded as it is; ``--resume`` passes
+over it (:func:`is_intact`) to the newest intact one, with a warning.
 """
 import glob
 import io
@@ -37,6 +42,8 @@ import numpy as np
 import torch
 from mmengine.fileio import LocalBackend, register_backend
 from mmengine.logging import HistoryBuffer, print_log
+
+from .checkpoint_files import CheckpointFileError, check_zip
 
 
 def _numpy_globals():
@@ -182,12 +189,19 @@ _CHECKPOINT = re.compile(r'^(?:iter|epoch)_(\d+)\.pth$')
 
 
 def is_intact(path: str) -> bool:
-    """Whether ``path`` is a complete checkpoint file.
+    """Whether ``path`` is a complete, undamaged checkpoint file.
 
     ``torch.save`` writes a zip archive, whose directory is at its end: a
-    truncated file has none.
+    truncated file has none; a damaged entry fails its CRC-32
+    (:func:`~.checkpoint_files.check_zip`, as every load checks).
     """
-    return osp.isfile(path) and zipfile.is_zipfile(path)
+    if not (osp.isfile(path) and zipfile.is_zipfile(path)):
+        return False
+    try:
+        check_zip(path)
+    except CheckpointFileError:
+        return False
+    return True
 
 
 def _numbered_checkpoints(work_dir: str) -> List[str]:
