@@ -267,6 +267,22 @@ def test_resume_falls_back_when_last_checkpoint_is_empty(
     assert_same_weights(interrupted.straight, work_dir)
 
 
+def test_resume_in_a_copied_work_dir_uses_its_own_checkpoint(
+        interrupted, demo_root, tmp_path):
+    """The copy's last_checkpoint names the original folder's iter_4.pth:
+    --resume warns and continues from the copy's own iter_4.pth."""
+    work_dir, train = resume(interrupted, demo_root, tmp_path / 'work')
+    out = train()
+    assert (f'{work_dir / "last_checkpoint"} names '
+            f'{interrupted.killed / "iter_4.pth"}, outside {work_dir} (a '
+            'copied work dir? To continue from that file: --resume '
+            '--cfg-options load_from=PATH): resuming from the newest intact '
+            f'checkpoint, {work_dir / "iter_4.pth"}') in out, out[-3000:]
+    assert f'Load checkpoint from {work_dir / "iter_4.pth"}' in out
+    assert 'resumed epoch: 0, iter: 4' in out
+    assert_same_weights(interrupted.straight, work_dir)
+
+
 def test_last_checkpoint_is_replaced_not_rewritten(interrupted):
     """The straight run wrote last_checkpoint at iterations 4 and 8; the
     link taken after iteration 4 still holds the old file's content."""
@@ -313,6 +329,14 @@ def test_find_resume_checkpoint(tmp_path):
     assert find_resume_checkpoint(str(tmp_path)) == str(tmp_path /
                                                         'iter_2.pth')
     assert find_resume_checkpoint(str(tmp_path / 'none')) is None
+    copy = tmp_path / 'copy'  # last_checkpoint names the original's file
+    shutil.copytree(tmp_path, copy, ignore=shutil.ignore_patterns('copy'))
+    assert log_lines(find_resume_checkpoint, str(copy)) == [
+        f'{copy / "last_checkpoint"} names {tmp_path / "iter_2.pth"}, '
+        f'outside {copy} (a copied work dir? To continue from that file: '
+        '--resume --cfg-options load_from=PATH): resuming from the newest '
+        f'intact checkpoint, {copy / "iter_4.pth"}.'
+    ]
 
 
 def test_remove_stale_temporaries_keeps_other_files(tmp_path):

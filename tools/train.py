@@ -6,8 +6,9 @@ read (so that ``mmseg_cvpt::`` bases resolve and our modules are registered),
 or pretrained weights stop the run before it starts, all of them named at
 once, ``--resume`` falls back to the newest intact checkpoint when
 ``last_checkpoint`` is missing, empty or dangling, temporary files of
-interrupted checkpoint writes are removed, and a distributed peer that stops
-responding ends the run with an error that says so.
+interrupted checkpoint writes are removed, a distributed peer that stops
+responding ends the run with an error that says so, and a second training in
+a work dir that a live one holds (``work_dir/.train.lock``) is refused.
 
 Example::
 
@@ -27,7 +28,7 @@ from mmseg.registry import RUNNERS
 from mmseg_cvpt.engine import (add_run_arguments, check_train_inputs,
                                find_resume_checkpoint, load_config,
                                remove_stale_temporaries, report_lost_peers,
-                               setup_cpu_distributed)
+                               start_distributed, train_lock)
 
 # mmengine re-imports the deprecated pkg_resources for every `pkg::` base
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
@@ -72,11 +73,16 @@ def main():
             cfg.optim_wrapper.loss_scale = 'dynamic'
 
     check_train_inputs(cfg)
-    cfg.resume = args.resume
+    start_distributed(cfg)
+    with train_lock(cfg.work_dir):
+        train(cfg, args.resume)
+
+
+def train(cfg, resume):
+    """Build the runner and train; the work dir is ours."""
+    cfg.resume = resume
     if cfg.resume and cfg.get('load_from') is None:
         resume_from(cfg)
-    setup_cpu_distributed(cfg)
-
     if 'runner_type' not in cfg:
         runner = Runner.from_cfg(cfg)
     else:

@@ -111,7 +111,9 @@ default_hooks = dict(
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False),
     # checkpoints hold only the prompts and the head (docs/task_packages.md)
-    tuned_checkpoint=dict(type='TunedCheckpointHook', tuned_only=True))
+    tuned_checkpoint=dict(type='TunedCheckpointHook', tuned_only=True),
+    # a non-finite loss or gradient is never applied and stops the run
+    non_finite=dict(type='NonFiniteCheckHook', max_skips=0))
 custom_hooks = [
     dict(type='TaskResultsHook'),
     # load_from checkpoints of another architecture are an error

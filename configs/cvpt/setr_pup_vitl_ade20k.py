@@ -36,7 +36,8 @@ optim_wrapper = dict(constructor='TrainableOptimWrapperConstructor')
 # distributed peers
 default_hooks = dict(
     checkpoint=dict(type='AtomicCheckpointHook'),
-    tuned_checkpoint=dict(type='TunedCheckpointHook', tuned_only=True))
+    tuned_checkpoint=dict(type='TunedCheckpointHook', tuned_only=True),
+    non_finite=dict(type='NonFiniteCheckHook', max_skips=0))
 custom_hooks = [dict(type='RNGStateHook'), dict(type='CheckpointCheckHook')]
 randomness = dict(seed=0)
 env_cfg = dict(dist_cfg=dict(timeout=1800))

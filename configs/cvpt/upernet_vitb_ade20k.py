@@ -79,7 +79,10 @@ default_hooks = dict(
     # checkpoints hold only what was tuned; the frozen ViT is read back from
     # the pretrained checkpoint (off: default_hooks.tuned_checkpoint.
     # tuned_only=False; see docs/task_packages.md)
-    tuned_checkpoint=dict(type='TunedCheckpointHook', tuned_only=True))
+    tuned_checkpoint=dict(type='TunedCheckpointHook', tuned_only=True),
+    # a non-finite loss or gradient is never applied and stops the run (or
+    # skips up to max_skips steps first)
+    non_finite=dict(type='NonFiniteCheckHook', max_skips=0))
 custom_hooks = [
     # RNG states in checkpoints, validation kept off the training random
     # streams: --resume continues exactly

@@ -9,8 +9,9 @@ Importing this package
   :func:`~.checkpoint_files.load_from_local`, which checks them (zip
   CRC-32s, the CRC-32s of our safetensors files) and reads safetensors,
 * registers :class:`PromptCalibrationHook` (BPT), :class:`ClassProxyHook`
-  (DA-VPT) and :class:`TunedCheckpointHook` (checkpoints of what was tuned)
-  in mmengine's root registry (found from every scope),
+  (DA-VPT), :class:`TunedCheckpointHook` (checkpoints of what was tuned)
+  and :class:`NonFiniteCheckHook` (non-finite steps are never applied and
+  stop the run) in mmengine's root registry (found from every scope),
   :class:`RNGStateHook` (exact resumption, validation kept off the training
   random streams), :class:`CheckpointCheckHook` (checkpoints that do not fit
   the model are an error), :class:`AtomicCheckpointHook` (atomic
@@ -21,20 +22,23 @@ Importing this package
 
 Its functions serve the tools: reading configs, CPU distributed runs and
 lost peers, the pre-flight check of training inputs, finding the checkpoint
-to resume from.
+to resume from, one training per work dir (:func:`train_lock`).
 """
 from .calibration import PromptCalibrationHook
 from .checkpoint import (AtomicLocalBackend, allow_runner_checkpoint_globals,
                          find_resume_checkpoint, remove_stale_temporaries)
 from .checkpoint_files import CheckpointFileError, register_local_loader
 from .config import add_run_arguments, load_config
-from .dist import PeerLostError, report_lost_peers, setup_cpu_distributed
+from .dist import (PeerLostError, report_lost_peers, setup_cpu_distributed,
+                   start_distributed)
 from .hooks import AtomicCheckpointHook, CheckpointCheckHook, RNGStateHook
 from .loading import check_loaded_state
+from .non_finite import NonFiniteCheckHook, NonFiniteTrainingError
 from .optimizers import TrainableOptimWrapperConstructor
 from .preflight import check_train_inputs
 from .proxy_mapping import ClassProxyHook
 from .results_hook import TaskResultsHook
+from .run_lock import WorkDirBusyError, train_lock, work_dir_lock
 from .rng import preserved_rng_states
 from .task_checkpoint import TunedCheckpointHook
 from .tta import ViewCountingSegTTAModel
@@ -50,5 +54,7 @@ __all__ = [
     'setup_cpu_distributed', 'AtomicCheckpointHook', 'CheckpointCheckHook',
     'RNGStateHook', 'check_loaded_state', 'TrainableOptimWrapperConstructor',
     'check_train_inputs', 'TaskResultsHook', 'ViewCountingSegTTAModel',
-    'PromptCalibrationHook', 'ClassProxyHook', 'preserved_rng_states', 'TunedCheckpointHook'
+    'PromptCalibrationHook', 'ClassProxyHook', 'preserved_rng_states', 'TunedCheckpointHook',
+    'NonFiniteCheckHook', 'NonFiniteTrainingError', 'start_distributed',
+    'WorkDirBusyError', 'train_lock', 'work_dir_lock'
 ]

@@ -217,22 +217,28 @@ def _numbered_checkpoints(work_dir: str) -> List[str]:
 def find_resume_checkpoint(work_dir: str) -> Optional[str]:
     """The checkpoint ``--resume`` continues from.
 
-    The one ``work_dir/last_checkpoint`` names when it is intact; otherwise
-    (the file is missing, empty, names a file that is gone or truncated) the
-    intact ``iter_N.pth`` / ``epoch_N.pth`` of ``work_dir`` with the largest
-    N, with a warning that names it. None if there is none.
+    The one ``work_dir/last_checkpoint`` names when it is intact and in
+    ``work_dir``; otherwise (the file is missing, empty, names a file that
+    is gone or truncated, or one outside ``work_dir``, as in a copied work
+    dir) the intact ``iter_N.pth`` / ``epoch_N.pth`` of ``work_dir`` with the
+    largest N, with a warning that names it. None if there is none.
     """
     last_file = osp.join(work_dir, 'last_checkpoint')
     named = ''
     if osp.isfile(last_file):
         with open(last_file) as f:
             named = f.read().strip()
-    if named and is_intact(named):
+    inside = named and osp.dirname(osp.realpath(named)) == osp.realpath(
+        work_dir)
+    if inside and is_intact(named):
         return named
     intact = [p for p in _numbered_checkpoints(work_dir) if is_intact(p)]
     if not intact:
         return None
-    why = (f'names {named}, which is missing or truncated' if named else
+    why = (f'names {named}, outside {work_dir} (a copied work dir? To '
+           'continue from that file: --resume --cfg-options load_from=PATH)'
+           if named and not inside else
+           f'names {named}, which is missing, truncated or damaged' if named else
            'is empty' if osp.isfile(last_file) else 'does not exist')
     print_log(
         f'{last_file} {why}: resuming from the newest intact checkpoint, '

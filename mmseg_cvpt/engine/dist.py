@@ -8,6 +8,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as torch_dist
 from mmengine.config import Config
+from mmengine.dist import init_dist, is_distributed
 from mmengine.logging import print_log
 
 from .config import iter_dicts
@@ -65,6 +66,16 @@ def setup_cpu_distributed(cfg: Config) -> None:
         f'(rank {torch_dist.get_rank()} of {torch_dist.get_world_size()}); '
         'SyncBN layers use per-process BN.',
         logger='current')
+
+
+def start_distributed(cfg: Config) -> None:
+    """Create the process group of a distributed run now, before the
+    Runner (which finds it and goes on), so that the ranks can agree on
+    things before it is built (the work dir's lock); on CPU through
+    :func:`setup_cpu_distributed`. A no-op with ``launcher='none'``."""
+    setup_cpu_distributed(cfg)
+    if cfg.get('launcher', 'none') != 'none' and not is_distributed():
+        init_dist(cfg.launcher, **cfg.get('env_cfg', {}).get('dist_cfg', {}))
 
 
 # what gloo (and torch's stores) say when a peer does not answer in time
