@@ -19,7 +19,7 @@ from mmseg_cvpt.models.backbones.frozen_base import (decode_record,
                                                      fingerprint)
 from test_pretrained_demo import SHIPPED
 from test_task_packages import (  # noqa: F401 (fixtures)
-    assert_same_state, base_moved, no_base_override, seg_base, seg_run,
+    assert_same_state, base_moved, seg_base, seg_run,
     state_of, train_demo)
 from tiny_runs import data_options, run, tool
 

@@ -95,9 +95,8 @@ def test_calibration_is_a_token_weighted_mean():
     a, b = images(3, seed=2), images(5, seed=3)
     statistics, count = calibrate_prompts(model, [a, b])
     assert count == 8 * 17  # 4 x 4 patches + the class token
-    torch.testing.assert_close(statistics,
-                               prompt_query_statistics(model, 
-                                   torch.cat((a, b))))
+    torch.testing.assert_close(
+        statistics, prompt_query_statistics(model, torch.cat((a, b))))
     assert model.prompts.is_calibrated
 
 

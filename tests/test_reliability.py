@@ -164,8 +164,7 @@ WITH_HOOK = '''
 _base_ = [{base!r}]
 custom_imports = dict(imports=['mmseg_cvpt', 'test_hooks'],
                       allow_failed_imports=False)
-custom_hooks = [dict(type='RNGStateHook'), dict(type='CheckpointCheckHook'),
-                dict(type='AtIterationHook', at={at}, action={action!r})]
+custom_hooks = [dict(type='AtIterationHook', at={at}, action={action!r})]
 '''
 
 

@@ -110,13 +110,9 @@ def report_tta(runner):
 
 def check_checkpoint_strictly(cfg):
     """Make the config's checkpoint check demand every weight."""
-    hooks = [
-        hook for hook in cfg.get('custom_hooks', [])
-        if not str(hook.get('type')).endswith('CheckpointCheckHook')
-    ]
-    cfg.custom_hooks = hooks + [
-        dict(type='mmseg.CheckpointCheckHook', allow_new=False)
-    ]
+    cfg.default_hooks = dict(
+        cfg.get('default_hooks') or {},
+        checkpoint_check=dict(type='CheckpointCheckHook', allow_new=False))
 
 
 def main():

@@ -106,19 +106,20 @@ default_hooks = dict(
     param_scheduler=dict(type='ParamSchedulerHook'),
     # atomic checkpoints and last_checkpoint
     checkpoint=dict(
-        type='mmseg.AtomicCheckpointHook', interval=10, max_keep_ckpts=1,
+        type='AtomicCheckpointHook', interval=10, max_keep_ckpts=1,
         save_best='accuracy/top1', rule='greater'),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False),
     # checkpoints hold only the prompts and the head (docs/task_packages.md)
     tuned_checkpoint=dict(type='TunedCheckpointHook', tuned_only=True),
     # a non-finite loss or gradient is never applied and stops the run
-    non_finite=dict(type='NonFiniteCheckHook', max_skips=0))
-custom_hooks = [
-    dict(type='TaskResultsHook'),
-    # load_from checkpoints of another architecture are an error
-    dict(type='mmseg.CheckpointCheckHook'),
-]
+    non_finite=dict(type='NonFiniteCheckHook', max_skips=0),
+    # per-task results for tools/vtab_fgvc.py's table
+    task_results=dict(type='TaskResultsHook'),
+    # load_from checkpoints of another architecture or method are an error
+    checkpoint_check=dict(type='CheckpointCheckHook'))
+# a method's own hooks (BPT's calibration, DA-VPT's proxies) go here
+custom_hooks = []
 env_cfg = dict(
     cudnn_benchmark=False,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),

@@ -1,6 +1,5 @@
 # Head-only baseline on ADE20K: the frozen ViT-B/16 without prompts, only
-# the UperNet heads train. Everything else as the CVPT and VPT configs
-# (../cvpt/upernet_vitb_ade20k.py), so the three are comparable.
-_base_ = ['../vpt/upernet_vitb_ade20k.py']
-
-model = dict(backbone=dict(num_prompts=0))
+# the UperNet heads train; the shared setting as it is
+# (../_base_/upernet_vitb_ade20k.py), so it compares with the CVPT and VPT
+# configs.
+_base_ = ['../_base_/upernet_vitb_ade20k.py']

@@ -1,7 +1,5 @@
-# The embedded demo (../cvpt/upernet_vittiny_ade20k_demo.py: the pretrained
+# The embedded demo (../_base_/upernet_vittiny_ade20k_demo.py: the pretrained
 # 4-layer ViT of width 64, synthetic ADE20K-layout scenes, 300 iterations on
 # a CPU) head-only: the frozen ViT without prompts, only the heads train.
 #   python tools/train.py configs/baseline/upernet_vittiny_ade20k_demo.py
-_base_ = ['../vpt/upernet_vittiny_ade20k_demo.py']
-
-model = dict(backbone=dict(num_prompts=0))
+_base_ = ['../_base_/upernet_vittiny_ade20k_demo.py']

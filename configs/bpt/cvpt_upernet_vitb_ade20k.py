@@ -11,8 +11,4 @@ model = dict(
     backbone=dict(
         prompt_cfg=dict(type='BilinearPrompts', rank=50, init='xavier')))
 
-custom_hooks = [
-    dict(type='RNGStateHook'),
-    dict(type='CheckpointCheckHook'),
-    dict(type='PromptCalibrationHook', num_images=256),
-]
+custom_hooks = [dict(type='PromptCalibrationHook', num_images=256)]

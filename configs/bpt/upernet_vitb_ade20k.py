@@ -15,8 +15,4 @@ model = dict(
         prompt_cfg=dict(
             _delete_=True, type='BilinearPrompts', rank=50, init='uniform')))
 
-custom_hooks = [
-    dict(type='RNGStateHook'),
-    dict(type='CheckpointCheckHook'),
-    dict(type='PromptCalibrationHook', num_images=256),
-]
+custom_hooks = [dict(type='PromptCalibrationHook', num_images=256)]

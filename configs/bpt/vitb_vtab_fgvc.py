@@ -16,7 +16,5 @@ model = dict(
                             init='uniform'))))
 optim_wrapper = dict(optimizer=dict(lr=5e-3, weight_decay=0.1))
 custom_hooks = [
-    dict(type='TaskResultsHook'),
-    dict(type='mmseg.CheckpointCheckHook'),
-    dict(type='PromptCalibrationHook', num_images=256, batch_size=32),
+    dict(type='PromptCalibrationHook', num_images=256, batch_size=32)
 ]

@@ -1,44 +1,11 @@
-# CVPT in the papers' own ADE20K protocol (VPT, CVPT, DA-VPT): SETR-PUP with
-# a frozen ViT-L/16 (features of blocks 9, 14, 19, 23; 3 auxiliary heads),
-# SGD lr 1e-3 with heads at 10x, 160k iterations, 8 GPUs x 2 images, slide
-# inference; 200 prompts per layer. mmseg's
-# setr_vit-l_pup_8xb2-160k_ade20k-512x512.py with the prompted backbone.
-# Reported (ViT-L, P=200, mIoU single / multi-scale): CVPT 45.66 / 47.92,
-# VPT-deep 42.11 / 44.06.
-
-# ---------------------------------------------------------------------------
-# Pretrained backbone: ViT-L/16 ImageNet-21k converted to mmseg's key layout
-# by tools/model_converters/vit2mmseg.py (see docs/pretrained.md). Edit this
-# line or pass --cfg-options model.backbone.init_cfg.checkpoint=PATH.
-pretrained = 'pretrain/vit_large_patch16_224_in21k_mmseg.pth'
-# ---------------------------------------------------------------------------
-
-_base_ = ['mmseg::setr/setr_vit-l_pup_8xb2-160k_ade20k-512x512.py']
-default_scope = 'mmseg'
-custom_imports = dict(imports=['mmseg_cvpt'], allow_failed_imports=False)
+# CVPT in the papers' own ADE20K protocol (../_base_/setr_pup_vitl_ade20k.py:
+# SETR-PUP with a frozen ViT-L/16, SGD, 160k iterations, 8x2 images, slide
+# inference; its `pretrained` variable names the checkpoint): 200
+# cross-attention prompts per layer. Reported (ViT-L, P=200, mIoU single /
+# multi-scale): 45.66 / 47.92.
+_base_ = ['../_base_/setr_pup_vitl_ade20k.py']
 
 model = dict(
     backbone=dict(
-        type='CVPTViT',
-        # timm / JAX ViT weights have a bias in the patch projection
-        patch_bias=True,
-        num_prompts=200,
-        prompt_depth='deep',
-        prompt_dropout=0.1,
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained)))
-
-# mmseg's SGD (momentum 0.9, no weight decay, lr 1e-3, heads x10) over the
-# trainable parameters only
-optim_wrapper = dict(constructor='TrainableOptimWrapperConstructor')
-
-# as in upernet_vitb_ade20k.py: atomic checkpoints holding only what was
-# tuned, exact --resume, strict checkpoint loading, a bounded wait for
-# distributed peers
-default_hooks = dict(
-    checkpoint=dict(type='AtomicCheckpointHook'),
-    tuned_checkpoint=dict(type='TunedCheckpointHook', tuned_only=True),
-    non_finite=dict(type='NonFiniteCheckHook', max_skips=0))
-custom_hooks = [dict(type='RNGStateHook'), dict(type='CheckpointCheckHook')]
-randomness = dict(seed=0)
-env_cfg = dict(dist_cfg=dict(timeout=1800))
-tta_model = dict(type='ViewCountingSegTTAModel')
+        type='CVPTViT', num_prompts=200, prompt_depth='deep',
+        prompt_dropout=0.1))

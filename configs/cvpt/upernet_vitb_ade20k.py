@@ -1,100 +1,16 @@
 # CVPT on ADE20K: UperNet + frozen ViT-B/16 (ImageNet-21k) with 200
 # cross-attention prompts per layer; only the prompts and the heads train.
-# Layout of mmseg's vit_vit-b16_mln_upernet_8xb2-160k_ade20k-512x512.py:
-# MultiLevelNeck (scales 4, 2, 1, 0.5) on blocks (2, 5, 8, 11), UPerHead
-# (512 channels), auxiliary FCNHead (loss weight 0.4), 512x512 crops,
-# 160k iterations, 8 GPUs x 2 images.
+# The setting (model layout, data, schedule, hooks, TTA):
+# ../_base_/upernet_vitb_ade20k.py, whose `pretrained` variable names the
+# checkpoint (or --cfg-options model.backbone.init_cfg.checkpoint=PATH).
 #
 # Train: tools/dist_train.sh configs/cvpt/upernet_vitb_ade20k.py 8
 # Test:  tools/test.py CONFIG CKPT [--aug-test]  (multi-scale 0.5-1.75 + flip)
+_base_ = ['../_base_/upernet_vitb_ade20k.py']
 
-# ---------------------------------------------------------------------------
-# Pretrained backbone: ViT-B/16 ImageNet-21k converted to mmseg's key layout
-# by tools/model_converters/vit2mmseg.py (see docs/pretrained.md). Edit this
-# line, or override it without editing with
-#   --cfg-options model.backbone.init_cfg.checkpoint=PATH
-# (a config inheriting this one must set model.backbone.init_cfg.checkpoint:
-# reassigning this variable in a child config does not reach the model).
-pretrained = 'pretrain/vit_base_patch16_224_in21k_mmseg.pth'
-# ---------------------------------------------------------------------------
-
-_base_ = [
-    'mmseg::_base_/models/upernet_vit-b16_ln_mln.py',
-    'mmseg::_base_/datasets/ade20k.py',
-    'mmseg::_base_/default_runtime.py',
-    'mmseg::_base_/schedules/schedule_160k.py',
-]
-default_scope = 'mmseg'
-custom_imports = dict(imports=['mmseg_cvpt'], allow_failed_imports=False)
-
-crop_size = (512, 512)
+# CVPTViT's defaults: cross-attention after self-attention, using the
+# block's own frozen attention weights (ca_position=3, ca_weights='shared')
 model = dict(
-    data_preprocessor=dict(size=crop_size),
-    pretrained=None,
     backbone=dict(
-        type='CVPTViT',
-        # timm / JAX ViT weights have a bias in the patch projection
-        patch_bias=True,
-        num_prompts=200,
-        prompt_depth='deep',
-        prompt_dropout=0.1,
-        # CVPTViT's defaults: cross-attention after self-attention, using the
-        # block's own frozen attention weights
-        # ca_position=3, ca_weights='shared',
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
-    decode_head=dict(num_classes=150),
-    auxiliary_head=dict(num_classes=150))
-
-# AdamW as in mmseg's ViT-B UperNet. The constructor hands only trainable
-# parameters (prompts and heads) to the optimiser and logs one line about the
-# frozen ones instead of a warning per frozen parameter.
-optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(
-        type='AdamW', lr=0.00006, betas=(0.9, 0.999), weight_decay=0.01),
-    constructor='TrainableOptimWrapperConstructor')
-param_scheduler = [
-    dict(
-        type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0,
-        end=1500),
-    dict(
-        type='PolyLR',
-        eta_min=0.0,
-        power=1.0,
-        begin=1500,
-        end=160000,
-        by_epoch=False)
-]
-
-# 8 GPUs x 2 images = batch 16
-train_dataloader = dict(batch_size=2)
-val_dataloader = dict(batch_size=1)
-test_dataloader = val_dataloader
-
-default_hooks = dict(
-    # atomic writes: an interrupted save never leaves a truncated checkpoint
-    # or an empty last_checkpoint
-    checkpoint=dict(type='AtomicCheckpointHook'),
-    # checkpoints hold only what was tuned; the frozen ViT is read back from
-    # the pretrained checkpoint (off: default_hooks.tuned_checkpoint.
-    # tuned_only=False; see docs/task_packages.md)
-    tuned_checkpoint=dict(type='TunedCheckpointHook', tuned_only=True),
-    # a non-finite loss or gradient is never applied and stops the run (or
-    # skips up to max_skips steps first)
-    non_finite=dict(type='NonFiniteCheckHook', max_skips=0))
-custom_hooks = [
-    # RNG states in checkpoints, validation kept off the training random
-    # streams: --resume continues exactly
-    dict(type='RNGStateHook'),
-    # load_from / test checkpoints of another architecture are an error
-    dict(type='CheckpointCheckHook'),
-]
-randomness = dict(seed=0)
-# distributed runs: a rank whose peer does not answer for 30 minutes (longer
-# than a validation or a checkpoint save takes) stops with an error
-env_cfg = dict(dist_cfg=dict(timeout=1800))
-
-# --aug-test / --tta: 6 scales (0.5-1.75, mmseg's ADE20K tta_pipeline) x 2
-# flips = 12 views per image, averaged; logs how many views it merged.
-tta_model = dict(type='ViewCountingSegTTAModel')
+        type='CVPTViT', num_prompts=200, prompt_depth='deep',
+        prompt_dropout=0.1))

@@ -29,7 +29,5 @@ model = dict(
                 margin=0.1))))
 
 custom_hooks = [
-    dict(type='RNGStateHook'),
-    dict(type='CheckpointCheckHook'),
-    dict(type='ClassProxyHook', images_per_class=10, interval=1250),
+    dict(type='ClassProxyHook', images_per_class=10, interval=1250)
 ]

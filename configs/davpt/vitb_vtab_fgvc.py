@@ -28,8 +28,4 @@ benchmark_defaults = dict(
         'model.backbone.vit.addons.guidance.beta': 0.05,
         'model.backbone.vit.addons.guidance.lambda_': 0.05
     })
-custom_hooks = [
-    dict(type='TaskResultsHook'),
-    dict(type='mmseg.CheckpointCheckHook'),
-    dict(type='ClassProxyHook', images_per_class=10),
-]
+custom_hooks = [dict(type='ClassProxyHook', images_per_class=10)]

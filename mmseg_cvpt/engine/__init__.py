@@ -8,17 +8,18 @@ Importing this package
 * makes mmengine read local checkpoint files through
   :func:`~.checkpoint_files.load_from_local`, which checks them (zip
   CRC-32s, the CRC-32s of our safetensors files) and reads safetensors,
-* registers :class:`PromptCalibrationHook` (BPT), :class:`ClassProxyHook`
-  (DA-VPT), :class:`TunedCheckpointHook` (checkpoints of what was tuned)
-  and :class:`NonFiniteCheckHook` (non-finite steps are never applied and
-  stop the run) in mmengine's root registry (found from every scope),
+* registers every hook in mmengine's root registry (found from every
+  scope: mmseg's and mmpretrain's configs name them without a prefix):
   :class:`RNGStateHook` (exact resumption, validation kept off the training
   random streams), :class:`CheckpointCheckHook` (checkpoints that do not fit
   the model are an error), :class:`AtomicCheckpointHook` (atomic
-  checkpoints and ``last_checkpoint``),
+  checkpoints and ``last_checkpoint``), :class:`TunedCheckpointHook`
+  (checkpoints of what was tuned), :class:`NonFiniteCheckHook` (non-finite
+  steps are never applied and stop the run), :class:`TaskResultsHook`
+  (classification results), :class:`PromptCalibrationHook` (BPT) and
+  :class:`ClassProxyHook` (DA-VPT); and
   :class:`TrainableOptimWrapperConstructor` and
-  :class:`ViewCountingSegTTAModel` in mmseg's registries and
-  :class:`TaskResultsHook` in mmpretrain's.
+  :class:`ViewCountingSegTTAModel` in mmseg's registries.
 
 Its functions serve the tools: reading configs, CPU distributed runs and
 lost peers, the pre-flight check of training inputs, finding the checkpoint
@@ -54,7 +55,8 @@ __all__ = [
     'setup_cpu_distributed', 'AtomicCheckpointHook', 'CheckpointCheckHook',
     'RNGStateHook', 'check_loaded_state', 'TrainableOptimWrapperConstructor',
     'check_train_inputs', 'TaskResultsHook', 'ViewCountingSegTTAModel',
-    'PromptCalibrationHook', 'ClassProxyHook', 'preserved_rng_states', 'TunedCheckpointHook',
+    'PromptCalibrationHook', 'ClassProxyHook', 'preserved_rng_states',
+    'TunedCheckpointHook',
     'NonFiniteCheckHook', 'NonFiniteTrainingError', 'start_distributed',
     'WorkDirBusyError', 'train_lock', 'work_dir_lock'
 ]

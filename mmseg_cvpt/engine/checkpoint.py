@@ -238,7 +238,8 @@ def find_resume_checkpoint(work_dir: str) -> Optional[str]:
     why = (f'names {named}, outside {work_dir} (a copied work dir? To '
            'continue from that file: --resume --cfg-options load_from=PATH)'
            if named and not inside else
-           f'names {named}, which is missing, truncated or damaged' if named else
+           f'names {named}, which is missing, truncated or damaged'
+           if named else
            'is empty' if osp.isfile(last_file) else 'does not exist')
     print_log(
         f'{last_file} {why}: resuming from the newest intact checkpoint, '

@@ -6,9 +6,10 @@ import torch
 from mmengine.dist import all_reduce
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
 from mmengine.optim import AmpOptimWrapper
 from mmengine.registry import HOOKS
+
+from .loading import unwrap_model
 
 # how many names of non-finite gradients or tensors a message lists
 _LISTED = 5
@@ -95,8 +96,7 @@ class NonFiniteCheckHook(Hook):
     def before_train(self, runner) -> None:
         """Wrap the optimizer wrapper's ``update_params`` and ``step``."""
         wrapper = runner.optim_wrapper
-        model = runner.model.module if is_model_wrapper(
-            runner.model) else runner.model
+        model = unwrap_model(runner.model)
         names = {id(p): name for name, p in model.named_parameters()}
         check_grads = not isinstance(wrapper, AmpOptimWrapper)
         update_params, step = wrapper.update_params, wrapper.step
@@ -132,7 +132,8 @@ class NonFiniteCheckHook(Hook):
                 f'{what}. The update was not applied and the run stops '
                 f'({self.skipped} non-finite steps skipped before, '
                 f'max_skips={self.max_skips}): {_REMEDY}, or let a few steps '
-                'be skipped: --cfg-options default_hooks.non_finite.max_skips=N'
+                'be skipped: --cfg-options '
+                'default_hooks.non_finite.max_skips=N'
             )
         self.skipped += 1
         print_log(

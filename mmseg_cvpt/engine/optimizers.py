@@ -7,6 +7,8 @@ from mmengine.registry import OPTIM_WRAPPERS, OPTIMIZERS
 
 from mmseg.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
+from .loading import unwrap_model
+
 
 class _DropFrozenParamWarnings(logging.Filter):
     """Drop mmengine's "... is skipped since its requires_grad=False"."""
@@ -27,7 +29,7 @@ class TrainableOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """
 
     def __call__(self, model):
-        module = model.module if hasattr(model, 'module') else model
+        module = unwrap_model(model)
         params = list(module.parameters())
         trainable = [p for p in params if p.requires_grad]
         num_frozen = sum(p.numel() for p in params if not p.requires_grad)

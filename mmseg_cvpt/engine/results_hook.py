@@ -7,6 +7,8 @@ from mmengine.dist import master_only
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
+from .loading import unwrap_model
+
 
 @HOOKS.register_module()
 class TaskResultsHook(Hook):
@@ -37,7 +39,7 @@ class TaskResultsHook(Hook):
 
     def _run_info(self, runner) -> dict:
         cfg = runner.cfg
-        model = getattr(runner.model, 'module', runner.model)
+        model = unwrap_model(runner.model)
         backbone = cfg.model.backbone
         vit = backbone.get('vit', backbone)
         return dict(

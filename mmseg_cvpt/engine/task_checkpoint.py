@@ -3,11 +3,11 @@ import logging
 
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
 from ..models import backbone_of, tuned_state_dict
 from ..models.backbones.frozen_base import EXTRA_STATE_KEY, decode_record
+from .loading import unwrap_model
 
 
 @HOOKS.register_module()
@@ -41,8 +41,7 @@ class TunedCheckpointHook(Hook):
         self._logged = False
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        model = runner.model.module if is_model_wrapper(
-            runner.model) else runner.model
+        model = unwrap_model(runner.model)
         _, prefix = backbone_of(model)
         full = checkpoint['state_dict']
         record = decode_record(full[prefix + EXTRA_STATE_KEY])

@@ -5,9 +5,10 @@ A prompt p of layer l meets a query token u through the logit z^T p with
 z = W_k^T (W_q u + b_q): u = LN1(x) for VPT (the self-attention input), the
 cross-attention's input for CVPT (position 3: x + SA(LN1(x))), x the
 layer's input in the prompt-free model
-(``mmseg_cvpt.models.prompt_statistics.prompt_query_vectors``). BPT's observation is that these z are bursty (heavy-tailed);
-whitening them with W = c S^(-1/2), S = mean z z^T (the matrix
-``WhitenedPrompts`` is built from, same eps), decorrelates them.
+(``mmseg_cvpt.models.prompt_statistics.prompt_query_vectors``). BPT's
+observation is that these z are bursty (heavy-tailed); whitening them with
+W = c S^(-1/2), S = mean z z^T (the matrix ``WhitenedPrompts`` is built
+from, same eps), decorrelates them.
 
 For each layer the tool reports the excess kurtosis of the coordinates of z
 (the mean over the D coordinates of E[(z_j - mu_j)^4] / var_j^2 - 3; 0 for a

@@ -63,7 +63,8 @@ class CVPTViT(PromptedVisionTransformer):
     (m x D); at the default ``ca_position=3``:
 
         x = x + SA(LN1(x))
-        x = x + CA(x, P_i),  CA = softmax(x W_q (P_i W_k)^T / sqrt(d)) P_i W_v W_o
+        x = x + CA(x, P_i)
+        CA = softmax(x W_q (P_i W_k)^T / sqrt(d)) P_i W_v W_o
         x = x + MLP(LN2(x))
 
     (per head, biases included). With ``ca_weights='shared'`` CA calls the
@@ -106,7 +107,8 @@ class CVPTViT(PromptedVisionTransformer):
         self.ca_position = ca_position
         self.ca_weights = ca_weights
         self.block_with_ca = CA_POSITIONS[ca_position]
-        self.ca_trainable = ca_weights != 'shared' and ca_trainable is not False
+        self.ca_trainable = (ca_weights != 'shared'
+                             and ca_trainable is not False)
         self.cross_attns = self._build_cross_attentions()
         self.vit_weights_loaded()
 

@@ -287,7 +287,8 @@ class FrozenBase:
         weights but has a record (``record_key``) from its base; a state
         dict that brings ViT weights without a record forgets the base."""
         pretrained = self.vit.pretrained_keys
-        absent = [k for k in sorted(pretrained) if prefix + k not in state_dict]
+        absent = [k for k in sorted(pretrained)
+                  if prefix + k not in state_dict]
         if record_key in state_dict and absent:
             record = decode_record(state_dict[record_key])
             tensors, checkpoint = self._restore_frozen(record, absent)

@@ -29,8 +29,8 @@ unchanged), and composes:
 * ``PromptCache``: the prompts' side of each layer, once per forward;
 * add-ons (``addons``): modules told the forward's prompts
   (``forward_start``), each layer's input (``layer_input``) and the tokens
-  that query each layer's prompts (``prompt_queries``), e.g. DA-VPT's
-  guidance. Each is a child module under its name.
+  that query each layer's prompts (``prompt_queries``); each is a child
+  module under its name, and may add losses of its own.
 """
 from contextlib import contextmanager
 from numbers import Integral
@@ -135,8 +135,8 @@ class PromptedVisionTransformer(BaseModule):
         frozen_eval (bool): keep the ViT's modules in eval mode while
             training (no dropout or drop-path on them), whatever of them
             trains. Default True.
-        addons (dict, optional): name -> config of add-on modules (e.g.
-            ``guidance=dict(type='ProxyGuidance', ...)``); ``num_layers``,
+        addons (dict, optional): name -> config of an add-on module (see
+            the module docstring); ``num_layers``,
             ``num_prompted``, ``num_prompts``, ``embed_dims`` and
             ``num_prefix_tokens`` are filled in.
         base_checkpoint (str, optional): where the frozen weights of a
@@ -186,7 +186,8 @@ class PromptedVisionTransformer(BaseModule):
         for name, param in self.vit.named_parameters():
             param.requires_grad = not self.is_frozen(name)
 
-    def _build_prompts(self, prompt_cfg: Optional[dict]) -> Optional[nn.Module]:
+    def _build_prompts(self,
+                       prompt_cfg: Optional[dict]) -> Optional[nn.Module]:
         if self.num_prompts == 0:
             return None
         cfg = dict(prompt_cfg or self.default_prompt_cfg)

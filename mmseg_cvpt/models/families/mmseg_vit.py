@@ -75,7 +75,8 @@ class MMSegViT(VisionTransformer):
     def __init__(self, **kwargs):
         super().__init__(frozen_exclude=['all'], **kwargs)
         check_out_indices(self.out_indices, len(self.layers))
-        self.blocks: List[MMSegBlock] = [MMSegBlock(l) for l in self.layers]
+        self.blocks: List[MMSegBlock] = [
+            MMSegBlock(layer) for layer in self.layers]
         self.pretrained_keys = frozenset(self.state_dict())
 
     @property
