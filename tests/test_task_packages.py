@@ -443,9 +443,9 @@ def test_resume_passes_over_a_damaged_checkpoint(seg_run, demo_root,
                        r'zip entries .*\(state_dict/backbone.prompts.tokens'):
         train_demo(demo_root, work_dir, 4, seg_base, resume=True)
     logged = log_lines(find_resume_checkpoint, str(work_dir))
-    assert any(f'names {newest}, which is missing, truncated or damaged: resuming '
-               f'from the newest intact checkpoint, {work_dir / "iter_2.pth"}'
-               in line for line in logged)
+    assert any(f'names {newest}, which is missing, truncated or damaged: '
+               f'resuming from the newest intact checkpoint, '
+               f'{work_dir / "iter_2.pth"}' in line for line in logged)
     train_demo(demo_root, work_dir, 4, seg_base,
                resume=find_resume_checkpoint(str(work_dir)))
     assert_same_state(state_of(newest), state_of(seg_run['tuned']))
