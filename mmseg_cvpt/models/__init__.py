@@ -1,7 +1,7 @@
 from .backbones import (CVPTViT, PromptedVisionTransformer, VPTViT,
                         find_addon, find_prompted_backbone)
 from .classification import ClsTokenViT
-from .families import MMSegViT, Tokens
+from .families import MMSegViT, TimmViT, Tokens
 from .guidance import ProxyGuidance
 from .guided import GuidedEncoderDecoder, GuidedImageClassifier
 from .losses import proxy_anchor_loss
@@ -11,7 +11,8 @@ from .prompts import (BilinearPrompts, LayerPrompts, PromptProvider,
 from .tuned_state import backbone_of, tuned_state_dict
 
 __all__ = [
-    'PromptedVisionTransformer', 'VPTViT', 'CVPTViT', 'MMSegViT', 'Tokens',
+    'PromptedVisionTransformer', 'VPTViT', 'CVPTViT', 'MMSegViT', 'TimmViT',
+    'Tokens',
     'find_prompted_backbone', 'find_addon', 'PromptProvider', 'LayerPrompts',
     'WhitenedPrompts', 'BilinearPrompts', 'calibrate_prompts',
     'prompt_query_statistics', 'ClsTokenViT', 'ProxyGuidance',

@@ -150,13 +150,15 @@ def cross_attention(mha: nn.MultiheadAttention,
                     x: Tensor,
                     keys: Tensor,
                     values: Tensor,
-                    residual: Optional[Tensor] = None) -> Tensor:
+                    residual: Optional[Tensor] = None,
+                    out_scale: Optional[Tensor] = None) -> Tensor:
     """Cross-attention of tokens x (B, N, D) to prompt keys/values (H, m, d).
 
     CA(x, P) = concat_h softmax(Q_h K_h^T / sqrt(d)) V_h W_o^T + b_o with
     Q = x W_q^T + b_q. K and V are shared by every image, so the B N tokens
     attend as one batch of queries: nothing is expanded per image. Returns
-    ``residual`` + CA(x, P) when a residual is given.
+    ``residual`` + gamma CA(x, P) when a residual is given, gamma =
+    ``out_scale`` (D,) (a layer scale) or 1.
     """
     batch, num_tokens, dims = x.shape
     queries = _in_proj(mha, x, 0, dims).reshape(1, batch * num_tokens, dims)
@@ -164,6 +166,8 @@ def cross_attention(mha: nn.MultiheadAttention,
         split_heads(queries, mha.num_heads), keys[None], values[None],
         dropout_p=_dropout_p(mha))
     out = mha.out_proj(merge_heads(out).reshape(batch, num_tokens, dims))
+    if out_scale is not None:
+        out = out * out_scale
     return out if residual is None else residual + out
 
 
@@ -181,11 +185,15 @@ class FoldedPrompts(NamedTuple):
     out_bias: Optional[Tensor]
 
 
-def fold_prompts(mha: nn.MultiheadAttention, prompts: Tensor) -> FoldedPrompts:
+def fold_prompts(mha: nn.MultiheadAttention, prompts: Tensor,
+                 out_scale: Optional[Tensor] = None) -> FoldedPrompts:
     """M, c and U of the folded form, for each head h:
 
         M_h = W_q^h^T K_h^T / sqrt(d), c_h = b_q^h K_h^T / sqrt(d),
-        U_h = V_h W_o^h^T (+ b_o / H without attention dropout).
+        U_h = V_h W_o^h^T (+ b_o / H without attention dropout),
+
+    U and b_o times gamma = ``out_scale`` (D,) when given (a layer scale on
+    the output: gamma CA = sum_h A_h (U_h gamma) + b_o gamma).
 
     W_q^h (d, D) are the rows of head h in W_q; W_o^h (D, d) its columns in
     W_o. Costs 4 m D^2 multiply-adds per layer, independent of the batch.
@@ -208,6 +216,9 @@ def fold_prompts(mha: nn.MultiheadAttention, prompts: Tensor) -> FoldedPrompts:
     if out_bias is not None and _dropout_p(mha) == 0:
         out_values = out_values + out_bias / heads
         out_bias = None
+    if out_scale is not None:
+        out_values = out_values * out_scale
+        out_bias = None if out_bias is None else out_bias * out_scale
     return FoldedPrompts(logit_weight, logit_bias, out_values, out_bias)
 
 

@@ -165,7 +165,8 @@ class CVPTViT(PromptedVisionTransformer):
         if index >= len(prompts):
             return tokens.replace_x(block(tokens.x))
         mha = self.prompt_attention(index)
-        ca = self.prompt_cross_attention(index, mha, prompts)
+        ca = self.prompt_cross_attention(index, mha, prompts,
+                                         block.output_scale)
 
         def observed(x: Tensor, residual: Tensor) -> Tensor:
             self.observe_prompt_queries(index, x, mha)
@@ -174,22 +175,26 @@ class CVPTViT(PromptedVisionTransformer):
         return tokens.replace_x(self.block_with_ca(block, tokens.x, observed))
 
     def prompt_cross_attention(self, index: int, mha: nn.Module,
-                               prompts: List[Tensor]) -> CrossAttn:
-        """(x, r) -> r + CA(x, P_i), the prompts' side computed (or cached)
-        once."""
-        fold = prefer_folded(mha, self.num_prompts,
-                             grad_reaches(tensors_of(self.prompts, mha)))
-        project = fold_prompts if fold else prompt_keys_values
-        # the folded operands depend on mha.training (b_o folded or not)
-        operands = self.cached_prompt_side(
-            index, (mha, ), lambda: project(mha, prompts[index]),
-            tag=(fold, mha.training))
-        if fold:
+                               prompts: List[Tensor],
+                               scale: Optional[Tensor] = None) -> CrossAttn:
+        """(x, r) -> r + gamma CA(x, P_i), gamma the block's layer scale
+        (``scale``) where it has one; the prompts' side computed (or
+        cached) once."""
+        scales = () if scale is None else (scale, )
+        fold = prefer_folded(mha, self.num_prompts, grad_reaches(
+            tensors_of(self.prompts, mha) + list(scales)))
+        if fold:  # the operands depend on mha.training (b_o folded or not)
+            operands = self.cached_prompt_side(
+                index, (mha, ), lambda: fold_prompts(mha, prompts[index],
+                                                     scale),
+                tag=(fold, mha.training), tensors=scales)
             return lambda x, residual: folded_cross_attention(
                 mha, x, operands, residual)
-        keys, values = operands
+        keys, values = self.cached_prompt_side(
+            index, (mha, ), lambda: prompt_keys_values(mha, prompts[index]),
+            tag=(fold, mha.training))
         return lambda x, residual: cross_attention(mha, x, keys, values,
-                                                   residual)
+                                                   residual, scale)
 
 
 # ---- cost (docs/performance.md) -------------------------------------------

@@ -50,8 +50,6 @@ from torch import Tensor, nn
 EXTRA_STATE_KEY = '_extra_state'
 RECORD_FORMAT = 'mmseg_cvpt.frozen_base'
 RECORD_VERSION = 1
-# a ViT weight every mmseg-layout checkpoint has: finds a checkpoint's prefix
-ANCHOR_KEY = 'patch_embed.projection.weight'
 # the precisions a copy of a base may be rounded to (see ``fingerprint``)
 ROUNDED_DTYPES = ('float16', 'bfloat16')
 NOT_LOCAL = ('not a local file: the frozen base is read only from local '
@@ -144,18 +142,6 @@ def path_problem(path, recorded: bool = False) -> Optional[str]:
     return None if osp.isfile(local_path(path)) else 'not found'
 
 
-def vit_weights(state_dict: dict, prefix: Optional[str]) -> dict:
-    """The ViT's tensors of a checkpoint's state dict, keys without prefix:
-    ``prefix`` when the keys have it, else the prefix of ``ANCHOR_KEY``."""
-    if not (prefix and any(k.startswith(prefix) for k in state_dict)):
-        prefix = next((k[:-len(ANCHOR_KEY)]
-                       for k in state_dict if k.endswith(ANCHOR_KEY)), '')
-    return {
-        k[len(prefix):]: v
-        for k, v in state_dict.items() if k.startswith(prefix)
-    }
-
-
 def mismatch(found: str, expected: dict) -> str:
     """What is wrong with tensors of fingerprint ``found``: a rounded copy
     of the base (a precision difference) or other weights."""
@@ -184,7 +170,8 @@ class FrozenBase:
             unknown (random or from a checkpoint without a record).
         override (str | None): where to take the frozen weights of a
             tuned-only state dict from, before the recorded path.
-        configured (dict | None): the backbone's Pretrained ``init_cfg``,
+        configured (dict | None): where the backbone's ViT weights come
+            from (``dict(type='Pretrained', checkpoint=..., prefix=...)``),
             the last checkpoint tried.
     """
 
@@ -368,8 +355,8 @@ class FrozenBase:
         return tensors, None
 
     def _read_base(self, path: str, prefix: Optional[str]) -> dict:
-        """The ViT tensors of the local checkpoint ``path``, the position
-        embedding resized to the model's."""
+        """The ViT tensors of the local checkpoint ``path`` in the family's
+        keys (the family's ``checkpoint_weights``)."""
         checkpoint = CheckpointLoader.load_checkpoint(local_path(path),
                                                       map_location='cpu')
         state = checkpoint.get('state_dict', checkpoint) \
@@ -377,7 +364,4 @@ class FrozenBase:
         if not isinstance(state, dict):
             raise TypeError(f'not a checkpoint: holds a '
                             f'{type(checkpoint).__name__}, not tensors')
-        state = {k: v for k, v in vit_weights(state, prefix).items()
-                 if isinstance(v, Tensor)}
-        self.vit.resize_pos_embed_of(state)
-        return state
+        return self.vit.checkpoint_weights(state, prefix)

@@ -179,7 +179,7 @@ class PromptedVisionTransformer(BaseModule):
         self.frozen_eval = frozen_eval
         self.frozen = FrozenBase(
             self.vit, self.is_frozen, type(self).__name__, base_checkpoint,
-            init_cfg if isinstance(init_cfg, dict) else None)
+            self.pretrained_source())
         self.prompt_cache = PromptCache()
         self.addons = self._build_addons(addons or {})
         self._register_state_dict_hook(self._unprefix_vit_keys)
@@ -267,10 +267,20 @@ class PromptedVisionTransformer(BaseModule):
                 f'{self.prompt_depth} layers{provider})')
 
     # ---- the frozen weights and their base ------------------------------
-    def init_weights(self):
+    def pretrained_source(self) -> Optional[dict]:
+        """Where the ViT's weights come from: the backbone's Pretrained
+        ``init_cfg``, else the family's ``checkpoint``, else None."""
         cfg = self.init_cfg if isinstance(self.init_cfg, dict) else {}
         if cfg.get('type') == 'Pretrained':
-            self.load_pretrained(cfg['checkpoint'], cfg.get('prefix'))
+            return cfg
+        if self.vit.checkpoint:
+            return dict(type='Pretrained', checkpoint=self.vit.checkpoint)
+        return None
+
+    def init_weights(self):
+        source = self.pretrained_source()
+        if source:
+            self.load_pretrained(source['checkpoint'], source.get('prefix'))
         else:
             self.vit.init_weights()
             self.vit_weights_loaded()
@@ -372,10 +382,10 @@ class PromptedVisionTransformer(BaseModule):
                    for module in (self, self.prompts, self.prompt_dropout))
 
     def cached_prompt_side(self, index: int, modules: Sequence[nn.Module],
-                           compute, tag=()):
+                           compute, tag=(), tensors: Sequence[Tensor] = ()):
         """``compute()``, the prompts' side of layer ``index`` made with
-        ``modules``, through the prompt cache."""
-        sources = tensors_of(self.prompts, *modules)
+        ``modules`` (and ``tensors``), through the prompt cache."""
+        sources = tensors_of(self.prompts, *modules) + list(tensors)
         return self.prompt_cache.get(index, sources, compute,
                                      self.prompts_vary(), tag)
 

@@ -1,4 +1,5 @@
 from .base import Block, Tokens
 from .mmseg_vit import MMSegViT, check_out_indices
+from .timm_vit import TimmViT
 
-__all__ = ['Block', 'Tokens', 'MMSegViT', 'check_out_indices']
+__all__ = ['Block', 'Tokens', 'MMSegViT', 'TimmViT', 'check_out_indices']

@@ -15,9 +15,11 @@ timm's next) and gives the prompted core and its methods
 * ``final_normed(x)``, ``feature_map(tokens)`` and ``out_indices`` /
   ``out_origin`` for the outputs;
 * ``pretrained_keys`` (its state-dict keys), ``load_pretrained(path,
-  prefix)`` (strict: missing or misshapen ViT weights raise) and
-  ``resize_pos_embed_of(state_dict)`` (a checkpoint's position embedding
-  resized to the model's, in place);
+  prefix)`` (strict: missing or misshapen ViT weights raise),
+  ``checkpoint_weights(state_dict, prefix)`` (a checkpoint's ViT tensors
+  in the family's keys, position embedding resized: how a base checkpoint
+  is read back) and ``checkpoint`` (the family's own weights file, read by
+  ``init_weights``, or None);
 * ``embed_dims``, ``num_heads``, ``patch_size``, ``num_prefix_tokens``.
 """
 from typing import NamedTuple, Optional, Tuple
@@ -98,3 +100,10 @@ class Block:
     def with_cp(self) -> bool:
         """Whether the block is checkpointed (recomputed in the backward)."""
         return False
+
+    @property
+    def output_scale(self) -> Optional[Tensor]:
+        """The layer scale gamma (D,) of the attention branch, None where the
+        block has none: what another use of that branch (CVPT's
+        cross-attention) is scaled by."""
+        return None

@@ -19,6 +19,9 @@ from torch import Tensor
 from ..attention import self_attention
 from .base import Block, Tokens
 
+# a ViT weight every mmseg-layout checkpoint has: finds a checkpoint's prefix
+ANCHOR_KEY = 'patch_embed.projection.weight'
+
 
 def check_out_indices(out_indices: Sequence[int], num_layers: int) -> None:
     """Every index must name a layer: 0 <= i < num_layers."""
@@ -69,8 +72,11 @@ class MMSegViT(VisionTransformer):
     """mmseg's ViT behind the family interface.
 
     Args: those of mmseg's ``VisionTransformer`` but ``frozen_exclude``,
-    ``pretrained`` and ``init_cfg`` (the prompted core loads weights).
+    ``pretrained`` and ``init_cfg`` (the prompted core loads weights: its
+    ``init_cfg`` names the checkpoint).
     """
+
+    checkpoint = None  # the weights come from the backbone's init_cfg
 
     def __init__(self, **kwargs):
         super().__init__(frozen_exclude=['all'], **kwargs)
@@ -116,6 +122,19 @@ class MMSegViT(VisionTransformer):
         if self.output_cls_token:
             return [out, x[:, 0]]
         return out
+
+    def checkpoint_weights(self, state_dict: dict,
+                           prefix: Optional[str] = None) -> dict:
+        """A checkpoint's ViT tensors in this family's keys: those under
+        ``prefix`` when the keys have it, else under the prefix of
+        ``ANCHOR_KEY``; the position embedding resized to the model's."""
+        if not (prefix and any(k.startswith(prefix) for k in state_dict)):
+            prefix = next((k[:-len(ANCHOR_KEY)]
+                           for k in state_dict if k.endswith(ANCHOR_KEY)), '')
+        state = {k[len(prefix):]: v for k, v in state_dict.items()
+                 if k.startswith(prefix) and isinstance(v, Tensor)}
+        self.resize_pos_embed_of(state)
+        return state
 
     def resize_pos_embed_of(self, state_dict: dict) -> None:
         """A checkpoint's ``pos_embed`` resized to this model's grid."""

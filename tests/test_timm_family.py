@@ -1,0 +1,266 @@
+"""The timm family: our backbones on timm's own VisionTransformer modules
+(DINOv2 with and without registers, CLIP, SigLIP), small models built and
+saved here."""
+import math
+
+import pytest
+import timm
+import torch
+from mmseg.registry import MODELS
+from safetensors.torch import save_file
+
+from mmseg_cvpt.models import calibrate_prompts
+
+# (timm model, configured input size, patch size)
+MODELS_UNDER_TEST = [
+    ('vit_base_patch14_reg4_dinov2', 56, 14),
+    ('vit_base_patch14_dinov2', 56, 14),
+    ('vit_base_patch16_clip_224', 64, 16),
+    ('vit_base_patch16_siglip_224', 64, 16),
+]
+DINOV2_REG = MODELS_UNDER_TEST[0]
+SIGLIP = MODELS_UNDER_TEST[3]
+SMALL = dict(embed_dim=48, depth=3, num_heads=4, dynamic_img_size=True)
+M = 4  # prompts per layer
+
+
+def timm_vit(name, size, **extra):
+    return dict(type='TimmViT', model_name=name, img_size=size,
+                out_indices=(0, 2), **SMALL, **extra)
+
+
+def backbone(type_, model, num_prompts=M, **kwargs):
+    """Our backbone on the small timm model, its random weights made less
+    special (layer scales around 1, biases non-zero)."""
+    name, size, _ = model
+    torch.manual_seed(0)
+    built = MODELS.build(dict(type=type_, _scope_='mmseg',
+                              num_prompts=num_prompts, prompt_dropout=0.,
+                              vit=timm_vit(name, size), **kwargs))
+    with torch.no_grad():
+        for key, tensor in built.vit.named_parameters():
+            if key.endswith('gamma'):
+                tensor.copy_(1 + 0.1 * torch.randn_like(tensor))
+            elif key.endswith('bias'):
+                tensor.copy_(0.1 * torch.randn_like(tensor))
+    return built.eval()
+
+
+def other_size(model, batch=2):
+    """Images of a size other than the configured one."""
+    _, size, patch = model
+    return torch.randn(batch, 3, size + 2 * patch, size - patch)
+
+
+def max_diff(outputs, expected):
+    return max((a - b).abs().max().item() for a, b in zip(outputs, expected))
+
+
+@pytest.mark.parametrize('model', MODELS_UNDER_TEST, ids=lambda m: m[0])
+def test_features_are_timms_intermediates(model):
+    """Without prompts the outputs are timm's forward_intermediates (NCHW,
+    no norm) at the chosen blocks, at another input size."""
+    ours = backbone('VPTViT', model, num_prompts=0)
+    images = other_size(model)
+    with torch.no_grad():
+        features = ours(images)
+        expected = ours.vit.model.forward_intermediates(
+            images, indices=[0, 2], norm=False, output_fmt='NCHW',
+            intermediates_only=True)
+    assert [f.shape for f in features] == [e.shape for e in expected]
+    assert max_diff(features, expected) == 0
+
+
+def explicit_cross_attention(attn, x, prompts):
+    """softmax(Q K^T / sqrt(d)) V, heads concatenated, then proj: queries
+    from x, keys and values from the prompts, with timm's qkv weights."""
+    heads, dims = attn.num_heads, x.shape[-1]
+    w_q, w_k, w_v = attn.qkv.weight.chunk(3)
+    b_q, b_k, b_v = attn.qkv.bias.chunk(3)
+
+    def split(t):
+        return t.unflatten(-1, (heads, dims // heads)).transpose(-3, -2)
+
+    q, k, v = split(x @ w_q.T + b_q), split(prompts @ w_k.T + b_k), \
+        split(prompts @ w_v.T + b_v)
+    probs = (q @ k.transpose(-1, -2) / math.sqrt(dims // heads)).softmax(-1)
+    return attn.proj((probs @ v).transpose(-3, -2).flatten(-2))
+
+
+def explicit_forward(model, images, method):
+    """VPT-deep ([prefix, P_i, patches], timm's own blocks) or CVPT at
+    position 3 (x += ls1 SA; x += ls1 CA(x, P_i); x += ls2 MLP), written
+    from timm's modules; the patch maps of blocks 0 and 2."""
+    vit = model.vit.model
+    x = vit.norm_pre(vit._pos_embed(vit.patch_embed(images)))
+    prefix, prompts = vit.num_prefix_tokens, model.prompts.tokens
+    height, width = vit.patch_embed.dynamic_feat_size(images.shape[-2:])
+    outs = []
+    for i, block in enumerate(vit.blocks):
+        if method == 'vpt':
+            patches = x[:, prefix if i == 0 else prefix + M:]
+            x = block(torch.cat((x[:, :prefix],
+                                 prompts[i].expand(len(x), -1, -1), patches),
+                                1))
+            patches = x[:, prefix + M:]
+        else:
+            x = x + block.ls1(block.attn(block.norm1(x)))
+            x = x + block.ls1(explicit_cross_attention(block.attn, x,
+                                                       prompts[i]))
+            x = x + block.ls2(block.mlp(block.norm2(x)))
+            patches = x[:, prefix:]
+        if i in (0, 2):
+            outs.append(patches.transpose(1, 2).reshape(
+                len(x), -1, height, width))
+    return outs
+
+
+@pytest.mark.parametrize('method, type_, kwargs', [
+    ('vpt', 'VPTViT', dict(prompt_form='auto')),
+    ('vpt', 'VPTViT', dict(prompt_form='reference')),
+    ('cvpt', 'CVPTViT', dict()),  # folded: M = 4 < D / (H - 1)
+    ('cvpt', 'CVPTViT', dict(num_prompts=20)),  # unfolded
+])
+def test_methods_equal_their_equations_on_dinov2_with_registers(
+        method, type_, kwargs):
+    """Prompts after all five prefix tokens (class token, 4 registers), no
+    position embedding; CVPT's cross-attention through the layer scale, in
+    both of its forms."""
+    model = backbone(type_, DINOV2_REG, **kwargs)
+    images = other_size(DINOV2_REG)
+    with torch.no_grad():
+        expected = explicit_forward(model, images, method)
+        got = model(images)
+    assert max_diff(got, expected) < 1e-5
+    model.train()
+    got = model(images)  # dropout 0: the training forward too
+    assert max_diff(got, expected) < 1e-5
+
+
+def test_bpt_calibrates_and_davpt_losses_train_on_dinov2():
+    bpt = backbone('VPTViT', DINOV2_REG,
+                   prompt_cfg=dict(type='BilinearPrompts', rank=8))
+    statistics, tokens = calibrate_prompts(bpt, [other_size(DINOV2_REG)])
+    assert statistics.shape == (3, 48, 48) and bpt.prompts.is_calibrated
+    assert tokens == 2 * (5 + 6 * 3)  # images x (prefix + patches)
+    davpt = backbone('VPTViT', DINOV2_REG, addons=dict(
+        guidance=dict(type='ProxyGuidance', num_guided=2)))
+    davpt.guidance.initialise(2)
+    davpt.guidance.recluster()
+    davpt.train()
+    loss = sum(out.mean() for out in davpt(other_size(DINOV2_REG)))
+    losses = davpt.guidance.losses(torch.tensor([0, 1]))
+    (loss + sum(losses.values())).backward()
+    assert all(value > 0 for value in losses.values())
+    assert davpt.prompts.tokens.grad.abs().sum() > 0
+
+
+def test_siglip_trains_vpt_and_cvpt_and_refuses_davpt():
+    for type_ in ('VPTViT', 'CVPTViT'):
+        model = backbone(type_, SIGLIP).train()
+        sum(out.mean() for out in model(other_size(SIGLIP))).backward()
+        assert model.prompts.tokens.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match='needs the class token'):
+        backbone('VPTViT', SIGLIP, addons=dict(
+            guidance=dict(type='ProxyGuidance', num_guided=2)))
+
+
+# ---- checkpoints ----------------------------------------------------------
+def reference_weights(model):
+    """The small timm model's weights in timm's layout."""
+    name, size, _ = model
+    torch.manual_seed(3)
+    return timm.create_model(name, pretrained=False, num_classes=0,
+                             img_size=size, **SMALL).state_dict()
+
+
+def dinov2_release_layout(state):
+    """timm's DINOv2-with-registers weights as the original release writes
+    them: register_tokens, a mask_token, a class slot in pos_embed (zero:
+    timm adds it to the class token)."""
+    state = dict(state)
+    state['register_tokens'] = state.pop('reg_token')
+    pos_embed = state.pop('pos_embed')
+    state['pos_embed'] = torch.cat(
+        (torch.zeros_like(pos_embed[:, :1]), pos_embed), 1)
+    state['mask_token'] = torch.zeros(1, pos_embed.shape[-1])
+    return state
+
+
+@pytest.mark.parametrize('layout', ['timm', 'release', 'safetensors'])
+def test_checkpoints_load_exactly(tmp_path, layout):
+    """timm's layout (.pth), DINOv2's release layout (.pth) and .safetensors
+    load every ViT tensor exactly, through init_weights."""
+    name, size, _ = DINOV2_REG
+    state = reference_weights(DINOV2_REG)
+    path = tmp_path / ('vit.safetensors' if layout == 'safetensors' else
+                       'vit.pth')
+    if layout == 'safetensors':
+        save_file(state, str(path))
+    else:
+        torch.save(dinov2_release_layout(state) if layout == 'release' else
+                   state, path)
+    model = MODELS.build(dict(type='CVPTViT', _scope_='mmseg', num_prompts=M,
+                              vit=timm_vit(name, size, checkpoint=str(path))))
+    model.init_weights()
+    loaded = model.vit.model.state_dict()
+    assert set(loaded) == set(state)
+    for key, value in state.items():
+        assert torch.equal(loaded[key], value), key
+    assert model.frozen_base['checkpoint'] == str(path)
+
+
+def test_checkpoint_of_another_architecture_names_a_key(tmp_path):
+    path = tmp_path / 'clip.pth'
+    torch.save(reference_weights(MODELS_UNDER_TEST[2]), path)  # patch 16
+    name, size, _ = DINOV2_REG
+    model = MODELS.build(dict(type='VPTViT', _scope_='mmseg', num_prompts=M,
+                              vit=timm_vit(name, size, checkpoint=str(path))))
+    with pytest.raises(KeyError, match=r"lacks ViT weights: \['model\."):
+        model.init_weights()
+
+
+def test_weights_are_never_downloaded():
+    name, size, _ = DINOV2_REG
+    with pytest.raises(ValueError, match='never downloads'):
+        MODELS.build(dict(type='VPTViT', _scope_='mmseg', num_prompts=M,
+                          vit=timm_vit(name, size, pretrained=True)))
+
+
+def test_tuned_only_checkpoint_on_a_timm_base_loads_in_init_model(tmp_path):
+    """The demo setting's segmentor on a timm base: its tuned-only state
+    dict goes through mmseg's init_model to the exact model (the frozen ViT
+    restored from the recorded base)."""
+    from mmseg.apis import init_model
+
+    from mmseg_cvpt.apis import build_model
+    from mmseg_cvpt.engine import load_config
+    from mmseg_cvpt.models import tuned_state_dict
+    from tiny_runs import REPO
+    name, size, _ = DINOV2_REG
+    base = tmp_path / 'dinov2.pth'
+    torch.manual_seed(3)
+    torch.save(timm.create_model(name, pretrained=False, num_classes=0,
+                                 img_size=size, embed_dim=64, depth=4,
+                                 num_heads=4).state_dict(), base)
+    cfg = load_config(f'{REPO}/configs/_base_/upernet_vittiny_ade20k_demo.py')
+    cfg.model.backbone = dict(
+        type='CVPTViT', num_prompts=M, vit=dict(
+            type='TimmViT', model_name=name, img_size=size, embed_dim=64,
+            depth=4, num_heads=4, dynamic_img_size=True, dynamic_img_pad=True,
+            out_indices=(0, 1, 2, 3), checkpoint=str(base)))
+    model = build_model(cfg)
+    model.init_weights()
+    tuned = tuned_state_dict(model)
+    assert not any(k.startswith('backbone.model.') for k in tuned)
+    torch.save(dict(state_dict=tuned, meta=dict(dataset_meta=None)),
+               tmp_path / 'tuned.pth')
+    loaded = init_model(cfg, str(tmp_path / 'tuned.pth'), device='cpu')
+    expected = model.state_dict()
+    assert set(loaded.state_dict()) == set(expected)
+    for key, value in loaded.state_dict().items():
+        assert torch.equal(value, expected[key]), key
+    with torch.no_grad():
+        images = torch.randn(1, 3, 64, 64)
+        assert torch.equal(loaded.eval().backbone(images)[3],
+                           model.eval().backbone(images)[3])
