@@ -264,3 +264,32 @@ def test_tuned_only_checkpoint_on_a_timm_base_loads_in_init_model(tmp_path):
         images = torch.randn(1, 3, 64, 64)
         assert torch.equal(loaded.eval().backbone(images)[3],
                            model.eval().backbone(images)[3])
+
+
+def test_classification_backbone_is_timms_normed_class_token():
+    """ClsTokenViT on the timm family: the last block's class token after
+    timm's final norm (its forward_features)."""
+    from mmseg_cvpt.models import ClsTokenViT
+    name, size, _ = DINOV2_REG
+    torch.manual_seed(0)
+    classifier = ClsTokenViT(vit=dict(type='VPTViT', num_prompts=0,
+                                      vit=dict(timm_vit(name, size),
+                                               out_indices=-1))).eval()
+    images = other_size(DINOV2_REG)
+    with torch.no_grad():
+        cls_token, = classifier(images)
+        expected = classifier.vit.vit.model.forward_features(images)[:, 0]
+    assert torch.equal(cls_token, expected)
+
+
+def test_a_missing_timm_checkpoint_stops_training_before_it_starts(tmp_path):
+    from mmengine.config import Config
+
+    from mmseg_cvpt.engine import check_train_inputs
+    name, size, _ = DINOV2_REG
+    cfg = Config(dict(model=dict(backbone=dict(
+        type='VPTViT', vit=timm_vit(name, size,
+                                    checkpoint=str(tmp_path / 'no.pth'))))))
+    with pytest.raises(FileNotFoundError,
+                       match='model.backbone.vit.checkpoint=PATH'):
+        check_train_inputs(cfg)

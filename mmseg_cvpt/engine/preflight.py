@@ -147,14 +147,22 @@ def dataset_problems(dataset_cfg: dict, where: str) -> List[str]:
     return [f'{problem} (in {where})' for problem in pairing_problems(*files)]
 
 
+# config types with a checkpoint -> the option that sets it (our configs)
+CHECKPOINT_OPTIONS = {
+    'Pretrained': 'model.backbone.init_cfg.checkpoint=PATH',
+    'TimmViT': 'model.backbone.vit.checkpoint=PATH',
+}
+
+
 def _local_checkpoints(cfg):
-    """Yield local checkpoint paths named by ``Pretrained`` init configs."""
-    for init_cfg in iter_dicts(cfg):
-        checkpoint = init_cfg.get('checkpoint')
-        if (init_cfg.get('type') == 'Pretrained'
+    """Yield ``(path, option)`` of the local checkpoints that ``Pretrained``
+    init configs and timm ViTs name."""
+    for part in iter_dicts(cfg):
+        checkpoint = part.get('checkpoint')
+        if (part.get('type') in CHECKPOINT_OPTIONS
                 and isinstance(checkpoint, str)
                 and '://' not in checkpoint):  # URLs are fetched on demand
-            yield checkpoint
+            yield checkpoint, CHECKPOINT_OPTIONS[part['type']]
 
 
 def check_train_inputs(cfg: Config) -> None:
@@ -173,13 +181,13 @@ def check_train_inputs(cfg: Config) -> None:
         dataset = (cfg.get(loader) or {}).get('dataset')
         for leaf in leaf_datasets(dataset):
             problems += dataset_problems(leaf, f'{loader}.dataset')
-    for ckpt in _local_checkpoints(cfg.get('model')):
+    for ckpt, option in _local_checkpoints(cfg.get('model')):
         if not osp.isfile(ckpt):
             problems.append(
                 f'Pretrained checkpoint not found: {osp.abspath(ckpt)}. '
-                'Convert the ViT weights as described in docs/pretrained.md, '
-                'or pass --cfg-options '
-                'model.backbone.init_cfg.checkpoint=PATH')
+                'Get (and for mmseg\'s ViT convert) the ViT weights as '
+                'described in docs/pretrained.md, or pass --cfg-options '
+                f'{option}')
     if problems:
         raise FileNotFoundError('Training cannot start:\n' +
                                 '\n'.join(f'  - {p}' for p in problems))

@@ -19,10 +19,13 @@ from mmpretrain.registry import MODELS
 from mmseg.registry import MODELS as SEG_MODELS
 from torch import Tensor
 
-# The mmseg ViT settings that make its last output the normed class token.
+# The ViT settings that make its last output the normed class token: of
+# mmseg's ViT, and of a frozen-ViT family given as ``vit=dict(type=...)``.
 CLS_TOKEN_OUTPUT = dict(
     out_indices=-1, final_norm=True, with_cls_token=True,
     output_cls_token=True)
+FAMILY_CLS_TOKEN_OUTPUT = dict(
+    out_indices=-1, final_norm=True, output_cls_token=True)
 
 
 @MODELS.register_module()
@@ -32,7 +35,8 @@ class ClsTokenViT(BaseModule):
     Args:
         vit (dict): Config of the ViT, built from mmseg's registry (whatever
             the default scope is). ``out_indices``, ``final_norm``,
-            ``with_cls_token`` and ``output_cls_token`` are set as needed; a
+            ``with_cls_token`` and ``output_cls_token`` are set as needed (in
+            its ``vit`` family config when it has one, e.g. ``TimmViT``); a
             conflicting value is an error.
         init_cfg (dict, optional): Initialisation config. The ViT's own
             ``init_cfg`` (e.g. a pretrained checkpoint) is applied by the
@@ -42,10 +46,14 @@ class ClsTokenViT(BaseModule):
     def __init__(self, vit: dict, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         vit = dict(vit)
-        for key, value in CLS_TOKEN_OUTPUT.items():
-            if vit.setdefault(key, value) != value:
-                raise ValueError(f'ClsTokenViT needs vit.{key}={value!r}, '
-                                 f'got {vit[key]!r}')
+        target, where, settings = vit, 'vit', CLS_TOKEN_OUTPUT
+        if isinstance(vit.get('vit'), dict):  # a frozen-ViT family
+            target = vit['vit'] = dict(vit['vit'])
+            where, settings = 'vit.vit', FAMILY_CLS_TOKEN_OUTPUT
+        for key, value in settings.items():
+            if target.setdefault(key, value) != value:
+                raise ValueError(f'ClsTokenViT needs {where}.{key}={value!r}, '
+                                 f'got {target[key]!r}')
         vit.setdefault('_scope_', 'mmseg')
         self.vit = SEG_MODELS.build(vit)
 
