@@ -2,6 +2,8 @@
 (DINOv2 with and without registers, CLIP, SigLIP), small models built and
 saved here."""
 import math
+import os.path as osp
+import re
 
 import pytest
 import timm
@@ -9,7 +11,10 @@ import torch
 from mmseg.registry import MODELS
 from safetensors.torch import save_file
 
+from mmseg_cvpt.apis import build_model
+from mmseg_cvpt.engine import load_config
 from mmseg_cvpt.models import calibrate_prompts
+from tiny_runs import REPO, data_options, run, tool
 
 # (timm model, configured input size, patch size)
 MODELS_UNDER_TEST = [
@@ -233,10 +238,7 @@ def test_tuned_only_checkpoint_on_a_timm_base_loads_in_init_model(tmp_path):
     restored from the recorded base)."""
     from mmseg.apis import init_model
 
-    from mmseg_cvpt.apis import build_model
-    from mmseg_cvpt.engine import load_config
     from mmseg_cvpt.models import tuned_state_dict
-    from tiny_runs import REPO
     name, size, _ = DINOV2_REG
     base = tmp_path / 'dinov2.pth'
     torch.manual_seed(3)
@@ -293,3 +295,59 @@ def test_a_missing_timm_checkpoint_stops_training_before_it_starts(tmp_path):
     with pytest.raises(FileNotFoundError,
                        match='model.backbone.vit.checkpoint=PATH'):
         check_train_inputs(cfg)
+
+
+# ---- the timm family's demo ----------------------------------------------
+TIMM_DEMO = {
+    method: osp.join(REPO, 'configs', method,
+                     'upernet_vittiny_dinov2_ade20k_demo.py')
+    for method in ('cvpt', 'vpt', 'baseline', 'bpt', 'davpt')
+}
+SHIPPED_DINOV2 = osp.join(REPO, 'pretrain', 'vit_tiny_dinov2_demo_timm.pth')
+
+
+def test_demo_configs_load_the_shipped_dinov2_style_vit():
+    """Every demo config of the timm family builds and loads the shipped
+    checkpoint exactly (registers and layer scales included)."""
+    weights = torch.load(SHIPPED_DINOV2, weights_only=True)
+    assert weights['reg_token'].shape == (1, 4, 64)
+    assert 'blocks.3.ls1.gamma' in weights
+    for config in TIMM_DEMO.values():
+        cfg = load_config(config)
+        model = build_model(cfg)
+        model.init_weights()
+        own = model.backbone.vit.model.state_dict()
+        assert set(own) == set(weights) - {'head.weight', 'head.bias'}
+        for key, value in own.items():
+            assert torch.equal(value, weights[key]), (config, key)
+
+
+def test_timm_demo_trains_and_tests_with_aug_test(tmp_path, demo_root):
+    """tools/train.py on the timm demo (CVPT), then tools/test.py
+    --aug-test on its tuned-only checkpoint."""
+    work_dir = tmp_path / 'train'
+    run(tool('train.py') + [TIMM_DEMO['cvpt'], '--work-dir', str(work_dir),
+                            '--cfg-options'] + data_options(demo_root, 2))
+    checkpoint = work_dir / 'iter_2.pth'
+    saved = torch.load(checkpoint, weights_only=False)['state_dict']
+    assert not any(k.startswith('backbone.model.') for k in saved)
+    out = run(tool('test.py') + [TIMM_DEMO['cvpt'], str(checkpoint),
+                                 '--aug-test', '--work-dir',
+                                 str(tmp_path / 'test'), '--cfg-options'] +
+              data_options(demo_root))
+    assert re.search(r'mIoU: \d', out)
+    assert 'views of' in out
+
+
+def test_dinov2_style_pretraining_is_bit_exact(tmp_path):
+    """--style dinov2 writes a timm checkpoint of the demo's DINOv2-style
+    ViT, the same bytes every run."""
+    paths = [tmp_path / f'run{i}.pth' for i in (1, 2)]
+    for path in paths:
+        run(tool('misc/pretrain_tiny_vit.py') +
+            [str(path), '--style', 'dinov2', '--steps', '3', '--batch', '8'])
+    first, second = (open(path, 'rb').read() for path in paths)
+    assert first == second
+    weights = torch.load(paths[0], weights_only=True)
+    assert weights['reg_token'].shape == (1, 4, 64)
+    assert weights['pos_embed'].shape == (1, 64, 64)  # no class slot

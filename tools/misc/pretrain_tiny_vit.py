@@ -13,6 +13,14 @@ of 4 layers, width 64, 4 heads, 8x8 patches of 64x64 images through
 3. converts it with ``tools/model_converters/vit2mmseg.py`` to mmseg's
    layout (``OUT``, what the configs load).
 
+``--style dinov2`` makes the timm family's demo ViT instead
+(``configs/*/upernet_vittiny_dinov2_ade20k_demo.py``): timm's
+``vit_base_patch14_reg4_dinov2`` at the same size (4 registers, layer
+scale, position embedding without a class slot), saved in timm's layout
+only (``OUT``), as the ``TimmViT`` family reads it::
+
+    python tools/misc/pretrain_tiny_vit.py pretrain/vit_tiny_dinov2_demo_timm.pth --style dinov2
+
 Everything is seeded and runs with one thread and deterministic
 algorithms: the same command on the same stack (torch, CPU kind) writes the
 same bytes. The repository ships the result of the default command::
@@ -30,6 +38,7 @@ import subprocess
 import sys
 import time
 
+import timm
 import torch
 import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
@@ -40,6 +49,8 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 IMG_SIZE = 64
 ARCH = dict(img_size=IMG_SIZE, patch_size=8, embed_dim=64, depth=4,
             num_heads=4, mlp_ratio=4., qkv_bias=True)
+#: --style: the timm model the demo ViT is (ARCH's size, that model's kind)
+STYLES = {'vit': None, 'dinov2': 'vit_base_patch14_reg4_dinov2'}
 # The demo configs' data preprocessor (mmseg's ImageNet statistics, RGB).
 MEAN = torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1)
 STD = torch.tensor([58.395, 57.12, 57.375]).view(1, 3, 1, 1)
@@ -114,8 +125,11 @@ def sample_batch(batch: int, generator: torch.Generator):
     return (images - MEAN) / STD, labels
 
 
-def build_model() -> VisionTransformer:
-    return VisionTransformer(**ARCH, num_classes=NUM_CLASSES)
+def build_model(style: str = 'vit') -> VisionTransformer:
+    if STYLES[style] is None:
+        return VisionTransformer(**ARCH, num_classes=NUM_CLASSES)
+    return timm.create_model(STYLES[style], pretrained=False,
+                             num_classes=NUM_CLASSES, **ARCH)
 
 
 def accuracy(model: VisionTransformer, images, labels) -> float:
@@ -127,11 +141,12 @@ def accuracy(model: VisionTransformer, images, labels) -> float:
 
 
 def pretrain(steps: int, batch: int, lr: float, seed: int,
-             log_interval: int = 100) -> VisionTransformer:
+             log_interval: int = 100,
+             style: str = 'vit') -> VisionTransformer:
     """AdamW (weight decay 0.05), linear warm-up for 5% of the steps, then
     cosine decay; fresh images every step."""
     torch.manual_seed(seed)
-    model = build_model()
+    model = build_model(style)
     data = torch.Generator().manual_seed(seed + 1)
     held_out = sample_batch(1024, torch.Generator().manual_seed(seed + 2))
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr,
@@ -162,7 +177,11 @@ def parse_args(argv=None):
         description=__doc__.split('\n\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split('\n\n', 1)[1])
-    parser.add_argument('out', help='the converted (mmseg layout) .pth')
+    parser.add_argument('out', help='the converted (mmseg layout) .pth; '
+                        'with --style dinov2 the timm layout .pth')
+    parser.add_argument('--style', choices=sorted(STYLES), default='vit',
+                        help="'vit': the mmseg demo's ViT; 'dinov2': the "
+                        'timm family demo\'s (registers, layer scale)')
     parser.add_argument('--timm-out',
                         help="timm layout .pth (default: OUT with '_timm' "
                         "in place of '_mmseg', or OUT's name + '_timm')")
@@ -178,6 +197,11 @@ def parse_args(argv=None):
             parser.error(f'--{name} must be at least 1')
     if not args.lr > 0:
         parser.error(f'--lr must be positive, got {args.lr}')
+    if args.style != 'vit':
+        if args.timm_out:
+            parser.error('--timm-out: with --style dinov2 OUT is the timm '
+                         'checkpoint')
+        return args
     if args.timm_out is None:
         stem, ext = osp.splitext(args.out)
         args.timm_out = (stem.replace('_mmseg', '_timm') if '_mmseg' in stem
@@ -192,13 +216,17 @@ def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True)
-    model = pretrain(args.steps, args.batch, args.lr, args.seed)
-    for path in (args.out, args.timm_out):
+    model = pretrain(args.steps, args.batch, args.lr, args.seed,
+                     style=args.style)
+    timm_out = args.timm_out or args.out
+    for path in (args.out, timm_out):
         os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
-    write_atomic(buffer.getvalue(), args.timm_out)
-    print(f'timm checkpoint: {args.timm_out}')
+    write_atomic(buffer.getvalue(), timm_out)
+    print(f'timm checkpoint: {timm_out}')
+    if args.style != 'vit':
+        return
     subprocess.run([
         sys.executable,
         osp.join(REPO, 'tools', 'model_converters', 'vit2mmseg.py'),
