@@ -19,7 +19,8 @@ of 4 layers, width 64, 4 heads, 8x8 patches of 64x64 images through
 scale, position embedding without a class slot), saved in timm's layout
 only (``OUT``), as the ``TimmViT`` family reads it::
 
-    python tools/misc/pretrain_tiny_vit.py pretrain/vit_tiny_dinov2_demo_timm.pth --style dinov2
+    python tools/misc/pretrain_tiny_vit.py \
+        pretrain/vit_tiny_dinov2_demo_timm.pth --style dinov2
 
 Everything is seeded and runs with one thread and deterministic
 algorithms: the same command on the same stack (torch, CPU kind) writes the

@@ -68,13 +68,20 @@ class Block:
         x = mlp_residual(x)          # x + MLP(norm2(x))
 
     Families subclass it for their block type; ``module`` is the block's
-    ``nn.Module`` (its parameters, train mode, activation checkpointing).
+    ``nn.Module`` (its parameters, train mode, activation checkpointing),
+    whose ``norm1`` and ``norm2`` are the block's norms.
     """
 
     module: nn.Module
-    norm1: nn.Module
-    norm2: nn.Module
     attention: nn.Module  # packed projections, see the module docstring
+
+    @property
+    def norm1(self) -> nn.Module:
+        return self.module.norm1
+
+    @property
+    def norm2(self) -> nn.Module:
+        return self.module.norm2
 
     def self_attention(self, h: Tensor) -> Tensor:
         """SA(h) of normed tokens h (B, N, D), before ``attention_output``."""

@@ -45,14 +45,6 @@ class MMSegBlock(Block):
         self.attention = layer.attn.attn
 
     @property
-    def norm1(self):
-        return self.module.norm1
-
-    @property
-    def norm2(self):
-        return self.module.norm2
-
-    @property
     def with_cp(self) -> bool:
         return self.module.with_cp
 

@@ -101,14 +101,6 @@ class TimmBlock(Block):
         self._with_cp = with_cp
 
     @property
-    def norm1(self):
-        return self.module.norm1
-
-    @property
-    def norm2(self):
-        return self.module.norm2
-
-    @property
     def attention(self) -> PackedAttention:
         return PackedAttention(self.module.attn)
 
