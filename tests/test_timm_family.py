@@ -351,3 +351,39 @@ def test_dinov2_style_pretraining_is_bit_exact(tmp_path):
     weights = torch.load(paths[0], weights_only=True)
     assert weights['reg_token'].shape == (1, 4, 64)
     assert weights['pos_embed'].shape == (1, 64, 64)  # no class slot
+
+
+def openai_clip_layout(state):
+    """timm's CLIP weights as OpenAI's CLIP writes its visual tower."""
+    renames = [('patch_embed.proj', 'conv1'), ('norm_pre', 'ln_pre'),
+               ('blocks.', 'transformer.resblocks.'), ('.norm1', '.ln_1'),
+               ('.norm2', '.ln_2'), ('attn.qkv.', 'attn.in_proj_'),
+               ('attn.proj', 'attn.out_proj'), ('mlp.fc1', 'mlp.c_fc'),
+               ('mlp.fc2', 'mlp.c_proj')]
+    out = {}
+    for key, value in state.items():
+        if key == 'cls_token':
+            key, value = 'class_embedding', value.flatten()
+        elif key == 'pos_embed':
+            key, value = 'positional_embedding', value[0]
+        elif key.startswith('norm.'):
+            key = 'ln_post.' + key[len('norm.'):]
+        for old, new in renames:
+            key = key.replace(old, new)
+        out['visual.' + key] = value
+    out['visual.proj'] = torch.randn(48, 32)  # the text projection: a head
+    return out
+
+
+def test_openai_clip_checkpoint_loads_exactly(tmp_path):
+    name, size, _ = MODELS_UNDER_TEST[2]
+    state = reference_weights(MODELS_UNDER_TEST[2])
+    torch.save(openai_clip_layout(state), tmp_path / 'clip.pth')
+    model = MODELS.build(dict(type='VPTViT', _scope_='mmseg', num_prompts=M,
+                              vit=timm_vit(name, size, checkpoint=str(
+                                  tmp_path / 'clip.pth'))))
+    model.init_weights()
+    loaded = model.vit.model.state_dict()
+    assert set(loaded) == set(state)
+    for key, value in state.items():
+        assert torch.equal(loaded[key], value), key
