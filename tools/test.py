@@ -22,8 +22,9 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
-from mmseg_cvpt.engine import (add_run_arguments, load_config,
-                               report_lost_peers, setup_cpu_distributed)
+from mmseg_cvpt.engine import (add_run_arguments, end_distributed,
+                               load_config, report_lost_peers,
+                               setup_cpu_distributed)
 from mmseg_cvpt.models import find_prompted_backbone
 
 # mmengine re-imports the deprecated pkg_resources for every `pkg::` base
@@ -139,6 +140,7 @@ def main():
             args.base_checkpoint
     with report_lost_peers(cfg):
         runner.test()
+    end_distributed()
     if args.aug_test:
         report_tta(runner)
 

@@ -26,9 +26,10 @@ from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
 
 from mmseg_cvpt.engine import (add_run_arguments, check_train_inputs,
-                               find_resume_checkpoint, load_config,
-                               remove_stale_temporaries, report_lost_peers,
-                               start_distributed, train_lock)
+                               end_distributed, find_resume_checkpoint,
+                               load_config, remove_stale_temporaries,
+                               report_lost_peers, start_distributed,
+                               train_lock)
 
 # mmengine re-imports the deprecated pkg_resources for every `pkg::` base
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
@@ -93,6 +94,7 @@ def train(cfg, resume):
                       logger='current')
     with report_lost_peers(cfg):
         runner.train()
+    end_distributed()
 
 
 def resume_from(cfg):

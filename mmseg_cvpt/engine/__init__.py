@@ -30,8 +30,8 @@ from .checkpoint import (AtomicLocalBackend, allow_runner_checkpoint_globals,
                          find_resume_checkpoint, remove_stale_temporaries)
 from .checkpoint_files import CheckpointFileError, register_local_loader
 from .config import add_run_arguments, load_config
-from .dist import (PeerLostError, report_lost_peers, setup_cpu_distributed,
-                   start_distributed)
+from .dist import (PeerLostError, end_distributed, report_lost_peers,
+                   setup_cpu_distributed, start_distributed)
 from .hooks import AtomicCheckpointHook, CheckpointCheckHook, RNGStateHook
 from .loading import check_loaded_state
 from .non_finite import NonFiniteCheckHook, NonFiniteTrainingError
@@ -52,7 +52,8 @@ __all__ = [
     'CheckpointFileError', 'register_local_loader',
     'find_resume_checkpoint', 'remove_stale_temporaries',
     'add_run_arguments', 'load_config', 'PeerLostError', 'report_lost_peers',
-    'setup_cpu_distributed', 'AtomicCheckpointHook', 'CheckpointCheckHook',
+    'setup_cpu_distributed', 'end_distributed', 'AtomicCheckpointHook',
+    'CheckpointCheckHook',
     'RNGStateHook', 'check_loaded_state', 'TrainableOptimWrapperConstructor',
     'check_train_inputs', 'TaskResultsHook', 'ViewCountingSegTTAModel',
     'PromptCalibrationHook', 'ClassProxyHook', 'preserved_rng_states',

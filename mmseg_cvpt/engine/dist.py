@@ -78,6 +78,16 @@ def start_distributed(cfg: Config) -> None:
         init_dist(cfg.launcher, **cfg.get('env_cfg', {}).get('dist_cfg', {}))
 
 
+def end_distributed() -> None:
+    """Destroy the process group of a finished distributed run (a no-op
+    without one). Left to the interpreter's exit, gloo's threads may be
+    torn down while they run: "terminate called without an active
+    exception", and the rank exits by SIGABRT after a run that
+    succeeded."""
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.destroy_process_group()
+
+
 # what gloo (and torch's stores) say when a peer does not answer in time
 _PEER_LOST = re.compile(
     r'timed out waiting|connection (closed|reset) by peer|broken pipe|'
