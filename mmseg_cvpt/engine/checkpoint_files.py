@@ -41,7 +41,7 @@ from mmengine.runner.checkpoint import \
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_save
 
-from .loading import _examples
+from .loading import key_examples
 
 SAFETENSORS_SUFFIX = '.safetensors'
 META_KEY = 'mmseg_cvpt.meta'
@@ -148,7 +148,7 @@ def check_zip(path: str) -> None:
                  for info in damaged]
         raise CheckpointFileError(
             f'{path} is damaged: {len(names)} zip entries fail their CRC-32 '
-            f'check: {_examples(names)}; {_CHANGED}. {_AGAIN}')
+            f'check: {key_examples(names)}; {_CHANGED}. {_AGAIN}')
 
 
 def _is_truncated_zip(head: bytes) -> bool:
@@ -193,7 +193,7 @@ def safetensors_bytes(checkpoint: dict) -> bytes:
     other = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if other:
         raise ValueError(f'a safetensors file holds tensors only, not '
-                         f'{_examples(other)}; write a .pth file instead')
+                         f'{key_examples(other)}; write a .pth file instead')
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     meta = _meta_json(checkpoint.get('meta', {}))
     crcs = dict(meta=zlib.crc32(meta.encode()),
@@ -230,7 +230,7 @@ def _check_safetensors(path: str, tensors: dict, metadata: dict) -> None:
     if damaged:
         raise CheckpointFileError(
             f'{path} is damaged: {len(damaged)} tensors differ from the '
-            f'CRC-32 recorded when it was written: {_examples(damaged)}; '
+            f'CRC-32 recorded when it was written: {key_examples(damaged)}; '
             f'{_CHANGED}. {_AGAIN}')
 
 

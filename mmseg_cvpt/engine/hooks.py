@@ -4,8 +4,8 @@ import logging
 import mmengine.hooks.checkpoint_hook as checkpoint_hook_module
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.logging import print_log
-
 from mmengine.registry import HOOKS
+
 from .checkpoint import atomic_text_writes
 from .config_data import CONFIG_DATA_KEY, config_to_data
 from .loading import (IDENTITY_KEY, check_loaded_state, check_model_identity,

@@ -136,10 +136,12 @@ def checkpoint_sized_keys(model: nn.Module) -> Set[str]:
     }
 
 
-def _examples(keys: List[str]) -> str:
+def key_examples(keys: List[str]) -> str:
+    """At most ``NUM_KEYS_SHOWN`` of ``keys``, and how many more there are:
+    how our errors and log lines name keys."""
     more = len(keys) - NUM_KEYS_SHOWN
-    return ', '.join(keys[:NUM_KEYS_SHOWN]) + (f' (+{more})' if more > 0 else
-                                               '')
+    return ', '.join(keys[:NUM_KEYS_SHOWN]) + (f' (+{more} more)'
+                                               if more > 0 else '')
 
 
 def check_loaded_state(model: nn.Module,
@@ -189,7 +191,7 @@ def check_loaded_state(model: nn.Module,
                  'weights missing from the checkpoint'),
                 ([k for k in extra if k not in tolerated],
                  'weights the model has no place for')]
-    problems = [f'{len(keys)} {what}: {_examples(keys)}'
+    problems = [f'{len(keys)} {what}: {key_examples(keys)}'
                 for keys, what in problems if keys]
     if problems:
         raise RuntimeError(
@@ -202,5 +204,5 @@ def check_loaded_state(model: nn.Module,
             f'Starting from a checkpoint without {len(tolerated)} weights of '
             'heads or prompt modules (they keep their initialisation) or '
             f'with head weights this model does not use: '
-            f'{_examples(tolerated)}',
+            f'{key_examples(tolerated)}',
             logger='current')

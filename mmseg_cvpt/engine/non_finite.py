@@ -9,10 +9,8 @@ from mmengine.logging import print_log
 from mmengine.optim import AmpOptimWrapper
 from mmengine.registry import HOOKS
 
-from .loading import unwrap_model
+from .loading import key_examples, unwrap_model
 
-# how many names of non-finite gradients or tensors a message lists
-_LISTED = 5
 _REMEDY = ('lower the learning rate (optim_wrapper.optimizer.lr) or clip the '
            'gradients (optim_wrapper.clip_grad=dict(max_norm=1.0))')
 
@@ -20,13 +18,6 @@ _REMEDY = ('lower the learning rate (optim_wrapper.optimizer.lr) or clip the '
 class NonFiniteTrainingError(RuntimeError):
     """A training step had a non-finite loss or gradient, or a checkpoint
     would have held non-finite tensors."""
-
-
-def _listed(names) -> str:
-    """At most ``_LISTED`` of ``names``, and how many more there are."""
-    more = len(names) - _LISTED
-    return ', '.join(names[:_LISTED]) + (f' (+{more} more)' if more > 0 else
-                                         '')
 
 
 def _any_rank(flag: bool, device) -> bool:
@@ -155,7 +146,7 @@ class NonFiniteCheckHook(Hook):
                          'a non-finite loss on another rank')
         if self._bad_grads:
             parts.append('non-finite gradients of ' +
-                         _listed(self._bad_grads))
+                         key_examples(self._bad_grads))
         return (f'Non-finite training step at iteration {iteration}: ' +
                 '; '.join(parts))
 
@@ -171,7 +162,7 @@ class NonFiniteCheckHook(Hook):
             raise NonFiniteTrainingError(
                 'Refusing to save the checkpoint of iteration '
                 f'{checkpoint["meta"].get("iter")}: {len(bad)} model '
-                f'tensors are not finite: {_listed(bad)}. Training '
+                f'tensors are not finite: {key_examples(bad)}. Training '
                 'diverged outside the optimizer step (e.g. BatchNorm running '
                 f'statistics of exploding activations) or a hook wrote them: '
                 f'{_REMEDY}')

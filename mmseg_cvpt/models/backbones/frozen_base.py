@@ -170,14 +170,14 @@ class FrozenBase:
             unknown (random or from a checkpoint without a record).
         override (str | None): where to take the frozen weights of a
             tuned-only state dict from, before the recorded path.
-        configured (dict | None): where the backbone's ViT weights come
-            from (``dict(type='Pretrained', checkpoint=..., prefix=...)``),
-            the last checkpoint tried.
+        configured (callable, optional): () -> where the backbone's ViT
+            weights come from (``dict(checkpoint=..., prefix=...)`` or
+            None), the last checkpoint tried; asked when it is needed.
     """
 
     def __init__(self, vit: nn.Module, is_frozen: Callable[[str], bool],
                  owner: str, override: Optional[str] = None,
-                 configured: Optional[dict] = None):
+                 configured: Optional[Callable[[], Optional[dict]]] = None):
         self.vit = vit
         self.is_frozen = is_frozen
         self.owner = owner
@@ -324,10 +324,9 @@ class FrozenBase:
         if self.override:
             return [(self.override, record.get('prefix'), False)]
         candidates = [(record['checkpoint'], record.get('prefix'), True)]
-        configured = self.configured or {}
+        configured = (self.configured and self.configured()) or {}
         path = configured.get('checkpoint')
-        if configured.get('type') == 'Pretrained' and path and \
-                local_path(path) != record['checkpoint']:
+        if path and local_path(path) != record['checkpoint']:
             candidates.append((path, configured.get('prefix'), False))
         return candidates
 

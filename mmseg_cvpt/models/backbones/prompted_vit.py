@@ -179,7 +179,7 @@ class PromptedVisionTransformer(BaseModule):
         self.frozen_eval = frozen_eval
         self.frozen = FrozenBase(
             self.vit, self.is_frozen, type(self).__name__, base_checkpoint,
-            self.pretrained_source())
+            self.pretrained_source)
         self.prompt_cache = PromptCache()
         self.addons = self._build_addons(addons or {})
         self._register_state_dict_hook(self._unprefix_vit_keys)
@@ -431,7 +431,8 @@ class PromptedVisionTransformer(BaseModule):
         prompts = self.prompts() if self.prompts is not None else None
         self._notify('forward_start', prompts)
         layer_prompts = self.layer_prompts(prompts)
-        outs = [vit.feature_map(tokens)] if vit.out_origin else []
+        with_cls = vit.output_cls_token
+        outs = [tokens.feature_map(with_cls)] if vit.out_origin else []
         last = len(vit.blocks) - 1
         for index, block in enumerate(vit.blocks):
             self._notify('layer_input', index, tokens)
@@ -439,7 +440,7 @@ class PromptedVisionTransformer(BaseModule):
             if index == last:
                 tokens = tokens.replace_x(vit.final_normed(tokens.x))
             if index in vit.out_indices:
-                outs.append(vit.feature_map(tokens))
+                outs.append(tokens.feature_map(with_cls))
         return tuple(outs)
 
     # ---- the prompt-free model --------------------------------------------

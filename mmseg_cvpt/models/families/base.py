@@ -12,17 +12,17 @@ timm's next) and gives the prompted core and its methods
   the family applies in ``self_attention``), the attention output's path
   back into the residual (projection dropout, layer scale, drop-path) and
   the MLP branch;
-* ``final_normed(x)``, ``feature_map(tokens)`` and ``out_indices`` /
-  ``out_origin`` for the outputs;
+* ``final_normed(x)``, ``out_indices``, ``out_origin`` and
+  ``output_cls_token`` for the outputs (``Tokens.feature_map``);
 * ``pretrained_keys`` (its state-dict keys), ``load_pretrained(path,
   prefix)`` (strict: missing or misshapen ViT weights raise),
   ``checkpoint_weights(state_dict, prefix)`` (a checkpoint's ViT tensors
   in the family's keys, position embedding resized: how a base checkpoint
   is read back) and ``checkpoint`` (the family's own weights file, read by
   ``init_weights``, or None);
-* ``embed_dims``, ``num_heads``, ``patch_size``, ``num_prefix_tokens``.
+* ``embed_dims``, ``patch_size``, ``num_prefix_tokens``.
 """
-from typing import NamedTuple, Optional, Tuple
+from typing import List, NamedTuple, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -45,6 +45,15 @@ class Tokens(NamedTuple):
     @property
     def patches(self) -> Tensor:
         return self.x[:, self.num_prefix + self.num_prompts:]
+
+    def feature_map(self, with_cls_token: bool = False
+                    ) -> Union[Tensor, List[Tensor]]:
+        """The patch tokens as a (B, D, h, w) map (prefix and prompt tokens
+        dropped); ``[map, class token]`` with ``with_cls_token``."""
+        height, width = self.hw_shape
+        out = self.patches.transpose(1, 2).reshape(len(self.x), -1, height,
+                                                   width)
+        return [out, self.x[:, 0]] if with_cls_token else out
 
     def without_prompts(self) -> Tensor:
         """x without its prompt tokens: [prefix, patches]."""

@@ -6,7 +6,7 @@ strictly (``load_pretrained``).
 """
 import math
 from numbers import Integral
-from typing import List, Optional, Sequence, Union
+from typing import List, Optional, Sequence
 
 import torch
 from mmengine.logging import print_log
@@ -82,10 +82,6 @@ class MMSegViT(VisionTransformer):
         return self.cls_token.shape[-1]
 
     @property
-    def num_heads(self) -> int:
-        return self.blocks[0].attention.num_heads
-
-    @property
     def num_prefix_tokens(self) -> int:
         return int(self.with_cls_token)
 
@@ -103,17 +99,6 @@ class MMSegViT(VisionTransformer):
 
     def final_normed(self, x: Tensor) -> Tensor:
         return self.norm1(x) if self.final_norm else x
-
-    def feature_map(self, tokens: Tokens) -> Union[Tensor, list]:
-        """Patch tokens as a (B, D, h, w) map (prefix and prompts dropped),
-        with the class token when ``output_cls_token``."""
-        height, width = tokens.hw_shape
-        x = tokens.x
-        out = tokens.patches.transpose(1, 2).reshape(x.shape[0], -1, height,
-                                                     width)
-        if self.output_cls_token:
-            return [out, x[:, 0]]
-        return out
 
     def checkpoint_weights(self, state_dict: dict,
                            prefix: Optional[str] = None) -> dict:

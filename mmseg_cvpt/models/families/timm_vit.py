@@ -187,10 +187,6 @@ class TimmViT(BaseModule):
         return self.model.embed_dim
 
     @property
-    def num_heads(self) -> int:
-        return self.model.blocks[0].attn.num_heads
-
-    @property
     def patch_size(self) -> int:
         return self.model.patch_embed.patch_size[0]
 
@@ -209,14 +205,6 @@ class TimmViT(BaseModule):
 
     def final_normed(self, x: Tensor) -> Tensor:
         return self.model.norm(x) if self.final_norm else x
-
-    def feature_map(self, tokens: Tokens) -> Union[Tensor, list]:
-        height, width = tokens.hw_shape
-        out = tokens.patches.transpose(1, 2).reshape(
-            tokens.x.shape[0], -1, height, width)
-        if self.output_cls_token:
-            return [out, tokens.x[:, 0]]
-        return out
 
     def init_weights(self) -> None:
         """timm's own initialisation (the weights come from ``load_pretrained``
