@@ -387,3 +387,21 @@ def test_openai_clip_checkpoint_loads_exactly(tmp_path):
     assert set(loaded) == set(state)
     for key, value in state.items():
         assert torch.equal(loaded[key], value), key
+
+
+def test_export_of_a_full_checkpoint_records_the_timm_checkpoint(tmp_path):
+    """A full checkpoint on the timm demo that records no base exports as
+    a task package whose base is the family's checkpoint (the backbone's
+    pretrained source)."""
+    from mmseg_cvpt.apis import export_task, model_meta
+    from mmseg_cvpt.apis.task_package import save_file
+    cfg = load_config(TIMM_DEMO['cvpt'])
+    model = build_model(cfg)
+    model.init_weights()
+    model.backbone.frozen_base = None  # e.g. weights of an unrecorded source
+    full = str(tmp_path / 'full.pth')
+    save_file(dict(meta=model_meta(cfg, model),
+                   state_dict=model.state_dict()), full)
+    package = export_task(full, str(tmp_path / 'task.pth'))
+    assert package['meta']['task_package']['base_checkpoint'] == \
+        SHIPPED_DINOV2

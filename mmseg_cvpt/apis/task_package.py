@@ -124,8 +124,9 @@ def record_base(backbone: nn.Module, path: Optional[str] = None) -> None:
 
     ``path`` when given: an existing checkpoint must hold the frozen weights
     (fingerprint), a missing file is written with them. Otherwise the
-    recorded base stays; without one the configured ``init_cfg`` checkpoint
-    is taken if its weights are the frozen ones.
+    recorded base stays; without one the configured checkpoint (the
+    backbone's ``pretrained_source``: its Pretrained ``init_cfg`` or its
+    family's ``checkpoint``) is taken if its weights are the frozen ones.
     """
     if path and available(path):
         problem = backbone.adopt_base(path)
@@ -135,9 +136,9 @@ def record_base(backbone: nn.Module, path: Optional[str] = None) -> None:
     elif backbone.frozen_base:
         return
     else:
-        init_cfg = backbone.init_cfg or {}
-        path = init_cfg.get('checkpoint')
-        problem = backbone.adopt_base(path, init_cfg.get('prefix')) \
+        source = backbone.pretrained_source() or {}
+        path = source.get('checkpoint')
+        problem = backbone.adopt_base(path, source.get('prefix')) \
             if path else 'no Pretrained init_cfg checkpoint in the config'
     if problem:
         raise ValueError(
