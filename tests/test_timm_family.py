@@ -1,6 +1,6 @@
 """The timm family: our backbones on timm's own VisionTransformer modules
-(DINOv2 with and without registers, CLIP, SigLIP), small models built and
-saved here."""
+and Eva modules (DINOv2 with and without registers, CLIP, SigLIP, EVA-02),
+small models built and saved here."""
 import math
 import os.path as osp
 import re
@@ -10,6 +10,7 @@ import timm
 import torch
 from mmseg.registry import MODELS
 from safetensors.torch import save_file
+from timm.layers import apply_rot_embed_cat
 
 from mmseg_cvpt.apis import build_model
 from mmseg_cvpt.engine import load_config
@@ -22,9 +23,11 @@ MODELS_UNDER_TEST = [
     ('vit_base_patch14_dinov2', 56, 14),
     ('vit_base_patch16_clip_224', 64, 16),
     ('vit_base_patch16_siglip_224', 64, 16),
+    ('eva02_base_patch14_224', 56, 14),  # RoPE, SwiGLU, sub-LN MLP
 ]
 DINOV2_REG = MODELS_UNDER_TEST[0]
 SIGLIP = MODELS_UNDER_TEST[3]
+EVA02 = MODELS_UNDER_TEST[4]
 SMALL = dict(embed_dim=48, depth=3, num_heads=4, dynamic_img_size=True)
 M = 4  # prompts per layer
 
@@ -34,17 +37,18 @@ def timm_vit(name, size, **extra):
                 out_indices=(0, 2), **SMALL, **extra)
 
 
-def backbone(type_, model, num_prompts=M, **kwargs):
+def backbone(type_, model, num_prompts=M, vit_extra={}, **kwargs):
     """Our backbone on the small timm model, its random weights made less
     special (layer scales around 1, biases non-zero)."""
     name, size, _ = model
     torch.manual_seed(0)
     built = MODELS.build(dict(type=type_, _scope_='mmseg',
                               num_prompts=num_prompts, prompt_dropout=0.,
-                              vit=timm_vit(name, size), **kwargs))
+                              vit=timm_vit(name, size, **vit_extra),
+                              **kwargs))
     with torch.no_grad():
         for key, tensor in built.vit.named_parameters():
-            if key.endswith('gamma'):
+            if key.endswith(('gamma', 'gamma_1', 'gamma_2')):
                 tensor.copy_(1 + 0.1 * torch.randn_like(tensor))
             elif key.endswith('bias'):
                 tensor.copy_(0.1 * torch.randn_like(tensor))
@@ -140,6 +144,107 @@ def test_methods_equal_their_equations_on_dinov2_with_registers(
     model.train()
     got = model(images)  # dropout 0: the training forward too
     assert max_diff(got, expected) < 1e-5
+
+
+# EVA-02 with every extra of its attention: q / k norms, the sub-LN before
+# the output projection (EVA-02 CLIP's scale_attn_inner) and layer scales.
+EVA_EXTRAS = dict(qk_norm=True, scale_attn_inner=True, init_values=0.5)
+
+
+def rotated(t, rope, first_patch):
+    """EVA's RoPE on the tokens from ``first_patch`` on of t (B, H, N, d)."""
+    return torch.cat((t[:, :, :first_patch], apply_rot_embed_cat(
+        t[:, :, first_patch:], rope)), dim=2)
+
+
+def eva_attention(attn, x, rope, first_patch, prompts=None):
+    """EVA's attention from its modules: q = RoPE(q_norm(x W_q^T + b_q)) on
+    the patches (the tokens from ``first_patch`` on); keys and values of x
+    (k = RoPE(k_norm(.)) on the patches as well) or, for the cross-attention,
+    of the prompts (k_norm, no RoPE); then the sub-LN and proj."""
+    def split(t):
+        return t.unflatten(-1, (attn.num_heads, -1)).transpose(-3, -2)
+
+    source = x if prompts is None else prompts
+    q = rotated(attn.q_norm(split(attn.q_proj(x))), rope, first_patch)
+    k = attn.k_norm(split(attn.k_proj(source)))
+    if prompts is None:
+        k = rotated(k, rope, first_patch)
+    probs = (q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])).softmax(-1)
+    out = (probs @ split(attn.v_proj(source))).transpose(-3, -2).flatten(-2)
+    return attn.proj(attn.norm(out))
+
+
+def explicit_eva_forward(model, images, method):
+    """VPT-deep ([cls, P_i, patches], RoPE on the patches only) or CVPT at
+    position 3 (x += g1 SA(LN1 x); x += g1 CA(x, P_i); x += g2 MLP(LN2 x))
+    on timm's EVA blocks; the patch maps of blocks 0 and 2."""
+    vit = model.vit.model
+    x, rope = vit._pos_embed(vit.patch_embed(images))
+    x = vit.norm_pre(x)
+    prefix, prompts = vit.num_prefix_tokens, model.prompts.tokens
+    height, width = vit.patch_embed.dynamic_feat_size(images.shape[-2:])
+    outs = []
+    for i, block in enumerate(vit.blocks):
+        if method == 'vpt':
+            patches = x[:, prefix if i == 0 else prefix + M:]
+            x = torch.cat((x[:, :prefix], prompts[i].expand(len(x), -1, -1),
+                           patches), 1)
+            x = x + block.gamma_1 * eva_attention(
+                block.attn, block.norm1(x), rope, prefix + M)
+        else:
+            x = x + block.gamma_1 * block.attn(block.norm1(x), rope=rope)
+            x = x + block.gamma_1 * eva_attention(block.attn, x, rope,
+                                                  prefix, prompts[i])
+        x = x + block.gamma_2 * block.mlp(block.norm2(x))
+        patches = x[:, prefix + M:] if method == 'vpt' else x[:, prefix:]
+        if i in (0, 2):
+            outs.append(patches.transpose(1, 2).reshape(
+                len(x), -1, height, width))
+    return outs
+
+
+@pytest.mark.parametrize('method, type_, kwargs', [
+    ('vpt', 'VPTViT', dict(prompt_form='auto')),
+    ('vpt', 'VPTViT', dict(prompt_form='reference')),
+    ('cvpt', 'CVPTViT', dict()),
+])
+def test_methods_equal_their_equations_on_eva02(method, type_, kwargs):
+    """No rotary embedding on the prompts; CVPT's queries through q_norm and
+    RoPE, its prompts' keys through k_norm, its output through the sub-LN
+    and the layer scale."""
+    model = backbone(type_, EVA02, vit_extra=EVA_EXTRAS, **kwargs)
+    images = other_size(EVA02)
+    with torch.no_grad():
+        expected = explicit_eva_forward(model, images, method)
+        got = model(images)
+        assert max_diff(got, expected) < 1e-5
+        model.train()
+        assert max_diff(model(images), expected) < 1e-5
+
+
+def test_bpt_statistics_on_eva02_and_a_clear_error_with_k_norm():
+    """BPT's z = W_k^T RoPE(q) on EVA-02 (RoPE-rotated queries of the
+    prompt-free model's LN1 tokens); no statistics where keys are normed."""
+    bpt = backbone('VPTViT', EVA02,
+                   prompt_cfg=dict(type='BilinearPrompts', rank=8))
+    images = other_size(EVA02)
+    statistics, _ = calibrate_prompts(bpt, [images])
+    vit = bpt.vit.model
+    x, rope = vit._pos_embed(vit.patch_embed(images))
+    attn = vit.blocks[0].attn
+    with torch.no_grad():
+        q = attn.q_proj(vit.blocks[0].norm1(vit.norm_pre(x)))
+        q = rotated(q.unflatten(-1, (attn.num_heads, -1)).transpose(1, 2),
+                    rope, vit.num_prefix_tokens)
+        z = (q.transpose(1, 2).flatten(-2) @ attn.k_proj.weight).flatten(0, 1)
+    expected = (z.double().T @ z.double()) / len(z)
+    assert torch.allclose(statistics[0], expected, rtol=1e-4,
+                          atol=1e-6 * expected.abs().max().item())
+    normed = backbone('VPTViT', EVA02, vit_extra=EVA_EXTRAS,
+                      prompt_cfg=dict(type='BilinearPrompts', rank=8))
+    with pytest.raises(ValueError, match='normalises its keys'):
+        calibrate_prompts(normed, [images])
 
 
 def test_bpt_calibrates_and_davpt_losses_train_on_dinov2():

@@ -29,6 +29,21 @@ comes in two exact forms:
 optional ``residual`` r and return r + CA(x); the folded form adds it inside
 its output matrix product (``torch.addmm``), saving two passes over the
 tokens.
+
+Some blocks add to the projections (timm's EVA-02 and q / k-normed ViTs;
+``nn.MultiheadAttention`` adds nothing). An attention object may then have
+
+* ``q_norm``, ``k_norm``: per-head norms of the queries and keys;
+* ``rotate(t)``: the rotary embedding of the patch tokens, which are the
+  last tokens of t (..., N, H, d); prefix tokens and prompts are never
+  rotated;
+* ``out_norm``: a norm of the merged heads before W_o (EVA's sub-LN);
+
+so that q = rotate(q_norm(x W_q^T + b_q)) for the token stream x,
+k = rotate(k_norm(x W_k^T + b_k)) for its keys and k_norm(P W_k^T + b_k)
+for prompts', and the output is out_norm(A V) W_o^T + b_o. The folded
+form needs logits linear in x and an output linear in A: only without
+q_norm, rotary embedding and out_norm (``is_foldable``).
 """
 from typing import NamedTuple, Optional, Tuple
 
@@ -61,42 +76,99 @@ def _dropout_p(mha: nn.MultiheadAttention) -> float:
     return mha.dropout if mha.training else 0.
 
 
-def queries_of(mha: nn.MultiheadAttention, x: Tensor) -> Tensor:
-    """q = W_q x + b_q for tokens x (..., D)."""
-    return _in_proj(mha, x, 0, mha.embed_dim)
+# ---- what some blocks add: q / k norms, rotary embedding, output norm -------
+def _normed(mha: nn.Module, name: str, x: Tensor) -> Tensor:
+    norm = getattr(mha, name, None)
+    return x if norm is None else norm(x)
+
+
+def token_queries(mha: nn.Module, q: Tensor, rotate: bool = True) -> Tensor:
+    """rotate(q_norm(q)) for per-head queries q (..., N, H, d) of the token
+    stream (patches last); ``rotate=False`` for prefix tokens alone."""
+    q = _normed(mha, 'q_norm', q)
+    rotation = getattr(mha, 'rotate', None) if rotate else None
+    return q if rotation is None else rotation(q)
+
+
+def token_keys(mha: nn.Module, k: Tensor) -> Tensor:
+    """rotate(k_norm(k)) for per-head keys k (..., N, H, d) whose last
+    tokens are the patches."""
+    k = _normed(mha, 'k_norm', k)
+    rotation = getattr(mha, 'rotate', None)
+    return k if rotation is None else rotation(k)
+
+
+def output_of(mha: nn.Module, merged: Tensor) -> Tensor:
+    """out_norm(A V) W_o^T + b_o of the merged heads (..., N, D)."""
+    return mha.out_proj(_normed(mha, 'out_norm', merged))
+
+
+def is_foldable(mha: nn.Module) -> bool:
+    """Whether CA's logits are linear in the queries' tokens and its output
+    linear in the attention probabilities (no q norm, rotary embedding or
+    output norm), as the folded form needs."""
+    return all(getattr(mha, name, None) is None
+               for name in ('q_norm', 'rotate', 'out_norm'))
+
+
+def _heads(x: Tensor, num_heads: int) -> Tensor:
+    """(..., N, D) -> (..., N, H, d): heads split, tokens still first."""
+    return x.unflatten(-1, (num_heads, -1))
+
+
+def queries_of(mha: nn.MultiheadAttention, x: Tensor,
+               rotate: bool = True) -> Tensor:
+    """q = W_q x + b_q for tokens x (..., N, D) (q norm and rotary
+    embedding where the attention has them; ``rotate=False`` for prefix
+    tokens alone, x (..., D))."""
+    q = _in_proj(mha, x, 0, mha.embed_dim)
+    if is_foldable(mha):
+        return q
+    return token_queries(mha, _heads(q, mha.num_heads), rotate).flatten(-2)
 
 
 def query_key_vectors(mha: nn.MultiheadAttention, x: Tensor) -> Tensor:
-    """z = W_k^T (W_q x + b_q) for tokens x (..., D), as rows: q W_k.
+    """z = W_k^T (W_q x + b_q) for tokens x (..., N, D), as rows: q W_k.
 
     The image-dependent part of the logit between a query token x and a key
     token p is z^T p (all heads together, before the 1 / sqrt(d) scale):
-    (W_q x + b_q)^T (W_k p + b_k) = z^T p + q^T b_k.
+    (W_q x + b_q)^T (W_k p + b_k) = z^T p + q^T b_k. Only for keys linear
+    in p: an attention with a key norm has no such z.
     """
+    if getattr(mha, 'k_norm', None) is not None:
+        raise ValueError(
+            'this attention normalises its keys (k_norm), so its logits are '
+            'not linear in the prompt and have no statistics z z^T: BPT '
+            "(WhitenedPrompts, BilinearPrompts) cannot whiten its prompts; "
+            "use prompt_cfg=dict(type='LayerPrompts') on q/k-normed models")
     return queries_of(mha, x) @ mha.in_proj_weight[mha.embed_dim:2 *
                                                    mha.embed_dim]
 
 
 def _packed_qkv(mha: nn.MultiheadAttention,
                 x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-    """Q, K, V = x [W_q; W_k; W_v]^T + b for x (B, N, D), each (B, H, N, d).
+    """Q, K, V = x [W_q; W_k; W_v]^T + b for x (B, N, D), each (B, H, N, d),
+    with q / k norms and rotary embedding where the attention has them.
 
-    One packed projection; the heads are strided views of it (no copies).
+    One packed projection; the heads are strided views of it (no copies
+    without norms or rotation).
     """
-    batch, num_tokens, dims = x.shape
+    batch, num_tokens, _ = x.shape
     qkv = F.linear(x, mha.in_proj_weight, mha.in_proj_bias)
-    qkv = qkv.reshape(batch, num_tokens, 3, mha.num_heads,
-                      dims // mha.num_heads).permute(2, 0, 3, 1, 4)
-    return qkv.unbind(0)
+    q, k, v = qkv.reshape(batch, num_tokens, 3, mha.num_heads,
+                          -1).unbind(2)
+    q, k = token_queries(mha, q), token_keys(mha, k)
+    return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
 
 
 def _attend(mha: nn.MultiheadAttention, q: Tensor, k: Tensor,
             v: Tensor) -> Tensor:
-    """SDPA of per-head (B, H, N, d) queries, keys and values, then W_o, b_o;
-    SDPA's output is already laid out as (B, N, H, d)."""
+    """SDPA of per-head (B, H, N, d) queries, keys and values, then the
+    output (``output_of``); SDPA's output is already laid out as
+    (B, N, H, d)."""
     out = F.scaled_dot_product_attention(
         q, k, v, dropout_p=_dropout_p(mha))
-    return mha.out_proj(merge_heads(out))
+    return output_of(mha, merge_heads(out))
 
 
 def self_attention(mha: nn.MultiheadAttention, x: Tensor) -> Tensor:
@@ -116,22 +188,25 @@ def self_attention_with_prompts(mha: nn.MultiheadAttention, x: Tensor,
     their ``packed_keys_values`` ``prompt_kv`` = [K^P, V^P] (m, 2 D), shared
     by the batch:
 
-        concat_h softmax(Q_h [K_h; K^P_h]^T / sqrt(d)) [V_h; V^P_h] W_o^T + b_o
+        concat_h softmax(Q_h [K^P_h; K_h]^T / sqrt(d)) [V^P_h; V_h] W_o^T + b_o
 
     Q, K, V from x as in ``self_attention``. These are the rows of x in the
     self-attention of the sequence [x; P] (the order of the keys does not
     change a softmax); the prompts' own queries are not computed. Q and
-    [K, V] are projected apart, so that only Q and [K; K^P], [V; V^P] (one
-    concatenation) are kept for the backward.
+    [K, V] are projected apart, so that only Q and [K^P; K], [V^P; V] (one
+    concatenation) are kept for the backward. The prompts' keys come first,
+    so that the patches' keys are the last, as a rotary embedding takes
+    them (k_norm acts on every key alike).
     """
     batch, _, dims = x.shape
     heads = mha.num_heads
-    q = split_heads(_in_proj(mha, x, 0, dims), heads)
-    kv = torch.cat((packed_keys_values(mha, x),
-                    prompt_kv.expand(batch, -1, -1)), dim=1)
-    k, v = kv.unflatten(-1, (2, heads, dims // heads)).permute(
-        2, 0, 3, 1, 4).unbind(0)
-    return _attend(mha, q, k, v)
+    q = token_queries(mha, _heads(_in_proj(mha, x, 0, dims), heads))
+    kv = torch.cat((prompt_kv.expand(batch, -1, -1),
+                    packed_keys_values(mha, x)), dim=1)
+    k, v = kv.unflatten(-1, (2, heads, dims // heads)).unbind(2)
+    k = token_keys(mha, k)
+    return _attend(mha, q.transpose(1, 2), k.transpose(1, 2),
+                   v.transpose(1, 2))
 
 
 # ---- cross-attention to prompts, unfolded ----------------------------------
@@ -139,11 +214,12 @@ def prompt_keys_values(mha: nn.MultiheadAttention,
                        prompts: Tensor) -> Tuple[Tensor, Tensor]:
     """Keys and values of the prompts P (m, D), once for the whole batch.
 
-    K = P W_k^T + b_k, V = P W_v^T + b_v, returned per head as (H, m, d).
+    K = k_norm(P W_k^T + b_k) (no rotary embedding), V = P W_v^T + b_v,
+    returned per head as (H, m, d).
     """
     keys, values = packed_keys_values(mha, prompts).chunk(2, dim=-1)
-    return (split_heads(keys, mha.num_heads),
-            split_heads(values, mha.num_heads))
+    keys = _normed(mha, 'k_norm', _heads(keys, mha.num_heads))
+    return keys.transpose(-3, -2), split_heads(values, mha.num_heads)
 
 
 def cross_attention(mha: nn.MultiheadAttention,
@@ -155,17 +231,21 @@ def cross_attention(mha: nn.MultiheadAttention,
     """Cross-attention of tokens x (B, N, D) to prompt keys/values (H, m, d).
 
     CA(x, P) = concat_h softmax(Q_h K_h^T / sqrt(d)) V_h W_o^T + b_o with
-    Q = x W_q^T + b_q. K and V are shared by every image, so the B N tokens
-    attend as one batch of queries: nothing is expanded per image. Returns
-    ``residual`` + gamma CA(x, P) when a residual is given, gamma =
-    ``out_scale`` (D,) (a layer scale) or 1.
+    Q = x W_q^T + b_q (``token_queries``: q norm and rotary embedding where
+    the attention has them), the output through ``output_of``. K and V are
+    shared by every image, so the B N tokens attend as one batch of
+    queries: nothing is expanded per image. Returns ``residual`` + gamma
+    CA(x, P) when a residual is given, gamma = ``out_scale`` (D,) (a layer
+    scale) or 1.
     """
     batch, num_tokens, dims = x.shape
-    queries = _in_proj(mha, x, 0, dims).reshape(1, batch * num_tokens, dims)
+    queries = token_queries(mha, _heads(_in_proj(mha, x, 0, dims),
+                                        mha.num_heads))
+    queries = queries.reshape(1, batch * num_tokens, mha.num_heads, -1)
     out = F.scaled_dot_product_attention(
-        split_heads(queries, mha.num_heads), keys[None], values[None],
+        queries.transpose(1, 2), keys[None], values[None],
         dropout_p=_dropout_p(mha))
-    out = mha.out_proj(merge_heads(out).reshape(batch, num_tokens, dims))
+    out = output_of(mha, merge_heads(out).reshape(batch, num_tokens, dims))
     if out_scale is not None:
         out = out * out_scale
     return out if residual is None else residual + out
@@ -198,8 +278,13 @@ def fold_prompts(mha: nn.MultiheadAttention, prompts: Tensor,
     W_q^h (d, D) are the rows of head h in W_q; W_o^h (D, d) its columns in
     W_o. Costs 4 m D^2 multiply-adds per layer, independent of the batch.
     Fold in the mode the result is used in: b_o is folded only when the
-    attention probabilities are not dropped out.
+    attention probabilities are not dropped out. Only for an attention
+    ``is_foldable``.
     """
+    if not is_foldable(mha):
+        raise ValueError('fold_prompts: this attention has a q norm, rotary '
+                         'embedding or output norm, which do not fold; use '
+                         'cross_attention')
     dims, heads = mha.embed_dim, mha.num_heads
     head_dims = dims // heads
     keys, values = prompt_keys_values(mha, prompts)  # (H, m, d)
@@ -291,8 +376,11 @@ def prefer_folded(mha: nn.MultiheadAttention, num_prompts: int,
     Forward: folded 2 H m D vs unfolded 2 D^2 + 2 m D (break-even
     m = D / (H - 1)). With gradients to the prompts (weights frozen) the
     backward adds 4 H m D (folded: gradients of x, M, U) vs 2 D^2 + 4 m D, so
-    break-even moves to m = 2 D / (3 (H - 1)).
+    break-even moves to m = 2 D / (3 (H - 1)). Never for an attention
+    that is not ``is_foldable``.
     """
+    if not is_foldable(mha):
+        return False
     dims, heads, m = mha.embed_dim, mha.num_heads, num_prompts
     if with_grad:
         return 6 * heads * m * dims < 4 * dims * dims + 6 * m * dims

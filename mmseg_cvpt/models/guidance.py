@@ -166,7 +166,7 @@ class ProxyGuidance(nn.Module):
         """x_cls of a guided layer: the class token's query vector."""
         if index in self.records:
             self.records[index]['class_query'] = queries_of(
-                attention, queries[:, 0])
+                attention, queries[:, 0], rotate=False)
 
     #: buffers whose class dimension comes from the checkpoint loaded
     checkpoint_sized_buffers = ('class_to_proxy', 'class_sums',

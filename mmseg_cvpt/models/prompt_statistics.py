@@ -4,7 +4,7 @@
 For a prompted layer l, every token u that queries its prompts (the
 backbone's ``block_without_prompts``) meets a prompt p through the
 attention logit z^T p with z = W_k^T (W_q u + b_q) (``query_key_vectors``
-of the backbone's ``prompt_attention(l)``). The statistics
+of the backbone's ``prompt_attention``). The statistics
 
     S_l = mean over the query tokens of z z^T      (D x D, float64)
 
@@ -25,9 +25,9 @@ def prompt_query_vectors(backbone: nn.Module,
     """``(l, z)`` for each prompted layer l, in the prompt-free model: the
     vectors z of every token (class token and patches of every image) that
     queries layer l's prompts, as a (tokens, D) tensor."""
-    for index, _, queries in backbone.prompt_free_layers(images):
-        yield index, query_key_vectors(backbone.prompt_attention(index),
-                                       queries.flatten(0, -2))
+    for index, tokens, queries in backbone.prompt_free_layers(images):
+        attention = backbone.prompt_attention(index, tokens)
+        yield index, query_key_vectors(attention, queries).flatten(0, -2)
 
 
 def prompt_query_moments(backbone: nn.Module,

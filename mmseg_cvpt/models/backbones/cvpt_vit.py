@@ -141,11 +141,11 @@ class CVPTViT(PromptedVisionTransformer):
         for block, cross_attn in zip(self.vit.blocks, self.cross_attns):
             cross_attn.load_state_dict(block.attention.state_dict())
 
-    def prompt_attention(self, index: int) -> nn.Module:
+    def prompt_attention(self, index: int, tokens: Tokens) -> nn.Module:
         """The cross-attention's weights: the block's own self-attention
         ('shared') or the layer's own ('copy', 'random')."""
         if self.cross_attns is None:
-            return super().prompt_attention(index)
+            return super().prompt_attention(index, tokens)
         return self.cross_attns[index]
 
     def block_without_prompts(self, index: int, block: Block,
@@ -164,7 +164,7 @@ class CVPTViT(PromptedVisionTransformer):
                       prompts: List[Tensor]) -> Tokens:
         if index >= len(prompts):
             return tokens.replace_x(block(tokens.x))
-        mha = self.prompt_attention(index)
+        mha = self.prompt_attention(index, tokens)
         ca = self.prompt_cross_attention(index, mha, prompts,
                                          block.output_scale)
 

@@ -7,7 +7,7 @@ see ``..families``), what a method tunes, and add-ons.
     P = dropout(prompts())                     # the provider's (L, m, D)
     for i, block in enumerate(vit.blocks):
         add-ons see the layer input (layer_input)
-        tokens = forward_block(i, block, tokens, P)   # the method
+        tokens = forward_block(i, block.at(tokens), tokens, P)  # the method
         outputs at out_indices (final norm after the last block)
 
 A method subclasses it and implements ``forward_block`` (how block i uses
@@ -401,10 +401,11 @@ class PromptedVisionTransformer(BaseModule):
         model."""
         raise NotImplementedError
 
-    def prompt_attention(self, index: int) -> nn.Module:
+    def prompt_attention(self, index: int, tokens: Tokens) -> nn.Module:
         """The attention whose keys and values layer ``index``'s prompts
-        become: the block's own self-attention."""
-        return self.vit.blocks[index].attention
+        become, in a forward over ``tokens``: the block's own
+        self-attention."""
+        return self.vit.blocks[index].at(tokens).attention
 
     def _notify(self, event: str, *args) -> None:
         for addon in self.addons.values():
@@ -436,7 +437,8 @@ class PromptedVisionTransformer(BaseModule):
         last = len(vit.blocks) - 1
         for index, block in enumerate(vit.blocks):
             self._notify('layer_input', index, tokens)
-            tokens = self._run_block(index, block, tokens, layer_prompts)
+            tokens = self._run_block(index, block.at(tokens), tokens,
+                                     layer_prompts)
             if index == last:
                 tokens = tokens.replace_x(vit.final_normed(tokens.x))
             if index in vit.out_indices:
@@ -463,6 +465,6 @@ class PromptedVisionTransformer(BaseModule):
         tokens = self.vit.embed(images)
         for index, block in enumerate(self.vit.blocks[:self.prompt_depth]):
             queries, next_tokens = self.block_without_prompts(
-                index, block, tokens)
+                index, block.at(tokens), tokens)
             yield index, tokens, queries
             tokens = next_tokens

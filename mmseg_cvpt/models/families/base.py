@@ -8,10 +8,11 @@ timm's next) and gives the prompted core and its methods
 * ``blocks``: per block a :class:`Block` view: its norms, its attention
   projections (an ``nn.MultiheadAttention``-like object with the packed
   ``in_proj_weight`` / ``in_proj_bias`` [W_q; W_k; W_v], ``out_proj``,
-  ``num_heads``, ``embed_dim``; any query / key norm or rotary embedding
-  the family applies in ``self_attention``), the attention output's path
-  back into the residual (projection dropout, layer scale, drop-path) and
-  the MLP branch;
+  ``num_heads``, ``embed_dim``, and the q / k norms, rotary embedding and
+  output norm of ``..attention`` where the block has them), the attention
+  output's path back into the residual (projection dropout, layer scale,
+  drop-path) and the MLP branch; ``block.at(tokens)`` is the view for a
+  forward over those tokens (bound to their rotary embedding);
 * ``final_normed(x)``, ``out_indices``, ``out_origin`` and
   ``output_cls_token`` for the outputs (``Tokens.feature_map``);
 * ``pretrained_keys`` (its state-dict keys), ``load_pretrained(path,
@@ -32,11 +33,14 @@ class Tokens(NamedTuple):
     """The sequence between blocks, laid out as x = [prefix, prompts,
     patches] (B, N, D): ``num_prefix`` class / register tokens, then the
     ``num_prompts`` prompt tokens that are in the sequence now (VPT's
-    reference form), then the h x w patches of ``hw_shape``."""
+    reference form), then the h x w patches of ``hw_shape``; ``rope`` the
+    patches' rotary embedding for families whose attention rotates them
+    (EVA-02), else None."""
     x: Tensor
     num_prefix: int
     num_prompts: int
     hw_shape: Tuple[int, int]
+    rope: Optional[Tensor] = None
 
     @property
     def prefix(self) -> Tensor:
@@ -103,6 +107,11 @@ class Block:
     def mlp_residual(self, x: Tensor, h: Optional[Tensor] = None) -> Tensor:
         """x + MLP(h), h = norm2(x) unless given."""
         raise NotImplementedError
+
+    def at(self, tokens: Tokens) -> 'Block':
+        """The block for a forward over ``tokens`` (families with a rotary
+        embedding bind it here)."""
+        return self
 
     def attention_residual(self, x: Tensor) -> Tensor:
         """x + SA(norm1(x)), through ``attention_output``."""

@@ -1,6 +1,6 @@
-"""timm's ``VisionTransformer`` as a frozen-ViT family (see ``.base``): DINOv2
-(with and without registers), CLIP, SigLIP, DeiT / AugReg, ... through
-timm's own modules.
+"""timm's ``VisionTransformer`` and ``Eva`` as a frozen-ViT family (see
+``.base``): DINOv2 (with and without registers), CLIP, SigLIP, DeiT /
+AugReg, EVA-02, ... through timm's own modules.
 
 ``vit=dict(type='TimmViT', model_name='vit_base_patch14_reg4_dinov2',
 checkpoint=PATH, **kwargs)``: kwargs go to ``timm.create_model`` (never
@@ -10,8 +10,12 @@ DINOv2 release, OpenAI CLIP; .pth, .bin or .safetensors), read in
 ``init_weights``. The model's keys are timm's under ``model.``.
 
 timm's block: x += drop_path(ls1(attn(norm1(x)))); x += drop_path(ls2(mlp(
-norm2(x)))), ls = LayerScale (identity where absent); the prefix tokens
-(class token, registers; none for SigLIP) come first.
+norm2(x)))), ls = LayerScale (identity where absent; EVA's ``gamma_1`` /
+``gamma_2``); the prefix tokens (class token, registers; none for SigLIP)
+come first. The attention's q / k norms, rotary embedding (EVA-02's RoPE, on
+the patch tokens only) and output norm (EVA's sub-LN) are applied by
+``..attention`` (see ``PackedAttention``), so that prompts are never
+rotated.
 """
 from typing import Optional, Sequence, Union
 
@@ -22,6 +26,7 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 
+from ..attention import self_attention
 from .base import Block, Tokens
 from .mmseg_vit import check_out_indices
 
@@ -29,33 +34,66 @@ from .mmseg_vit import check_out_indices
 HEAD_KEYS = ('head.', 'attn_pool.', 'fc_norm.')
 
 
-class PackedAttention:
-    """timm's ``Attention`` read as the packed projections of
-    ``nn.MultiheadAttention`` (``in_proj_weight`` = its qkv weight,
-    ``out_proj`` = its proj), as ``..attention`` computes with them. Only
-    for attention that is those projections alone (no q / k norm, output
-    norm or gate)."""
+def _module_or_none(module: Optional[nn.Module]) -> Optional[nn.Module]:
+    return None if isinstance(module, (nn.Identity, type(None))) else module
 
-    def __init__(self, attn: nn.Module):
-        extra = [name for name in ('q_norm', 'k_norm', 'norm')
-                 if not isinstance(getattr(attn, name, None),
-                                   (nn.Identity, type(None)))]
+
+class PackedAttention:
+    """timm's ``Attention`` or ``EvaAttention`` read as the packed
+    projections of ``nn.MultiheadAttention`` (``in_proj_weight`` =
+    [W_q; W_k; W_v], its fused qkv weight or EVA's three, ``in_proj_bias``
+    with EVA's zero key bias, ``out_proj`` = its proj) and the extras of
+    ``..attention``: ``q_norm``, ``k_norm``, ``out_norm`` (timm's
+    ``norm``) and, with a rotary embedding ``rope`` (N_patches, 2 d),
+    ``rotate``. Gated attention is not supported."""
+
+    def __init__(self, attn: nn.Module, rope: Optional[Tensor] = None):
         if getattr(attn, 'gate', None) is not None:
-            extra.append('gate')
-        if extra:
             raise NotImplementedError(
-                f'the prompt methods compute attention from the packed q, k, '
-                f'v projections; this timm attention also has {extra}, '
-                'which they do not apply yet')
+                'the prompt methods compute attention from the q, k, v '
+                'projections; this timm attention also has a gate, which '
+                'they do not apply')
         self.module = attn
+        self.rope = rope
+        self.q_norm = _module_or_none(attn.q_norm)
+        self.k_norm = _module_or_none(attn.k_norm)
+        self.out_norm = _module_or_none(attn.norm)
+        if rope is None:
+            self.rotate = None
+
+    def rotate(self, t: Tensor) -> Tensor:
+        """The rotary embedding of the last N_patches tokens of t
+        (..., N, H, d) (timm's ``apply_rot_embed_cat``)."""
+        from timm.layers import apply_rot_embed_cat
+        num = self.rope.shape[0]
+        patches = apply_rot_embed_cat(t[..., -num:, :, :], self.rope[:, None],
+                                      half=self.module.rotate_half)
+        return torch.cat((t[..., :-num, :, :], patches.type_as(t)), dim=-3)
+
+    @property
+    def _separate(self) -> bool:
+        return getattr(self.module, 'qkv', None) is None  # EVA's q, k, v_proj
 
     @property
     def in_proj_weight(self) -> Tensor:
-        return self.module.qkv.weight
+        attn = self.module
+        if self._separate:
+            return torch.cat((attn.q_proj.weight, attn.k_proj.weight,
+                              attn.v_proj.weight))
+        return attn.qkv.weight
 
     @property
     def in_proj_bias(self) -> Optional[Tensor]:
-        return self.module.qkv.bias
+        attn = self.module
+        if self._separate:
+            q_bias, v_bias = attn.q_proj.bias, attn.v_proj.bias
+        elif hasattr(attn, 'q_bias'):  # EVA's fused qkv
+            q_bias, v_bias = attn.q_bias, attn.v_bias
+        else:
+            return attn.qkv.bias
+        if q_bias is None:
+            return None
+        return torch.cat((q_bias, torch.zeros_like(q_bias), v_bias))
 
     @property
     def out_proj(self) -> nn.Module:
@@ -67,7 +105,7 @@ class PackedAttention:
 
     @property
     def embed_dim(self) -> int:
-        return self.module.qkv.in_features
+        return self.out_proj.out_features
 
     @property
     def dropout(self) -> float:
@@ -93,16 +131,33 @@ class PackedAttention:
         return state
 
 
-class TimmBlock(Block):
-    """A timm ``Block``."""
+def _layer_scale(block: nn.Module, branch: int) -> Optional[Tensor]:
+    """gamma (D,) of a block's attention (1) or MLP (2) branch, or None:
+    timm's ``ls1`` / ``ls2`` LayerScale, EVA's ``gamma_1`` / ``gamma_2``."""
+    layer_scale = getattr(block, f'ls{branch}', None)
+    if layer_scale is not None:
+        return getattr(layer_scale, 'gamma', None)
+    return getattr(block, f'gamma_{branch}')
 
-    def __init__(self, block: nn.Module, with_cp: bool):
+
+class TimmBlock(Block):
+    """A timm ``Block`` or ``EvaBlock`` (pre-norm); ``rope`` the rotary
+    embedding of the forward it is bound to (``at``)."""
+
+    def __init__(self, block: nn.Module, with_cp: bool,
+                 rope: Optional[Tensor] = None):
         self.module = block
         self._with_cp = with_cp
+        self.rope = rope
+
+    def at(self, tokens: Tokens) -> 'TimmBlock':
+        if tokens.rope is None:
+            return self
+        return TimmBlock(self.module, self._with_cp, tokens.rope)
 
     @property
     def attention(self) -> PackedAttention:
-        return PackedAttention(self.module.attn)
+        return PackedAttention(self.module.attn, self.rope)
 
     @property
     def with_cp(self) -> bool:
@@ -111,18 +166,48 @@ class TimmBlock(Block):
     @property
     def output_scale(self) -> Optional[Tensor]:
         """The layer scale of the attention branch, gamma (D,), or None."""
-        return getattr(self.module.ls1, 'gamma', None)
+        return _layer_scale(self.module, 1)
 
     def self_attention(self, h: Tensor) -> Tensor:
-        return self.module.attn(h)
+        return self_attention(self.attention, h)
 
     def attention_output(self, out: Tensor) -> Tensor:
-        return self.module.drop_path1(self.module.ls1(out))
+        gamma = self.output_scale
+        return self.module.drop_path1(out if gamma is None else out * gamma)
 
     def mlp_residual(self, x: Tensor, h: Optional[Tensor] = None) -> Tensor:
         block = self.module
-        h = block.norm2(x) if h is None else h
-        return x + block.drop_path2(block.ls2(block.mlp(h)))
+        out = block.mlp(block.norm2(x) if h is None else h)
+        gamma = _layer_scale(block, 2)
+        return x + block.drop_path2(out if gamma is None else out * gamma)
+
+
+def check_supported(model: nn.Module, model_name: str) -> None:
+    """A timm ``VisionTransformer`` or ``Eva`` of pre-norm blocks with
+    timm's attention, no patch dropout and one rotary embedding for all
+    blocks: what ``TimmBlock`` and ``embed`` implement."""
+    from timm.models.eva import Eva, EvaAttention, EvaBlock
+    from timm.models.vision_transformer import (Attention, Block,
+                                                VisionTransformer)
+    if not isinstance(model, (VisionTransformer, Eva)):
+        raise NotImplementedError(
+            f'TimmViT: {model_name} is a timm {type(model).__name__}; the '
+            'family supports timm VisionTransformer and Eva models')
+    supported = (Block, EvaBlock), (Attention, EvaAttention)
+    problems = sorted(
+        {f'{type(block).__name__} blocks' for block in model.blocks
+         if type(block) not in supported[0]}
+        | {f'{type(block.attn).__name__} attention' for block in model.blocks
+           if type(getattr(block, 'attn', None)) not in supported[1]})
+    if getattr(model, 'rope_mixed', False):
+        problems.append('a rotary embedding per block (rope_mixed)')
+    if _module_or_none(model.patch_drop) is not None:
+        problems.append('patch dropout (patch_drop_rate > 0)')
+    if problems:
+        raise NotImplementedError(
+            f'TimmViT: {model_name} has {", ".join(problems)}; the family '
+            'supports pre-norm Block / EvaBlock with timm\'s Attention / '
+            'EvaAttention, one rotary embedding and no patch dropout')
 
 
 @MODELS.register_module()
@@ -130,7 +215,8 @@ class TimmViT(BaseModule):
     """A timm ViT behind the family interface.
 
     Args:
-        model_name (str): a timm model of the ``VisionTransformer`` class.
+        model_name (str): a timm model of the ``VisionTransformer`` or
+            ``Eva`` class.
         checkpoint (str, optional): its weights, read by ``init_weights``.
         out_indices (int | Sequence[int]): blocks whose outputs are the
             backbone's (-1: the last). Default -1.
@@ -154,17 +240,13 @@ class TimmViT(BaseModule):
                  **kwargs):
         super().__init__()
         import timm
-        from timm.models.vision_transformer import VisionTransformer
         if kwargs.pop('pretrained', False):
             raise ValueError('TimmViT never downloads weights: give the file '
                              'as checkpoint=PATH (see docs/pretrained.md)')
         kwargs.setdefault('num_classes', 0)
         kwargs.setdefault('global_pool', '')
         self.model = timm.create_model(model_name, pretrained=False, **kwargs)
-        if not isinstance(self.model, VisionTransformer):
-            raise NotImplementedError(
-                f'TimmViT: {model_name} is a timm {type(self.model).__name__};'
-                ' the family supports timm VisionTransformer models')
+        check_supported(self.model, model_name)
         self.model_name = model_name
         self.checkpoint = checkpoint
         num_layers = len(self.model.blocks)
@@ -194,14 +276,23 @@ class TimmViT(BaseModule):
     def num_prefix_tokens(self) -> int:
         return self.model.num_prefix_tokens
 
+    @property
+    def is_eva(self) -> bool:
+        return hasattr(self.model, 'rope')
+
     def embed(self, images: Tensor) -> Tokens:
-        """timm's patch embedding, prefix tokens and position embedding."""
+        """timm's patch embedding, prefix tokens and position embedding (and
+        EVA's rotary embedding of the patches)."""
         model = self.model
-        x = model.norm_pre(model.patch_drop(
-            model._pos_embed(model.patch_embed(images))))
+        x = model.patch_embed(images)
+        if self.is_eva:
+            x, rope = model._pos_embed(x)
+        else:
+            x, rope = model._pos_embed(x), None
         hw_shape = tuple(model.patch_embed.dynamic_feat_size(
             images.shape[-2:]))
-        return Tokens(x, self.num_prefix_tokens, 0, hw_shape)
+        return Tokens(model.norm_pre(x), self.num_prefix_tokens, 0, hw_shape,
+                      rope)
 
     def final_normed(self, x: Tensor) -> Tensor:
         return self.model.norm(x) if self.final_norm else x
@@ -217,7 +308,10 @@ class TimmViT(BaseModule):
         """A checkpoint's ViT tensors in this family's keys: timm's
         ``checkpoint_filter_fn`` (other layouts, position embedding resized
         to the model's), classification heads left out."""
-        from timm.models.vision_transformer import checkpoint_filter_fn
+        if self.is_eva:
+            from timm.models.eva import checkpoint_filter_fn
+        else:
+            from timm.models.vision_transformer import checkpoint_filter_fn
         state = checkpoint.get('state_dict', checkpoint)
         if prefix:
             state = {k[len(prefix):]: v for k, v in state.items()
