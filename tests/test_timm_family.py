@@ -265,6 +265,29 @@ def test_bpt_calibrates_and_davpt_losses_train_on_dinov2():
     assert davpt.prompts.tokens.grad.abs().sum() > 0
 
 
+def test_eva02_trains_every_method_and_refuses_own_ca_weights():
+    """VPT, CVPT and DA-VPT's losses train on EVA-02 (RoPE, q / k norms);
+    CVPT's own CA weights (an nn.MultiheadAttention) could not apply them:
+    a clear error."""
+    for type_, extra in (('VPTViT', {}), ('CVPTViT', {}), ('VPTViT', dict(
+            addons=dict(guidance=dict(type='ProxyGuidance',
+                                      num_guided=2))))):
+        model = backbone(type_, EVA02, vit_extra=EVA_EXTRAS, **extra).train()
+        loss = sum(out.mean() for out in model(other_size(EVA02)))
+        if 'addons' in extra:
+            model.guidance.initialise(2)
+            model.guidance.recluster()
+            model(other_size(EVA02))
+            losses = model.guidance.losses(torch.tensor([0, 1]))
+            assert all(value > 0 for value in losses.values())
+            loss = loss + sum(losses.values())
+        loss.backward()
+        assert model.prompts.tokens.grad.abs().sum() > 0
+    for ca_weights in ('copy', 'random'):
+        with pytest.raises(NotImplementedError, match="use ca_weights='sh"):
+            backbone('CVPTViT', EVA02, ca_weights=ca_weights)
+
+
 def test_siglip_trains_vpt_and_cvpt_and_refuses_davpt():
     for type_ in ('VPTViT', 'CVPTViT'):
         model = backbone(type_, SIGLIP).train()
@@ -281,7 +304,8 @@ def reference_weights(model):
     name, size, _ = model
     torch.manual_seed(3)
     return timm.create_model(name, pretrained=False, num_classes=0,
-                             img_size=size, **SMALL).state_dict()
+                             global_pool='', img_size=size,
+                             **SMALL).state_dict()
 
 
 def dinov2_release_layout(state):
@@ -297,15 +321,17 @@ def dinov2_release_layout(state):
     return state
 
 
-@pytest.mark.parametrize('layout', ['timm', 'release', 'safetensors'])
+@pytest.mark.parametrize('layout', ['timm', 'release', 'safetensors', 'eva02'])
 def test_checkpoints_load_exactly(tmp_path, layout):
     """timm's layout (.pth), DINOv2's release layout (.pth) and .safetensors
-    load every ViT tensor exactly, through init_weights."""
-    name, size, _ = DINOV2_REG
-    state = reference_weights(DINOV2_REG)
-    path = tmp_path / ('vit.safetensors' if layout == 'safetensors' else
-                       'vit.pth')
-    if layout == 'safetensors':
+    (of DINOv2 and of EVA-02) load every ViT tensor exactly, through
+    init_weights."""
+    spec = EVA02 if layout == 'eva02' else DINOV2_REG
+    name, size, _ = spec
+    state = reference_weights(spec)
+    path = tmp_path / ('vit.pth' if layout in ('timm', 'release') else
+                       'vit.safetensors')
+    if layout in ('safetensors', 'eva02'):
         save_file(state, str(path))
     else:
         torch.save(dinov2_release_layout(state) if layout == 'release' else

@@ -111,6 +111,13 @@ def is_foldable(mha: nn.Module) -> bool:
                for name in ('q_norm', 'rotate', 'out_norm'))
 
 
+def is_plain(mha: nn.Module) -> bool:
+    """Whether the attention is its projections alone, as an
+    ``nn.MultiheadAttention`` (no q / k norm, rotary embedding or output
+    norm)."""
+    return is_foldable(mha) and getattr(mha, 'k_norm', None) is None
+
+
 def _heads(x: Tensor, num_heads: int) -> Tensor:
     """(..., N, D) -> (..., N, H, d): heads split, tokens still first."""
     return x.unflatten(-1, (num_heads, -1))

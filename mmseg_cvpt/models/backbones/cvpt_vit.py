@@ -7,7 +7,7 @@ from mmseg.registry import MODELS
 from torch import Tensor, nn
 
 from ..attention import (cross_attention, fold_prompts,
-                         folded_cross_attention, prefer_folded,
+                         folded_cross_attention, is_plain, prefer_folded,
                          prompt_keys_values)
 from ..costs import Shape, frozen_macs
 from ..families import Block, Tokens
@@ -125,6 +125,12 @@ class CVPTViT(PromptedVisionTransformer):
         cross_attns = nn.ModuleList()
         for block in self.vit.blocks[:self.prompt_depth]:
             source = block.attention
+            if not is_plain(source):
+                raise NotImplementedError(
+                    f"ca_weights={self.ca_weights!r} gives each layer an "
+                    'nn.MultiheadAttention of its own, without the q / k '
+                    'norms, rotary embedding or output norm of this '
+                    "backbone's attention: use ca_weights='shared'")
             cross_attns.append(
                 nn.MultiheadAttention(
                     source.embed_dim,

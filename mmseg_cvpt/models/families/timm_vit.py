@@ -44,10 +44,12 @@ class PackedAttention:
     [W_q; W_k; W_v], its fused qkv weight or EVA's three, ``in_proj_bias``
     with EVA's zero key bias, ``out_proj`` = its proj) and the extras of
     ``..attention``: ``q_norm``, ``k_norm``, ``out_norm`` (timm's
-    ``norm``) and, with a rotary embedding ``rope`` (N_patches, 2 d),
-    ``rotate``. Gated attention is not supported."""
+    ``norm``) and, for a ``rotary`` attention, ``rotate`` with the rotary
+    embedding ``rope`` (N_patches, 2 d) of the forward it is bound to.
+    Gated attention is not supported."""
 
-    def __init__(self, attn: nn.Module, rope: Optional[Tensor] = None):
+    def __init__(self, attn: nn.Module, rotary: bool = False,
+                 rope: Optional[Tensor] = None):
         if getattr(attn, 'gate', None) is not None:
             raise NotImplementedError(
                 'the prompt methods compute attention from the q, k, v '
@@ -58,13 +60,17 @@ class PackedAttention:
         self.q_norm = _module_or_none(attn.q_norm)
         self.k_norm = _module_or_none(attn.k_norm)
         self.out_norm = _module_or_none(attn.norm)
-        if rope is None:
+        if not rotary:
             self.rotate = None
 
     def rotate(self, t: Tensor) -> Tensor:
         """The rotary embedding of the last N_patches tokens of t
         (..., N, H, d) (timm's ``apply_rot_embed_cat``)."""
         from timm.layers import apply_rot_embed_cat
+        if self.rope is None:
+            raise RuntimeError(
+                'this attention rotates the patch tokens by the rotary '
+                'embedding of a forward: take it from block.at(tokens)')
         num = self.rope.shape[0]
         patches = apply_rot_embed_cat(t[..., -num:, :, :], self.rope[:, None],
                                       half=self.module.rotate_half)
@@ -141,23 +147,25 @@ def _layer_scale(block: nn.Module, branch: int) -> Optional[Tensor]:
 
 
 class TimmBlock(Block):
-    """A timm ``Block`` or ``EvaBlock`` (pre-norm); ``rope`` the rotary
+    """A timm ``Block`` or ``EvaBlock`` (pre-norm), ``rotary`` where its
+    attention rotates the patch tokens (EVA-02's RoPE); ``rope`` the rotary
     embedding of the forward it is bound to (``at``)."""
 
-    def __init__(self, block: nn.Module, with_cp: bool,
+    def __init__(self, block: nn.Module, with_cp: bool, rotary: bool = False,
                  rope: Optional[Tensor] = None):
         self.module = block
         self._with_cp = with_cp
+        self.rotary = rotary
         self.rope = rope
 
     def at(self, tokens: Tokens) -> 'TimmBlock':
-        if tokens.rope is None:
+        if not self.rotary:
             return self
-        return TimmBlock(self.module, self._with_cp, tokens.rope)
+        return TimmBlock(self.module, self._with_cp, True, tokens.rope)
 
     @property
     def attention(self) -> PackedAttention:
-        return PackedAttention(self.module.attn, self.rope)
+        return PackedAttention(self.module.attn, self.rotary, self.rope)
 
     @property
     def with_cp(self) -> bool:
@@ -260,7 +268,8 @@ class TimmViT(BaseModule):
         self.final_norm = final_norm
         self.output_cls_token = output_cls_token
         self.out_origin = out_origin
-        self.blocks = [TimmBlock(block, with_cp)
+        rotary = getattr(self.model, 'rope', None) is not None
+        self.blocks = [TimmBlock(block, with_cp, rotary)
                        for block in self.model.blocks]
         self.pretrained_keys = frozenset(self.state_dict())
 
