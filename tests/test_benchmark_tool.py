@@ -91,6 +91,24 @@ def test_counted_flops_are_the_formulas(benchmark_tool):
                                               rel=1e-9), (method, prompts)
 
 
+def test_counted_flops_are_the_formulas_on_a_timm_dinov2(benchmark_tool):
+    """The same on timm's DINOv2 with registers (five prefix tokens, layer
+    scales), the family of ``--arch dinov2_b14``."""
+    arch = dict(vit=dict(type='TimmViT',
+                         model_name='vit_base_patch14_reg4_dinov2',
+                         embed_dim=DIMS, depth=LAYERS, num_heads=HEADS,
+                         out_indices=(0, 1), final_norm=True))
+    size = 28  # 2 x 2 patches of 14
+    images = torch.randn(BATCH, 3, size, size)
+    for case in benchmark_tool.build_cases(size, [4, 40],
+                                           torch.device('cpu'), arch):
+        cost = benchmark_tool.untimed_costs(case, images)
+        formula = benchmark_tool.formula_gflops(case.config, arch, BATCH)
+        for key in ('train_gflops', 'infer_gflops'):
+            assert cost[key] == pytest.approx(
+                formula[f'{key}_formula'], rel=1e-9), case.config
+
+
 def test_cases_share_one_frozen_vit(benchmark_tool):
     """Every configuration's training and inference backbones hold the very
     same frozen tensors (the backbone's ``share_frozen_from``), not copies

@@ -13,6 +13,7 @@ prompts), never to the ViT's weights. A step's cost is a pair
 ``(train step, inference)``, the train step being forward + backward.
 """
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Tuple
 
 
@@ -27,19 +28,47 @@ class Shape:
     layers: int  # L
     mlp_ratio: int  # r
     patch_size: int  # p
+    prefix: int = 1  # the class token (and registers)
 
     @property
     def tokens(self) -> int:
-        """N: the class token and the patches."""
-        return self.patches + 1
+        """N: the prefix tokens and the patches."""
+        return self.patches + self.prefix
+
+
+@lru_cache()
+def _timm_architecture(model_name: str, options: tuple) -> tuple:
+    """(patch size, D, H, L, r, prefix tokens) of a timm ViT, read from the
+    model built on the meta device (no memory, no weights)."""
+    import timm
+    import torch
+    with torch.device('meta'):
+        model = timm.create_model(model_name, pretrained=False,
+                                  **dict(options))
+    block = model.blocks[0]
+    return (model.patch_embed.patch_size[0], model.embed_dim,
+            block.attn.num_heads, len(model.blocks),
+            block.mlp.fc1.out_features // model.embed_dim,
+            model.num_prefix_tokens)
 
 
 def shape_of(arch: dict, size: int, prompts: int, batch: int) -> Shape:
-    """The Shape of an mmseg ``VisionTransformer`` config ``arch`` on
-    ``batch`` square images of ``size`` pixels with ``prompts`` a layer."""
-    return Shape(batch, (size // arch['patch_size'])**2, prompts,
-                 arch['embed_dims'], arch['num_heads'], arch['num_layers'],
-                 arch['mlp_ratio'], arch['patch_size'])
+    """The Shape of a backbone's ViT arguments ``arch`` (mmseg's
+    ``VisionTransformer`` arguments, or ``vit=dict(type='TimmViT', ...)``)
+    on ``batch`` square images of ``size`` pixels with ``prompts`` a
+    layer."""
+    if 'vit' in arch:
+        options = {k: v for k, v in arch['vit'].items()
+                   if k not in ('type', 'model_name', 'checkpoint',
+                                'out_indices', 'final_norm', 'img_size')}
+        patch, dims, heads, layers, ratio, prefix = _timm_architecture(
+            arch['vit']['model_name'], tuple(sorted(options.items())))
+    else:
+        patch, dims, heads, layers, ratio, prefix = (
+            arch['patch_size'], arch['embed_dims'], arch['num_heads'],
+            arch['num_layers'], arch['mlp_ratio'], 1)
+    return Shape(batch, (size // patch)**2, prompts, dims, heads, layers,
+                 ratio, patch, prefix)
 
 
 def block_forward(s: Shape, queries: int, keys: int) -> int:

@@ -1,11 +1,12 @@
 """Cost of the frozen ViT and the prompt methods against the number of
 prompts P.
 
-ViT-B/16 (mmseg layout, random weights: costs do not depend on the values)
-at each input size; P = 0 is the frozen ViT (every method with no prompts is
-the same network). The methods are the rows of ``METHODS`` (a label, a
-backbone config and a multiply-add formula each): VPT-deep in its reference
-form (every prompted layer on the whole sequence, as published) and in its
+ViT-B/16 (mmseg layout; ``--arch dinov2_b14``: timm's DINOv2-B/14 with
+four registers, at 518 for instance; random weights: costs do not depend on
+the values) at each input size; P = 0 is the frozen ViT (every method with
+no prompts is the same network). The methods are the rows of ``METHODS`` (a
+label, a backbone config and a multiply-add formula each): VPT-deep in its
+reference form (every prompted layer on the whole sequence, as published) and in its
 fast form (prompts as keys and values only), CVPT, BPT (fast VPT-deep with
 bilinear prompts) and DA-VPT (fast VPT-deep with its guidance losses).
 Every configuration is measured in the same run: warm-up, then
@@ -26,6 +27,8 @@ Example (the run in docs/performance.md)::
         --methods vpt_reference vpt cvpt bpt davpt \\
         --batch 2 --repeats 10 --repeats-for 512=6 --best-of 2 \\
         --device cpu --out work_dirs/benchmark
+    python tools/analysis/benchmark.py --arch dinov2_b14 --sizes 518 \
+        --prompts 0 200 --batch 2 --repeats 4 --out work_dirs/benchmark_dinov2
 """
 import argparse
 import statistics
@@ -61,6 +64,20 @@ VIT_B16 = dict(
     mlp_ratio=4,
     out_indices=(2, 5, 8, 11),
     final_norm=True)
+DINOV2_B14 = dict(vit=dict(
+    type='TimmViT',
+    model_name='vit_base_patch14_reg4_dinov2',
+    out_indices=(2, 5, 8, 11),
+    final_norm=True))
+#: the frozen ViTs of --arch: a backbone's ViT arguments, without img_size
+ARCHS = {'vit_b16': VIT_B16, 'dinov2_b14': DINOV2_B14}
+
+
+def at_size(arch: dict, size: int) -> dict:
+    """The ViT arguments with the input size."""
+    if 'vit' in arch:
+        return dict(vit=dict(arch['vit'], img_size=size))
+    return dict(arch, img_size=size)
 
 
 # ---- the methods ----------------------------------------------------------
@@ -154,12 +171,7 @@ non_negative_int = int_at_least(0)
 
 
 def image_size(text: str) -> int:
-    value = positive_int(text)
-    if value % VIT_B16['patch_size']:
-        raise argparse.ArgumentTypeError(
-            f'image size {value} is not a multiple of the patch size '
-            f"{VIT_B16['patch_size']}")
-    return value
+    return positive_int(text)
 
 
 def size_override(parse_value: Callable) -> Callable:
@@ -181,10 +193,13 @@ def prompt_list(text: str) -> List[int]:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description='Time / memory / FLOPs of frozen ViT-B/16 and prompt '
-        'methods against the number of prompts.',
+        description='Time / memory / FLOPs of a frozen ViT (--arch) and the '
+        'prompt methods against the number of prompts.',
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=DEFINITIONS)
+    parser.add_argument('--arch', choices=ARCHS, default='vit_b16',
+                        help='the frozen ViT: vit_b16 (mmseg ViT-B/16) or '
+                        'dinov2_b14 (timm vit_base_patch14_reg4_dinov2)')
     parser.add_argument('--sizes', type=image_size, nargs='+',
                         default=[224, 512], help='input sizes (square)')
     parser.add_argument('--prompts', type=non_negative_int, nargs='+',
@@ -221,6 +236,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--out', type=Path,
                         default=Path('work_dirs/benchmark'))
     args = parser.parse_args(argv)
+    patch = shape_of(ARCHS[args.arch], 1, 0, 1).patch_size
+    bad_sizes = [size for size in args.sizes if size % patch]
+    if bad_sizes:
+        parser.error(f'--sizes {bad_sizes}: not multiples of {args.arch}\'s '
+                     f'patch size {patch}')
     for option in ('prompts_for', 'repeats_for'):
         unknown = {size for size, _ in getattr(args, option)} - set(args.sizes)
         if unknown:
@@ -262,12 +282,11 @@ def build(config: Config, arch: dict) -> nn.Module:
     DA-VPT's ADE20K classes mapped onto its proxies."""
     shape = shape_of(arch, config.size, config.prompts, batch=1)
     model = MODELS.build(
-        dict(METHODS[config.method].backbone(shape), img_size=config.size,
-             num_prompts=config.prompts, **arch))
+        dict(METHODS[config.method].backbone(shape),
+             num_prompts=config.prompts, **at_size(arch, config.size)))
     if hasattr(model.prompts, 'set_statistics'):
-        dims = arch['embed_dims']
         model.prompts.set_statistics(
-            torch.eye(dims).repeat(arch['num_layers'], 1, 1))
+            torch.eye(shape.dims).repeat(shape.layers, 1, 1))
     guidance = model.addons.get('guidance')
     if guidance is not None:  # as ClassProxyHook does, before any class
         guidance.initialise(DAVPT_CLASSES)  # means exist
@@ -279,10 +298,13 @@ def embeddings_require_grad(model: nn.Module) -> None:
     """The frozen ViT's floor: backward to the patch embeddings."""
 
     def leaf(module, inputs, output):
-        tokens, hw_shape = output
-        return tokens.detach().requires_grad_(), hw_shape
+        if isinstance(output, tuple):  # mmseg's (tokens, hw_shape)
+            return (output[0].detach().requires_grad_(), *output[1:])
+        return output.detach().requires_grad_()
 
-    model.vit.patch_embed.register_forward_hook(leaf)
+    patch_embed = next(module for name, module in model.vit.named_modules()
+                       if name.split('.')[-1] == 'patch_embed')
+    patch_embed.register_forward_hook(leaf)
 
 
 @dataclass
@@ -358,7 +380,8 @@ def formula_gflops(config: Config, arch: dict, batch: int) -> dict:
 def measure_size(size: int, prompt_counts: List[int], args,
                  raw: List[dict]) -> List[dict]:
     """All configurations of one input size: one row each."""
-    cases = build_cases(size, prompt_counts, args.device,
+    arch = ARCHS[args.arch]
+    cases = build_cases(size, prompt_counts, args.device, arch,
                         methods=args.methods)
     images = torch.randn(args.batch, 3, size, size, device=args.device)
     rows = {}
@@ -368,7 +391,7 @@ def measure_size(size: int, prompt_counts: List[int], args,
             method=METHODS[case.config.method].label,
             prompts=case.config.prompts,
             **untimed_costs(case, images),
-            **formula_gflops(case.config, VIT_B16, args.batch))
+            **formula_gflops(case.config, arch, args.batch))
         print(f'  warmed up {case.config.label}', flush=True)
     repeats = dict(args.repeats_for).get(size, args.repeats)
     times: Dict[Tuple[Config, str], List[float]] = {}
@@ -416,8 +439,9 @@ def main(argv=None) -> None:
         rows += measure_size(size, prompt_counts, args, raw)
     command = 'python ' + ' '.join([sys.argv[0]] + sys.argv[1:])
     report, note = write_reports(
-        args.out, command, f'batch {args.batch}, device {args.device}, '
-        f'{args.clock} clock', rows, raw, METHODS['frozen'].label,
+        args.out, command, f'{args.arch}, batch {args.batch}, device '
+        f'{args.device}, {args.clock} clock', rows, raw,
+        METHODS['frozen'].label,
         [METHODS[key].label for key in PROMPT_METHODS])
     print('\n' + report)
     print(f'\nWrote {args.out}/benchmark.md, benchmark.csv, '
