@@ -6,9 +6,10 @@ four registers, at 518 for instance; random weights: costs do not depend on
 the values) at each input size; P = 0 is the frozen ViT (every method with
 no prompts is the same network). The methods are the rows of ``METHODS`` (a
 label, a backbone config and a multiply-add formula each): VPT-deep in its
-reference form (every prompted layer on the whole sequence, as published) and in its
-fast form (prompts as keys and values only), CVPT, BPT (fast VPT-deep with
-bilinear prompts) and DA-VPT (fast VPT-deep with its guidance losses).
+reference form (every prompted layer on the whole sequence, as published)
+and in its fast form (prompts as keys and values only), CVPT, BPT (fast
+VPT-deep with bilinear prompts) and DA-VPT (fast VPT-deep with its guidance
+losses).
 Every configuration is measured in the same run: warm-up, then
 ``--repeats`` rounds in which each configuration takes one training step
 (the fastest of ``--best-of`` back to back), then each one inference pass,
