@@ -321,21 +321,32 @@ def dinov2_release_layout(state):
     return state
 
 
-@pytest.mark.parametrize('layout', ['timm', 'release', 'safetensors', 'eva02'])
+def eva02_mim_release_layout(state):
+    """EVA-02's MIM pretraining file: under 'module', with its mask token
+    and the MIM head beside the ViT (timm's filter moves the final norm to
+    fc_norm)."""
+    return dict(module=dict(state, mask_token=torch.zeros(1, 1, 48),
+                            **{'lm_head.weight': torch.zeros(32, 48),
+                               'lm_head.bias': torch.zeros(32)}))
+
+
+@pytest.mark.parametrize('layout', ['timm', 'release', 'safetensors',
+                                    'eva02', 'eva02_release'])
 def test_checkpoints_load_exactly(tmp_path, layout):
-    """timm's layout (.pth), DINOv2's release layout (.pth) and .safetensors
-    (of DINOv2 and of EVA-02) load every ViT tensor exactly, through
-    init_weights."""
-    spec = EVA02 if layout == 'eva02' else DINOV2_REG
+    """timm's layout (.pth), DINOv2's and EVA-02's release layouts (.pth)
+    and .safetensors (of DINOv2 and of EVA-02) load every ViT tensor
+    exactly, through init_weights."""
+    spec = EVA02 if layout.startswith('eva02') else DINOV2_REG
     name, size, _ = spec
     state = reference_weights(spec)
-    path = tmp_path / ('vit.pth' if layout in ('timm', 'release') else
-                       'vit.safetensors')
-    if layout in ('safetensors', 'eva02'):
+    path = tmp_path / ('vit.safetensors' if layout in (
+        'safetensors', 'eva02') else 'vit.pth')
+    if path.suffix == '.safetensors':
         save_file(state, str(path))
     else:
         torch.save(dinov2_release_layout(state) if layout == 'release' else
-                   state, path)
+                   eva02_mim_release_layout(state)
+                   if layout == 'eva02_release' else state, path)
     model = MODELS.build(dict(type='CVPTViT', _scope_='mmseg', num_prompts=M,
                               vit=timm_vit(name, size, checkpoint=str(path))))
     model.init_weights()

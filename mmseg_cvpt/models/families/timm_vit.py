@@ -316,12 +316,19 @@ class TimmViT(BaseModule):
                            prefix: Optional[str] = None) -> dict:
         """A checkpoint's ViT tensors in this family's keys: timm's
         ``checkpoint_filter_fn`` (other layouts, position embedding resized
-        to the model's), classification heads left out."""
+        to the model's), classification heads left out.
+
+        EVA-02's MIM release keeps its final norm as ``norm``, which timm's
+        filter moves to ``fc_norm`` (the norm of average pooling); the
+        backbone, built without pooling, has it as ``norm`` again."""
         if self.is_eva:
             from timm.models.eva import checkpoint_filter_fn
         else:
             from timm.models.vision_transformer import checkpoint_filter_fn
-        state = checkpoint.get('state_dict', checkpoint)
+        state = checkpoint
+        for wrapper in ('state_dict', 'model', 'module'):  # ours, EVA's, ...
+            if isinstance(state.get(wrapper), dict):
+                state = state[wrapper]
         if prefix:
             state = {k[len(prefix):]: v for k, v in state.items()
                      if k.startswith(prefix)}
@@ -331,6 +338,11 @@ class TimmViT(BaseModule):
         state = checkpoint_filter_fn(
             {k: v for k, v in state.items() if isinstance(v, Tensor)},
             self.model)
+        own = self.model.state_dict()
+        if 'norm.weight' in own and 'norm.weight' not in state:
+            state = {('norm.' + k[len('fc_norm.'):]
+                      if k.startswith('fc_norm.') else k): v
+                     for k, v in state.items()}
         return {f'model.{k}': v for k, v in state.items()
                 if not k.startswith(HEAD_KEYS)}
 
