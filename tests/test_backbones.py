@@ -71,7 +71,8 @@ def mlp(layer, h):
 
 
 def explicit_vpt_deep(model, images):
-    x, _, _, hw = model.vit.embed(images)
+    tokens = model.vit.embed(images)
+    x, hw = tokens.x, tokens.hw_shape
     m = model.num_prompts
     outs = []
     for i, layer in enumerate(model.vit.layers):
@@ -88,7 +89,8 @@ def explicit_vpt_deep(model, images):
 
 
 def explicit_cvpt(model, images, position):
-    x, _, _, hw = model.vit.embed(images)
+    tokens = model.vit.embed(images)
+    x, hw = tokens.x, tokens.hw_shape
     outs = []
     for i, layer in enumerate(model.vit.layers):
         P = model.prompts.tokens[i]

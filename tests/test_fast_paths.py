@@ -73,7 +73,8 @@ def plain_vpt(model, images, prompts=None):
     of layer i < k enter after the class token, replacing layer i - 1's
     prompt outputs; ``prompts`` defaults to the model's (no dropout)."""
     prompts = model.prompts() if prompts is None else prompts
-    x, _, _, (height, width) = model.vit.embed(images)
+    tokens = model.vit.embed(images)
+    x, (height, width) = tokens.x, tokens.hw_shape
     num_prefix, num_prompts = int(model.vit.with_cls_token), model.num_prompts
     outs = []
     for i, layer in enumerate(model.vit.layers):
@@ -89,7 +90,8 @@ def plain_vpt(model, images, prompts=None):
 
 def plain_cvpt(model, images):
     """CVPT at any ca_position, from the paper's block equations."""
-    x, _, _, (height, width) = model.vit.embed(images)
+    tokens = model.vit.embed(images)
+    x, (height, width) = tokens.x, tokens.hw_shape
     outs = []
     for i, layer in enumerate(model.vit.layers):
 
