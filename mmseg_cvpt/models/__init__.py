@@ -1,4 +1,5 @@
-from .backbones import (CVPTViT, PromptedVisionTransformer, VPTViT,
+from .backbones import (AdaptFormerViT, CVPTViT, LoRAViT,
+                        PromptedVisionTransformer, ReinViT, VPTViT,
                         find_addon, find_prompted_backbone)
 from .classification import ClsTokenViT
 from .families import MMSegViT, TimmViT, Tokens
@@ -11,7 +12,8 @@ from .prompts import (BilinearPrompts, LayerPrompts, PromptProvider,
 from .tuned_state import backbone_of, tuned_state_dict
 
 __all__ = [
-    'PromptedVisionTransformer', 'VPTViT', 'CVPTViT', 'MMSegViT', 'TimmViT',
+    'PromptedVisionTransformer', 'VPTViT', 'CVPTViT', 'LoRAViT',
+    'AdaptFormerViT', 'ReinViT', 'MMSegViT', 'TimmViT',
     'Tokens',
     'find_prompted_backbone', 'find_addon', 'PromptProvider', 'LayerPrompts',
     'WhitenedPrompts', 'BilinearPrompts', 'calibrate_prompts',

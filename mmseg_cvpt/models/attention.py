@@ -39,6 +39,11 @@ Some blocks add to the projections (timm's EVA-02 and q / k-normed ViTs;
   rotated;
 * ``out_norm``: a norm of the merged heads before W_o (EVA's sub-LN);
 
+* ``project(x, start, stop)``: rows start:stop of the packed projection
+  of x, where a method adapts it (LoRA: x W^T + b + s drop(x) A^T B^T);
+* ``add_to_projection(target, delta)``: W_t += delta in its own weights
+  (t in q, k, v, o), where the weights are not ``nn.MultiheadAttention``'s;
+
 so that q = rotate(q_norm(x W_q^T + b_q)) for the token stream x,
 k = rotate(k_norm(x W_k^T + b_k)) for its keys and k_norm(P W_k^T + b_k)
 for prompts', and the output is out_norm(A V) W_o^T + b_o. The folded
@@ -64,12 +69,23 @@ def merge_heads(x: Tensor) -> Tensor:
     return x.reshape(*x.shape[:-2], -1)
 
 
-def _in_proj(mha: nn.MultiheadAttention, x: Tensor, start: int,
-             stop: int) -> Tensor:
-    """Rows ``start:stop`` of the packed projection: x W[start:stop]^T + b."""
+def packed_projection(mha: nn.MultiheadAttention, x: Tensor, start: int,
+                      stop: int) -> Tensor:
+    """Rows ``start:stop`` of the frozen packed projection:
+    x W[start:stop]^T + b[start:stop]."""
     bias = mha.in_proj_bias
     return F.linear(x, mha.in_proj_weight[start:stop],
                     None if bias is None else bias[start:stop])
+
+
+def _in_proj(mha: nn.MultiheadAttention, x: Tensor, start: int,
+             stop: int) -> Tensor:
+    """Rows ``start:stop`` of the packed projection, through the attention's
+    own ``project`` where it adapts the projection (LoRA)."""
+    project = getattr(mha, 'project', None)
+    if project is not None:
+        return project(x, start, stop)
+    return packed_projection(mha, x, start, stop)
 
 
 def _dropout_p(mha: nn.MultiheadAttention) -> float:
@@ -106,9 +122,28 @@ def output_of(mha: nn.Module, merged: Tensor) -> Tensor:
 def is_foldable(mha: nn.Module) -> bool:
     """Whether CA's logits are linear in the queries' tokens and its output
     linear in the attention probabilities (no q norm, rotary embedding or
-    output norm), as the folded form needs."""
+    output norm) with the packed weights as they are (no ``project``), as
+    the folded form needs."""
     return all(getattr(mha, name, None) is None
-               for name in ('q_norm', 'rotate', 'out_norm'))
+               for name in ('q_norm', 'rotate', 'out_norm', 'project'))
+
+
+#: the projections of an attention: q, k, v (the packed in-projection's
+#: rows) and o (out_proj)
+PROJECTIONS = ('q', 'k', 'v', 'o')
+
+
+def add_to_projection(mha: nn.Module, target: str, delta: Tensor) -> None:
+    """W_t += delta (D x D) in the attention's own weights, t in
+    ``PROJECTIONS`` (call under ``torch.no_grad``)."""
+    adder = getattr(mha, 'add_to_projection', None)
+    if adder is not None:
+        adder(target, delta)
+    elif target == 'o':
+        mha.out_proj.weight += delta
+    else:
+        start = PROJECTIONS.index(target) * mha.embed_dim
+        mha.in_proj_weight[start:start + mha.embed_dim] += delta
 
 
 def is_plain(mha: nn.Module) -> bool:
@@ -161,7 +196,7 @@ def _packed_qkv(mha: nn.MultiheadAttention,
     without norms or rotation).
     """
     batch, num_tokens, _ = x.shape
-    qkv = F.linear(x, mha.in_proj_weight, mha.in_proj_bias)
+    qkv = _in_proj(mha, x, 0, 3 * mha.embed_dim)
     q, k, v = qkv.reshape(batch, num_tokens, 3, mha.num_heads,
                           -1).unbind(2)
     q, k = token_queries(mha, q), token_keys(mha, k)

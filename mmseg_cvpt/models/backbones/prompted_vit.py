@@ -149,6 +149,9 @@ class PromptedVisionTransformer(BaseModule):
     """
 
     default_prompt_cfg = dict(type='LayerPrompts', init='xavier')
+    #: whether the method's blocks read prompts; a method that does not
+    #: (LoRA, adapters) refuses num_prompts > 0
+    uses_prompts = True
 
     def __init__(self,
                  num_prompts: int = 0,
@@ -164,6 +167,10 @@ class PromptedVisionTransformer(BaseModule):
                  frozen_exclude: Optional[Sequence[str]] = None,
                  **vit_kwargs):
         num_prompts = parse_num_prompts(num_prompts)
+        if num_prompts and not self.uses_prompts:
+            raise ValueError(
+                f'{type(self).__name__} has no prompts (num_prompts='
+                f'{num_prompts}): its tuned modules are its own arguments')
         if not 0. <= prompt_dropout < 1.:
             raise ValueError(
                 f'prompt_dropout must be in [0, 1), got {prompt_dropout!r}')
@@ -261,9 +268,12 @@ class PromptedVisionTransformer(BaseModule):
         trainable = sum(p.numel() for p in self.parameters()
                         if p.requires_grad)
         total = sum(p.numel() for p in self.parameters())
+        summary = (f'{type(self).__name__}: {trainable:,} trainable of '
+                   f'{total:,} parameters')
+        if not self.uses_prompts:
+            return summary
         provider = f', {type(self.prompts).__name__}' if self.prompts else ''
-        return (f'{type(self).__name__}: {trainable:,} trainable of '
-                f'{total:,} parameters ({self.num_prompts} prompts x '
+        return (f'{summary} ({self.num_prompts} prompts x '
                 f'{self.prompt_depth} layers{provider})')
 
     # ---- the frozen weights and their base ------------------------------

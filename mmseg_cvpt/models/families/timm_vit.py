@@ -127,6 +127,18 @@ class PackedAttention:
     def buffers(self):
         return self.module.buffers()
 
+    def add_to_projection(self, target: str, delta: Tensor) -> None:
+        """W_t += delta in timm's weights (``..attention.add_to_projection``):
+        the fused qkv's rows, EVA's q / k / v_proj, or proj for 'o'."""
+        attn = self.module
+        if target == 'o':
+            attn.proj.weight += delta
+        elif self._separate:
+            getattr(attn, f'{target}_proj').weight += delta
+        else:
+            start = 'qkv'.index(target) * self.embed_dim
+            attn.qkv.weight[start:start + self.embed_dim] += delta
+
     def state_dict(self) -> dict:
         """The weights under ``nn.MultiheadAttention``'s names."""
         state = dict(in_proj_weight=self.in_proj_weight,

@@ -1,0 +1,82 @@
+"""AdaptFormer (Chen et al., NeurIPS 2022; ShoufaChen/AdaptFormer
+models/custom_modules.py): a bottleneck adapter parallel to each frozen
+block's MLP."""
+import math
+from typing import List, Tuple
+
+from mmseg.registry import MODELS
+from torch import Tensor, nn
+
+from ..costs import Shape, frozen_macs
+from ..families import Block, Tokens
+from .prompted_vit import PromptedVisionTransformer
+
+
+class Adapter(nn.Module):
+    """s * up(dropout(ReLU(down(x)))): down kaiming-uniform(a = sqrt 5), up
+    and both biases zeros (the reference's "lora" init: the block starts as
+    the frozen one)."""
+
+    def __init__(self, dims: int, bottleneck: int, scale: float,
+                 dropout: float):
+        super().__init__()
+        self.down = nn.Linear(dims, bottleneck)
+        self.up = nn.Linear(bottleneck, dims)
+        self.dropout = nn.Dropout(dropout)
+        self.scale = scale
+        nn.init.kaiming_uniform_(self.down.weight, a=math.sqrt(5))
+        for tensor in (self.up.weight, self.down.bias, self.up.bias):
+            nn.init.zeros_(tensor)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.scale * self.up(self.dropout(self.down(x).relu()))
+
+
+@MODELS.register_module()
+class AdaptFormerViT(PromptedVisionTransformer):
+    """AdaptFormer on every block of a frozen ViT (its "parallel" adapter,
+    input option "none": the un-normalised x'):
+
+        x' = x + SA(LN1(x))
+        x  = x' + MLP(LN2(x')) + s * up(dropout(ReLU(down(x'))))
+
+    Args:
+        bottleneck (int): the adapter's width. Default 64.
+        scale (float): s, fixed. Default 0.1.
+        dropout (float): dropout between ReLU and up. Default 0.1.
+        See ``PromptedVisionTransformer`` for the other arguments (no
+        prompts).
+    """
+
+    uses_prompts = False
+
+    def __init__(self,
+                 bottleneck: int = 64,
+                 scale: float = 0.1,
+                 dropout: float = 0.1,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.bottleneck = bottleneck
+        self.adapters = nn.ModuleList(
+            Adapter(self.vit.embed_dims, bottleneck, scale, dropout)
+            for _ in self.vit.blocks)
+
+    def structure(self) -> dict:
+        return dict(super().structure(), adapter='parallel, input x')
+
+    def forward_block(self, index: int, block: Block, tokens: Tokens,
+                      prompts: List[Tensor]) -> Tokens:
+        x = block.attention_residual(tokens.x)
+        return tokens.replace_x(
+            block.mlp_residual(x) + self.adapters[index](x))
+
+
+# ---- cost (docs/performance.md) -------------------------------------------
+def adaptformer_macs(s: Shape, bottleneck: int) -> Tuple[int, int]:
+    """(train step, inference) multiply-adds: per token and layer the
+    adapter's down and up, 2 b D, on top of the frozen ViT; its backward
+    computes the gradients of the tokens and of both weights (2 more
+    products each)."""
+    train, infer = frozen_macs(s)
+    per_pass = s.batch * s.layers * s.tokens * 2 * bottleneck * s.dims
+    return train + 3 * per_pass, infer + per_pass

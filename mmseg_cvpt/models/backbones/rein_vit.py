@@ -1,0 +1,75 @@
+"""Rein (Wei et al., CVPR 2024; w1oves/Rein rein/models/backbones/reins.py,
+``LoRAReins``): learnable tokens that refine each frozen block's patch
+features."""
+import math
+from typing import List
+
+import torch
+from mmseg.registry import MODELS
+from torch import Tensor, nn
+
+from ..families import Block, Tokens
+from .prompted_vit import PromptedVisionTransformer
+
+
+@MODELS.register_module()
+class ReinViT(PromptedVisionTransformer):
+    """Rein after every block of a frozen ViT, on its patch tokens f (B, n,
+    D) (the prefix tokens are left as they are), with the layer's tokens
+    T_i = A_i B_i (A_i m x r, B_i r x D):
+
+        S     = softmax over the m tokens of f T_i^T / sqrt(D)
+        dbar  = S[:, :, 1:] (T_i[1:] W_T^T + b_T)  (token 0: softmax only)
+        delta = (dbar + f) W_f^T + b_f
+        f     = f + s * delta
+
+    W_T, b_T, W_f, b_f and the scalar s (init 1e-3) are shared by all
+    layers; A, B uniform(-v, v), v = sqrt(6 / (3 p^2 + sqrt(D r))), p the
+    patch size; W_T, W_f kaiming-uniform(a = sqrt 5) (nn.Linear's). Rein's
+    link of the tokens to Mask2Former's queries belongs to that head.
+
+    Args:
+        num_tokens (int): m. Default 100.
+        rank (int): r. Default 16.
+        See ``PromptedVisionTransformer`` for the other arguments (no
+        prompts).
+    """
+
+    uses_prompts = False
+
+    def __init__(self, num_tokens: int = 100, rank: int = 16, **kwargs):
+        super().__init__(**kwargs)
+        dims, layers = self.vit.embed_dims, len(self.vit.blocks)
+        self.num_tokens, self.rank = num_tokens, rank
+        self.token_factors = nn.Parameter(torch.empty(layers, num_tokens,
+                                                      rank))  # A
+        self.token_basis = nn.Parameter(torch.empty(layers, rank, dims))  # B
+        bound = math.sqrt(6 / (3 * self.vit.patch_size**2 +
+                               math.sqrt(dims * rank)))
+        nn.init.uniform_(self.token_factors, -bound, bound)
+        nn.init.uniform_(self.token_basis, -bound, bound)
+        self.token_to_feature = nn.Linear(dims, dims)  # W_T, b_T
+        self.feature_delta = nn.Linear(dims, dims)  # W_f, b_f
+        self.delta_scale = nn.Parameter(torch.tensor(1e-3))  # s
+
+    def structure(self) -> dict:
+        return dict(super().structure(), rein_tokens=self.num_tokens)
+
+    def layer_tokens(self, index: int) -> Tensor:
+        """T_i = A_i B_i (m x D)."""
+        return self.token_factors[index] @ self.token_basis[index]
+
+    def refine(self, index: int, features: Tensor) -> Tensor:
+        """f + s * delta for patch features f (B, n, D)."""
+        tokens = self.layer_tokens(index)
+        scores = (features @ tokens.T) * features.shape[-1]**-0.5
+        share = scores.softmax(-1)[..., 1:]
+        delta = self.feature_delta(
+            share @ self.token_to_feature(tokens[1:]) + features)
+        return features + self.delta_scale * delta
+
+    def forward_block(self, index: int, block: Block, tokens: Tokens,
+                      prompts: List[Tensor]) -> Tokens:
+        tokens = tokens.replace_x(block(tokens.x))
+        refined = self.refine(index, tokens.patches)
+        return tokens.replace_x(torch.cat((tokens.prefix, refined), dim=1))
