@@ -1,0 +1,9 @@
+# the timm family's demo (tiny pretrained DINOv2-style ViT), with
+# full fine-tuning, the upper reference of every comparison (VPT's and
+# CVPT's tables): every parameter trains, the ViT's dropout and drop-path
+# (0.1, mmseg's ViT-B UperNet) on. Recipe: the setting's optimiser (mmseg's
+# ViT-B UperNet AdamW) and schedule. Checkpoints hold every tensor.
+_base_ = ['../_base_/upernet_vittiny_dinov2_ade20k_demo.py']
+
+model = dict(backbone=dict(
+    also_train=['all'], frozen_eval=False, vit=dict(drop_path_rate=0.1)))
