@@ -12,7 +12,10 @@ import torch
 from mmengine.config import Config
 from mmseg.registry import MODELS
 
+from mmseg_cvpt.apis.task_package import build_model
+from mmseg_cvpt.engine import load_config
 from tiny_runs import DEMO_CFG, REPO, data_options, run, run_unchecked, tool
+from tool_loading import load_tool
 
 SHIPPED = osp.join(REPO, 'pretrain', 'vit_tiny_demo_mmseg.pth')
 
@@ -176,3 +179,102 @@ def test_compare_methods_refuses_a_bad_out(tmp_path):
         assert proc.returncode == 2, proc.stdout[-3000:]
         assert f'error: --out {out}: {message}' in proc.stdout
         assert 'Traceback' not in proc.stdout
+
+
+ALL_METHODS = ['baseline', 'bias', 'vpt', 'vpt_bias', 'cvpt', 'bpt', 'davpt',
+               'lora', 'adaptformer', 'rein', 'full']
+
+
+def trainable_in(config, **options):
+    """The trainable parameters of the model a config builds."""
+    model = build_model(load_config(config, options or None))
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def test_compare_methods_runs_every_method_once_per_setting(
+        tmp_path, demo_root):
+    """All eleven methods on the demo, two iterations: one row per run (the
+    methods without prompts once, not once per P), each trained through
+    tools/train.py and evaluated with tools/test.py --aug-test; the
+    trainable counts are the models' own."""
+    out = str(tmp_path / 'compare')
+    run(tool('analysis/compare_methods.py') + [
+        '--methods', *ALL_METHODS, '--prompts', '2', '--iters', '2',
+        '--jobs', '2', '--out', out, '--cfg-options',
+        *data_options(demo_root)])
+    rows = read_rows(out)
+    labels = ['head-only', 'Bias', 'VPT-deep', 'VPT+Bias', 'CVPT', 'BPT',
+              'DA-VPT', 'LoRA', 'AdaptFormer', 'Rein', 'full fine-tuning']
+    with_prompts = {'VPT-deep', 'VPT+Bias', 'CVPT', 'BPT', 'DA-VPT'}
+    assert [(r['method'], r['prompts']) for r in rows] == [
+        (label, '2' if label in with_prompts else '0') for label in labels]
+    assert all(r['status'] == 'trained' for r in rows), rows
+    assert all(0 <= float(r['accuracy_ms']) <= 100 for r in rows)
+    trainable = {r['method']: int(r['trainable']) for r in rows}
+    compare = load_tool('analysis/compare_methods.py')
+    for method, label in zip(ALL_METHODS, labels):
+        config = compare.method_config(DEMO_CFG, method)
+        options = {'model.backbone.num_prompts': 2} if label in \
+            with_prompts else {}
+        assert trainable[label] == trainable_in(config, **options), label
+    heads = trainable['head-only']
+    assert trainable['LoRA'] - heads == 4 * 4 * 8 * 64  # 4 L r D
+    assert trainable['full fine-tuning'] > max(
+        v for k, v in trainable.items() if k != 'full fine-tuning')
+
+
+def tiny_classification_configs(folder, demo_root):
+    """The VTAB / FGVC configs of head-only, LoRA and CVPT on a 2-layer
+    32-dim ViT and the classification demo data, one epoch: written as
+    namesakes under ``folder``."""
+    vit = dict(img_size=(32, 32), patch_size=8, embed_dims=32, num_layers=2,
+               num_heads=2, mlp_ratio=2, init_cfg=None)
+    pipeline = [dict(type='LoadImageFromFile'),
+                dict(type='Resize', scale=(32, 32)), dict(type='PackInputs')]
+    options = {'vtab_root': osp.join(demo_root, 'vtab-1k'),
+               'fgvc_root': osp.join(demo_root, 'fgvc'),
+               'model.head.in_channels': 32, 'train_cfg.max_epochs': 1,
+               'param_scheduler.0.end': 1, 'param_scheduler.1.begin': 1,
+               'param_scheduler.1.end': 1}
+    options.update({f'model.backbone.vit.{k}': v for k, v in vit.items()})
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        options.update({f'{loader}.batch_size': 8,
+                        f'{loader}.num_workers': 0,
+                        f'{loader}.persistent_workers': False,
+                        f'{loader}.dataset.pipeline': pipeline})
+    for method in ('baseline', 'lora', 'cvpt'):
+        cfg = load_config(osp.join(REPO, 'configs', method,
+                                   'vitb_vtab_fgvc.py'), options)
+        (folder / method).mkdir(parents=True)
+        cfg.dump(str(folder / method / 'vitb_vtab_fgvc.py'))
+    return str(folder / 'cvpt' / 'vitb_vtab_fgvc.py')
+
+
+@pytest.fixture(scope='module')
+def cls_demo_root(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('cls_demo'))
+    load_tool('misc/make_cls_demo_data.py').make_demo_data(
+        root, vtab_tasks=('dtd', ), fgvc_tasks=(), num_classes=4, size=32,
+        counts=dict(train=10, val=4, test=10), seed=0)
+    return root
+
+
+def test_compare_methods_on_classification(tmp_path, cls_demo_root):
+    """The classification path: head-only (configs/baseline/
+    vitb_vtab_fgvc.py), LoRA and CVPT on the classification demo's dtd,
+    top-1 from the validation; --iters is refused for an epoch schedule."""
+    config = tiny_classification_configs(tmp_path / 'configs', cls_demo_root)
+    out = str(tmp_path / 'compare')
+    args = tool('analysis/compare_methods.py') + [
+        '--config', config, '--methods', 'baseline', 'lora', 'cvpt',
+        '--prompts', '2', '--out', out, '--cfg-options', 'task=dtd']
+    run(args)
+    rows = read_rows(out)
+    assert [(r['method'], r['prompts'], r['metric']) for r in rows] == [
+        ('head-only', '0', 'top-1'), ('LoRA', '0', 'top-1'),
+        ('CVPT', '2', 'top-1')]
+    assert all(0 <= float(r['accuracy']) <= 100 for r in rows)
+    assert int(rows[1]['trainable']) - int(rows[0]['trainable']) == \
+        4 * 2 * 8 * 32
+    proc = run_unchecked(args + ['--iters', '2'])
+    assert proc.returncode == 2 and 'trains by epoch' in proc.stdout

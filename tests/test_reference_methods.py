@@ -2,6 +2,8 @@
 methods"): LoRA, AdaptFormer, Rein and bias tuning, on tiny ViTs of both
 families; their equations written here from the frozen blocks' modules."""
 import math
+import os.path as osp
+import re
 
 import pytest
 import torch
@@ -9,6 +11,7 @@ import torch.nn.functional as F
 from mmseg.registry import MODELS
 
 import mmseg_cvpt  # noqa: F401  (registers the backbones)
+from tiny_runs import REPO, data_options, run, tool
 
 DIMS, HEADS, LAYERS = 32, 4, 3
 MMSEG = dict(img_size=32, patch_size=8, embed_dims=DIMS, num_layers=LAYERS,
@@ -255,3 +258,54 @@ def test_bias_tuning_trains_exactly_the_biases(family, num_prompts):
     extra = {n for n, p in model.named_parameters() if p.requires_grad
              and not n.startswith('vit.')}
     assert extra == ({'prompts.tokens'} if num_prompts else set())
+
+
+# ---- the demos, through the tools ------------------------------------------
+DEMO_CONFIGS = {  # (folder, name prefix) of each method's demo config
+    'bias': ('bias', ''),
+    'vpt_bias': ('bias', 'vpt_'),
+    'lora': ('lora', ''),
+    'adaptformer': ('adaptformer', ''),
+    'rein': ('rein', ''),
+    'full': ('baseline', 'full_'),
+}
+DEMOS = {'mmseg': 'upernet_vittiny_ade20k_demo.py',
+         'timm': 'upernet_vittiny_dinov2_ade20k_demo.py'}
+
+
+def demo_config(method, family):
+    folder, prefix = DEMO_CONFIGS[method]
+    return osp.join(REPO, 'configs', folder, prefix + DEMOS[family])
+
+
+@pytest.mark.parametrize('family', DEMOS)
+@pytest.mark.parametrize('method', DEMO_CONFIGS)
+def test_method_trains_and_tests_with_aug_test_on_the_demo(
+        tmp_path, demo_root, method, family):
+    """tools/train.py on the method's demo config, then tools/test.py
+    --aug-test on its checkpoint; the checkpoint holds what the method
+    tuned and, but for full fine-tuning, no frozen ViT weight."""
+    config = demo_config(method, family)
+    work_dir = tmp_path / 'train'
+    out = run(tool('train.py') + [config, '--work-dir', str(work_dir),
+                                  '--cfg-options'] + data_options(demo_root,
+                                                                  2))
+    assert re.search(r'mIoU: \d', out)
+    saved = torch.load(work_dir / 'iter_2.pth',
+                       weights_only=False)['state_dict']
+    backbone = {k for k in saved if k.startswith('backbone.')}
+    if method == 'full':
+        assert any('blocks.' in k or 'layers.' in k for k in backbone)
+    else:
+        tuned = {'bias': 'bias', 'vpt_bias': 'bias', 'lora': 'updates.',
+                 'adaptformer': 'adapters.', 'rein': 'token_'}[method]
+        assert any(tuned in k for k in backbone)
+        assert all(tuned in k or 'prompts.' in k or k.endswith('_extra_state')
+                   or k.startswith('backbone.token_to_feature')
+                   or k.startswith('backbone.feature_delta')
+                   or k == 'backbone.delta_scale' for k in backbone), backbone
+    out = run(tool('test.py') + [config, str(work_dir / 'iter_2.pth'),
+                                 '--aug-test', '--work-dir',
+                                 str(tmp_path / 'test'), '--cfg-options'] +
+              data_options(demo_root))
+    assert re.search(r'mIoU: \d', out) and 'views of' in out

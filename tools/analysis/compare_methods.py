@@ -1,22 +1,28 @@
 """Train every method under the same schedule and seed, and compare them.
 
 The methods' configs are the namesakes of ``--config`` in the method
-folders: for ``configs/cvpt/upernet_vittiny_ade20k_demo.py`` (the default,
-the embedded demo) they are ``configs/{baseline,vpt,cvpt,bpt,davpt}/
-upernet_vittiny_ade20k_demo.py``; for ``upernet_vitb_ade20k.py`` the ADE20K
-ViT-B configs (a GPU machine's job). Each run (method, P, seed):
+folders (``METHODS``: folder and name prefix): for
+``configs/cvpt/upernet_vittiny_ade20k_demo.py`` (the default, the embedded
+demo) they are ``configs/{baseline,vpt,cvpt,bpt,davpt,lora,adaptformer,
+rein,bias}/upernet_vittiny_ade20k_demo.py``, VPT+Bias's
+``configs/bias/vpt_upernet_vittiny_ade20k_demo.py`` and full fine-tuning's
+``configs/baseline/full_upernet_vittiny_ade20k_demo.py``; for
+``upernet_vitb_ade20k.py`` the ADE20K ViT-B configs (a GPU machine's job),
+for ``vitb_vtab_fgvc.py`` the classification ones (give the task:
+``--cfg-options task=dtd``). Each run (method, P, seed):
 
 1. ``tools/train.py`` with the config's own schedule, ``randomness.seed``
-   and ``model.backbone.num_prompts`` set (head-only runs once per seed,
-   without prompts);
+   and, for the methods with prompts, ``num_prompts`` set (the others run
+   once per seed, whatever ``--prompts`` says);
 2. segmentation: single-scale mIoU from the validation at the end of
    training, then ``tools/test.py --aug-test`` for the multi-scale mIoU;
    classification (mmpretrain configs): top-1 from that validation.
 
-Each run also reports its trainable parameters (the optimiser's count:
-prompts and heads), the median train time per iteration, the peak memory
-(CPU: the training process's peak resident set; GPU: the runner's logged
-peak of allocated memory) and the checkpoint's size.
+Each run also reports its trainable parameters (counted in the model the
+config builds: what the method tunes and the heads), the median train time
+per iteration, the peak memory (CPU: the training process's peak resident
+set; GPU: the runner's logged peak of allocated memory) and the
+checkpoint's size.
 
 A run's key is everything that changes its result: method, P, seed, the
 method config (path and content, its bases included), the options
@@ -47,18 +53,15 @@ import hashlib
 import json
 import os
 import os.path as osp
-import re
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Dict, List, Optional
-
-from mmseg_cvpt.engine import load_config
-from mmseg_cvpt.engine.checkpoint import write_atomic
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from report_files import NO_MATPLOTLIB, pyplot, write_csv  # noqa: E402
@@ -68,14 +71,30 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEFAULT_CONFIG = 'configs/cvpt/upernet_vittiny_ade20k_demo.py'
-# method -> (config folder, label)
+
+
+@dataclass(frozen=True)
+class Method:
+    folder: str  # configs/<folder>/<prefix><setting>.py
+    prefix: str
+    label: str
+    with_prompts: bool  # run once per P (else once)
+
+
 METHODS = {
-    'head_only': ('baseline', 'head-only'),
-    'vpt': ('vpt', 'VPT-deep'),
-    'cvpt': ('cvpt', 'CVPT'),
-    'bpt': ('bpt', 'BPT'),
-    'davpt': ('davpt', 'DA-VPT'),
+    'baseline': Method('baseline', '', 'head-only', False),
+    'bias': Method('bias', '', 'Bias', False),
+    'vpt': Method('vpt', '', 'VPT-deep', True),
+    'vpt_bias': Method('bias', 'vpt_', 'VPT+Bias', True),
+    'cvpt': Method('cvpt', '', 'CVPT', True),
+    'bpt': Method('bpt', '', 'BPT', True),
+    'davpt': Method('davpt', '', 'DA-VPT', True),
+    'lora': Method('lora', '', 'LoRA', False),
+    'adaptformer': Method('adaptformer', '', 'AdaptFormer', False),
+    'rein': Method('rein', '', 'Rein', False),
+    'full': Method('baseline', 'full_', 'full fine-tuning', False),
 }
+ALIASES = {'head_only': 'baseline'}  # the name before the other methods
 COLUMNS = [  # (key, header, format)
     ('method', 'method', '{}'),
     ('prompts', 'P', '{}'),
@@ -100,11 +119,21 @@ class Run:
         return f'{self.method}_P{self.prompts}_seed{self.seed}'
 
 
+def setting_of(config: str) -> str:
+    """The setting's name: the config's file name without the prefix of
+    the method whose folder it is in (``vpt_``, ``full_``)."""
+    folder, name = osp.basename(osp.dirname(config)), osp.basename(config)
+    prefixes = sorted((m.prefix for m in METHODS.values()
+                       if m.folder == folder and name.startswith(m.prefix)),
+                      key=len)
+    return name[len(prefixes[-1]):] if prefixes else name
+
+
 def method_config(config: str, method: str) -> str:
     """The method's namesake of ``config``."""
-    folder = METHODS[method][0]
-    path = osp.join(osp.dirname(osp.dirname(config)), folder,
-                    osp.basename(config))
+    spec = METHODS[method]
+    path = osp.join(osp.dirname(osp.dirname(config)), spec.folder,
+                    spec.prefix + setting_of(config))
     if not osp.isfile(path):
         raise FileNotFoundError(
             f'{method} has no config {path}: write it (inherit '
@@ -113,10 +142,17 @@ def method_config(config: str, method: str) -> str:
     return path
 
 
+def read_config(config: str, options: Optional[dict] = None):
+    """The config with its bases and ``--cfg-options`` (mmseg_cvpt is
+    imported only now: a command-line error is told at once)."""
+    from mmseg_cvpt.engine import load_config
+    return load_config(config, options)
+
+
 @functools.lru_cache(maxsize=None)
 def config_digest(config: str) -> str:
     """SHA-256 of the config's content, its bases resolved."""
-    text = json.dumps(load_config(config).to_dict(), sort_keys=True,
+    text = json.dumps(read_config(config).to_dict(), sort_keys=True,
                       default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -138,11 +174,54 @@ def run_folder(run: Run, settings: dict, out: str) -> str:
 def runs_of(methods: List[str], prompts: List[int],
             seeds: List[int]) -> List[Run]:
     return [
-        Run(method, 0 if method == 'head_only' else p, seed)
+        Run(method, p, seed)
         for method in methods
-        for p in ([0] if method == 'head_only' else prompts)
+        for p in (prompts if METHODS[method].with_prompts else [0])
         for seed in seeds
     ]
+
+
+def write_atomic(data: bytes, path: str) -> None:
+    from mmseg_cvpt.engine.checkpoint import write_atomic as write
+    write(data, path)
+
+
+def options_dict(options: List[str]) -> dict:
+    """``--cfg-options`` KEY=VALUE strings as mmengine's DictAction reads
+    them."""
+    from mmengine.config import DictAction
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--options', nargs='*', action=DictAction,
+                        default={})
+    return parser.parse_args(['--options', *options]).options
+
+
+def prompt_option(config: str, prompts: int) -> str:
+    """``num_prompts`` where the config's backbone has it: the backbone's
+    own (segmentation), or its ``vit``'s (classification)."""
+    backbone = read_config(config).model.backbone
+    key = ('model.backbone.num_prompts' if 'num_prompts' in backbone else
+           'model.backbone.vit.num_prompts')
+    return f'{key}={prompts}'
+
+
+def run_options(run: Run, config: str, args) -> List[str]:
+    options = [f'randomness.seed={run.seed}'] + args.cfg_options
+    if METHODS[run.method].with_prompts:
+        options.append(prompt_option(config, run.prompts))
+    return options
+
+
+_BUILDING = threading.Lock()  # the registries' default scope is global
+
+
+def trainable_parameters(config: str, options: List[str]) -> int:
+    """The parameters that train in the model the config (with the
+    options) builds."""
+    from mmseg_cvpt.apis.task_package import build_model
+    with _BUILDING:
+        model = build_model(read_config(config, options_dict(options)))
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 # ---- one run ----------------------------------------------------------------
@@ -177,9 +256,7 @@ def metric_of(lines: List[dict], key: str) -> Optional[float]:
 def train_and_evaluate(run: Run, config: str, work: str, args) -> dict:
     """Train one run (resuming) in ``work``, evaluate it; its result."""
     train_dir = osp.join(work, 'train')
-    options = [f'randomness.seed={run.seed}'] + args.cfg_options
-    if run.method != 'head_only':
-        options.append(f'model.backbone.num_prompts={run.prompts}')
+    options = run_options(run, config, args)
     train = [sys.executable, 'tools/train.py', config, '--work-dir',
              train_dir]
     if osp.isfile(osp.join(train_dir, 'last_checkpoint')):
@@ -187,9 +264,6 @@ def train_and_evaluate(run: Run, config: str, work: str, args) -> dict:
     train_log = osp.join(work, 'train.log')
     peak_kib = launch(train + ['--cfg-options', *options], train_log,
                       args.threads)
-    with open(train_log) as file:
-        counts = re.findall(r'Optimising ([\d,]+) trainable parameters',
-                            file.read())
     with open(osp.join(train_dir, 'last_checkpoint')) as file:
         checkpoint = file.read().strip()
     scalars = read_json_lines(osp.join(train_dir, '*', 'vis_data',
@@ -199,8 +273,8 @@ def train_and_evaluate(run: Run, config: str, work: str, args) -> dict:
     gpu_memory = [line['memory'] for line in scalars if 'memory' in line]
     classification = 'accuracy/top1' in {k for line in scalars for k in line}
     result = dict(
-        method=METHODS[run.method][1], prompts=run.prompts, seed=run.seed,
-        trainable=int(counts[-1].replace(',', '')) if counts else None,
+        method=METHODS[run.method].label, prompts=run.prompts,
+        seed=run.seed, trainable=trainable_parameters(config, options),
         metric='top-1' if classification else 'mIoU',
         accuracy=metric_of(scalars, 'accuracy/top1' if classification
                            else 'mIoU'),
@@ -238,7 +312,7 @@ def run_one(run: Run, args) -> dict:
         result = train_and_evaluate(run, config, work, args)
     except (RuntimeError, OSError, ValueError) as error:
         print(f'{run.name}: FAILED: {error}', flush=True)
-        return dict(method=METHODS[run.method][1], prompts=run.prompts,
+        return dict(method=METHODS[run.method].label, prompts=run.prompts,
                     seed=run.seed, error=str(error), status='failed')
     result['wall_s'] = round(time.monotonic() - start, 1)
     write_atomic(json.dumps(result, indent=1).encode(), path)
@@ -357,10 +431,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--config', default=DEFAULT_CONFIG,
                         help='a method config; the others are its '
                         'namesakes in the method folders')
-    parser.add_argument('--methods', nargs='+', choices=list(METHODS),
-                        default=list(METHODS))
+    parser.add_argument(
+        '--methods', nargs='+', choices=list(METHODS) + list(ALIASES),
+        default=list(METHODS), metavar='METHOD',
+        help='the methods (default: all): ' + ', '.join(
+            f'{key} = {method.label}' for key, method in METHODS.items()) +
+        ' (head_only: the older name of baseline)')
     parser.add_argument('--prompts', type=int, nargs='+', default=[4, 16],
-                        help='prompts per layer P (head-only has none)')
+                        help='prompts per layer P of the methods with '
+                        'prompts (the others run once)')
     parser.add_argument('--seeds', type=int, nargs='+', default=[0])
     parser.add_argument('--jobs', type=int, default=1,
                         help='runs in parallel (CPU threads shared out)')
@@ -381,10 +460,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     # a repeated value would start the same run twice, in one folder
     args.methods, args.prompts, args.seeds = (
         list(dict.fromkeys(values))
-        for values in (args.methods, args.prompts, args.seeds))
+        for values in ([ALIASES.get(m, m) for m in args.methods],
+                       args.prompts, args.seeds))
     if min(args.prompts) < 1:
         parser.error('--prompts must be at least 1 (head-only is the '
                      'method without prompts)')
+    args.out = osp.abspath(args.out)
+    problem = folder_problem(args.out)
+    if problem:
+        parser.error(f'--out {args.out}: {problem}')
     args.config = osp.abspath(args.config)
     for method in args.methods:
         try:
@@ -393,6 +477,11 @@ def parse_args(argv=None) -> argparse.Namespace:
             parser.error(str(error))
         except Exception as error:  # whatever stops the config loading
             parser.error(f'the {method} config does not load: {error!r}')
+    if args.iters and 'max_epochs' in read_config(
+            args.config).get('train_cfg', {}):
+        parser.error('--iters: this config trains by epoch '
+                     '(train_cfg.max_epochs); give --cfg-options '
+                     'train_cfg.max_epochs=N instead')
     if args.iters:
         args.cfg_options += [
             f'train_cfg.max_iters={args.iters}',
@@ -400,10 +489,6 @@ def parse_args(argv=None) -> argparse.Namespace:
             f'default_hooks.checkpoint.interval={args.iters}',
             f'default_hooks.logger.interval={min(args.iters, 50)}'
         ]
-    args.out = osp.abspath(args.out)
-    problem = folder_problem(args.out)
-    if problem:
-        parser.error(f'--out {args.out}: {problem}')
     args.threads = max(1, (os.cpu_count() or 1) // args.jobs)
     return args
 
