@@ -225,17 +225,17 @@ def test_compare_methods_runs_every_method_once_per_setting(
 
 def tiny_classification_configs(folder, demo_root):
     """The VTAB / FGVC configs of head-only, LoRA and CVPT on a 2-layer
-    32-dim ViT and the classification demo data, one epoch: written as
+    32-dim ViT and the classification demo data, two epochs: written as
     namesakes under ``folder``."""
     vit = dict(img_size=(32, 32), patch_size=8, embed_dims=32, num_layers=2,
                num_heads=2, mlp_ratio=2, init_cfg=None)
     pipeline = [dict(type='LoadImageFromFile'),
                 dict(type='Resize', scale=(32, 32)), dict(type='PackInputs')]
-    options = {'vtab_root': osp.join(demo_root, 'vtab-1k'),
+    options = {'task': 'dtd', 'vtab_root': osp.join(demo_root, 'vtab-1k'),
                'fgvc_root': osp.join(demo_root, 'fgvc'),
-               'model.head.in_channels': 32, 'train_cfg.max_epochs': 1,
+               'model.head.in_channels': 32, 'train_cfg.max_epochs': 2,
                'param_scheduler.0.end': 1, 'param_scheduler.1.begin': 1,
-               'param_scheduler.1.end': 1}
+               'param_scheduler.1.end': 2}
     options.update({f'model.backbone.vit.{k}': v for k, v in vit.items()})
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         options.update({f'{loader}.batch_size': 8,

@@ -142,11 +142,12 @@ def method_config(config: str, method: str) -> str:
     return path
 
 
-def read_config(config: str, options: Optional[dict] = None):
-    """The config with its bases and ``--cfg-options`` (mmseg_cvpt is
-    imported only now: a command-line error is told at once)."""
-    from mmseg_cvpt.engine import load_config
-    return load_config(config, options)
+def read_config(config: str):
+    """The config file with its bases, as written (a classification
+    config's task not resolved yet; mmengine is imported only now: a
+    command-line error is told at once)."""
+    from mmengine.config import Config
+    return Config.fromfile(config)
 
 
 @functools.lru_cache(maxsize=None)
@@ -219,8 +220,9 @@ def trainable_parameters(config: str, options: List[str]) -> int:
     """The parameters that train in the model the config (with the
     options) builds."""
     from mmseg_cvpt.apis.task_package import build_model
+    from mmseg_cvpt.engine import load_config
     with _BUILDING:
-        model = build_model(read_config(config, options_dict(options)))
+        model = build_model(load_config(config, options_dict(options)))
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
