@@ -4,6 +4,7 @@ families; their equations written here from the frozen blocks' modules."""
 import math
 import os.path as osp
 import re
+import sys
 
 import pytest
 import torch
@@ -309,3 +310,37 @@ def test_method_trains_and_tests_with_aug_test_on_the_demo(
                                  str(tmp_path / 'test'), '--cfg-options'] +
               data_options(demo_root))
     assert re.search(r'mIoU: \d', out) and 'views of' in out
+
+
+def test_merged_lora_checkpoint_runs_in_stock_mmseg(tmp_path, demo_root):
+    """tools/export_task.py --merge: a full checkpoint without LoRA tensors
+    and a config without custom_imports, which mmseg's own tools/test.py
+    evaluates (mmseg_cvpt never imported) to the mIoU of the unmerged
+    model under our tools/test.py."""
+    import mmseg
+    config = osp.join(REPO, 'configs', 'lora', DEMOS['mmseg'])
+    work_dir = tmp_path / 'train'
+    run(tool('train.py') + [config, '--work-dir', str(work_dir),
+                            '--cfg-options'] + data_options(demo_root, 2))
+    tuned = str(work_dir / 'iter_2.pth')
+    merged = str(tmp_path / 'merged.pth')
+    run(tool('export_task.py') + [tuned, '--merge', '--out', merged])
+    saved = torch.load(merged, weights_only=True)
+    assert not any('updates' in k for k in saved['state_dict'])
+    assert 'backbone.layers.0.attn.attn.in_proj_weight' in saved['state_dict']
+    stock_config = tmp_path / 'merged.py'
+    assert 'mmseg_cvpt' not in stock_config.read_text()
+    test_options = [o for o in data_options(demo_root)
+                    if not o.startswith('train_dataloader')]
+    ours = run(tool('test.py') + [config, tuned, '--work-dir',
+                                  str(tmp_path / 'ours'), '--cfg-options'] +
+               test_options)
+    stock_test = osp.join(osp.dirname(mmseg.__file__), '.mim', 'tools',
+                          'test.py')
+    stock = run([sys.executable, stock_test, str(stock_config), merged,
+                 '--work-dir', str(tmp_path / 'stock'), '--cfg-options'] +
+                test_options)
+    assert 'mmseg_cvpt' not in stock
+    miou = [re.search(r'mIoU: ([\d.]+)', out).group(1)
+            for out in (ours, stock)]
+    assert miou[0] == miou[1]

@@ -6,12 +6,18 @@ config and the fingerprint of the frozen ViT with the path of its base
 checkpoint; every loader (our tools, mmseg's and mmpretrain's APIs and
 inferencers, ``load_checkpoint``) restores the frozen ViT from the base.
 ``--full`` writes a standalone full checkpoint instead, for clients that
-need every tensor in one file. See docs/task_packages.md.
+need every tensor in one file. ``--merge`` (LoRA) writes the full
+checkpoint with the low-rank updates merged into the frozen weights and, on
+mmseg's ViT, a config for stock mmseg beside it (FILE.py): served without
+mmseg_cvpt, at the frozen ViT's cost. See docs/task_packages.md.
 
 Examples::
 
     python tools/export_task.py work_dirs/cvpt/iter_160000.pth --out ade.pth
     python tools/export_task.py ade.pth --full --out ade_full.pth
+    # LoRA, merged: stock mmseg's tools/test.py ade_lora.py ade_lora.pth
+    python tools/export_task.py lora/iter_160000.pth --merge \
+        --out ade_lora.pth
     # safetensors: no pickle, meta as JSON in the header (by the suffix)
     python tools/export_task.py ade.pth --out ade.safetensors
     # a checkpoint whose frozen weights come from no file (the demo): write
@@ -23,7 +29,7 @@ import argparse
 import os.path as osp
 import warnings
 
-from mmseg_cvpt.apis import export_task
+from mmseg_cvpt.apis import export_merged, export_task
 
 # mmengine re-imports the deprecated pkg_resources for every `pkg::` base
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
@@ -46,6 +52,12 @@ def parse_args():
         action='store_true',
         help='write a full checkpoint (frozen ViT included)')
     parser.add_argument(
+        '--merge',
+        action='store_true',
+        help='LoRA: write the full checkpoint with the updates merged into '
+        "the frozen weights, and a stock mmseg config beside it (on mmseg's "
+        'ViT)')
+    parser.add_argument(
         '--config',
         help='the config of a checkpoint that holds none (plain state dicts)')
     parser.add_argument(
@@ -58,6 +70,16 @@ def parse_args():
 
 def main():
     args = parse_args()
+    if args.merge:
+        if args.full:
+            raise SystemExit('--merge writes a full checkpoint: leave --full '
+                             'out')
+        package, config = export_merged(args.checkpoint, args.out,
+                                        args.config)
+        print(f'{args.out}: merged full checkpoint, '
+              f'{len(package["state_dict"])} tensors, no LoRA tensors' +
+              (f'; stock mmseg config {config}' if config else ''))
+        return
     package = export_task(args.checkpoint, args.out, args.config, args.full,
                           args.base_checkpoint)
     info = package['meta']['task_package']

@@ -197,19 +197,20 @@ def options_dict(options: List[str]) -> dict:
     return parser.parse_args(['--options', *options]).options
 
 
-def prompt_option(config: str, prompts: int) -> str:
-    """``num_prompts`` where the config's backbone has it: the backbone's
-    own (segmentation), or its ``vit``'s (classification)."""
+@functools.lru_cache(maxsize=None)
+def prompt_key(config: str) -> str:
+    """Where the config's backbone has ``num_prompts``: the backbone's own
+    (segmentation) or its ``vit``'s (classification). Read before the runs
+    start (mmengine's config parser is not thread-safe)."""
     backbone = read_config(config).model.backbone
-    key = ('model.backbone.num_prompts' if 'num_prompts' in backbone else
-           'model.backbone.vit.num_prompts')
-    return f'{key}={prompts}'
+    return ('model.backbone.num_prompts' if 'num_prompts' in backbone else
+            'model.backbone.vit.num_prompts')
 
 
 def run_options(run: Run, config: str, args) -> List[str]:
     options = [f'randomness.seed={run.seed}'] + args.cfg_options
     if METHODS[run.method].with_prompts:
-        options.append(prompt_option(config, run.prompts))
+        options.append(f'{prompt_key(config)}={run.prompts}')
     return options
 
 
@@ -474,7 +475,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.config = osp.abspath(args.config)
     for method in args.methods:
         try:
-            config_digest(method_config(args.config, method))
+            config = method_config(args.config, method)
+            config_digest(config)
+            if METHODS[method].with_prompts:
+                prompt_key(config)
         except FileNotFoundError as error:
             parser.error(str(error))
         except Exception as error:  # whatever stops the config loading
