@@ -851,3 +851,30 @@ def test_multi_task_bias_tuned_and_plain_in_any_order(seg_packages, seg_base,
         torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)))
     check_multi_task(made, data, ['plain', 'bias', 'plain'],
                      lambda r: r.seg_logits.data)
+
+
+def tune_backbone(model):
+    """The backbone's tuned tensors moved off their initialisation (LoRA's
+    B and AdaptFormer's up are zeros there), as training would."""
+    with torch.no_grad():
+        for name, param in model.backbone.named_parameters():
+            if param.requires_grad:
+                param.add_(0.3 * torch.randn_like(param))
+
+
+@pytest.mark.parametrize('method', ['lora', 'adaptformer', 'rein'])
+def test_multi_task_reference_method_and_cvpt_in_one_batch(
+        seg_packages, seg_base, tmp_path, method):
+    """A LoRA (AdaptFormer, Rein) task and a CVPT task of the same base in
+    one mixed batch on one backbone: each predicts what its own model does
+    alone; the frozen ViT is held once."""
+    cfg = load_config(osp.join(REPO, 'configs', method,
+                               'upernet_vittiny_ade20k_demo.py'))
+    cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=seg_base)
+    made = dict(other=make_task(cfg, tmp_path, method, 4,
+                                tune=tune_backbone),
+                cvpt=seg_packages['cvpt', 'a'])
+    data = dict(inputs=list(
+        torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)))
+    check_multi_task(made, data, ['cvpt', 'other', 'cvpt'],
+                     lambda r: r.seg_logits.data)
