@@ -2,12 +2,11 @@
 models/custom_modules.py): a bottleneck adapter parallel to each frozen
 block's MLP."""
 import math
-from typing import List, Tuple
+from typing import List
 
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 
-from ..costs import Shape, frozen_macs
 from ..families import Block, Tokens
 from .prompted_vit import PromptedVisionTransformer
 
@@ -69,14 +68,3 @@ class AdaptFormerViT(PromptedVisionTransformer):
         x = block.attention_residual(tokens.x)
         return tokens.replace_x(
             block.mlp_residual(x) + self.adapters[index](x))
-
-
-# ---- cost (docs/performance.md) -------------------------------------------
-def adaptformer_macs(s: Shape, bottleneck: int) -> Tuple[int, int]:
-    """(train step, inference) multiply-adds: per token and layer the
-    adapter's down and up, 2 b D, on top of the frozen ViT; its backward
-    computes the gradients of the tokens and of both weights (2 more
-    products each)."""
-    train, infer = frozen_macs(s)
-    per_pass = s.batch * s.layers * s.tokens * 2 * bottleneck * s.dims
-    return train + 3 * per_pass, infer + per_pass

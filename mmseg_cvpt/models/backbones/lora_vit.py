@@ -10,7 +10,6 @@ from torch import Tensor, nn
 
 from ..attention import (PROJECTIONS, add_to_projection, packed_projection,
                          self_attention)
-from ..costs import Shape, frozen_macs
 from ..families import Block, Tokens
 from .prompted_vit import PromptedVisionTransformer
 
@@ -172,14 +171,3 @@ class LoRAViT(PromptedVisionTransformer):
                 add_to_projection(block.attention, target,
                                   updates.delta(target))
         return vit.requires_grad_(False)
-
-
-# ---- cost (docs/performance.md) -------------------------------------------
-def lora_macs(s: Shape, num_targets: int, rank: int) -> Tuple[int, int]:
-    """(train step, inference) multiply-adds of unmerged LoRA: per token and
-    target the update x A^T B^T, 2 r D, once forward and twice backward
-    (the gradients of the tokens and of A, B: 2 more products each), on
-    top of the frozen ViT (merged: the frozen ViT's own cost)."""
-    train, infer = frozen_macs(s)
-    per_pass = s.batch * s.layers * s.tokens * num_targets * 2 * rank * s.dims
-    return train + 3 * per_pass, infer + per_pass
