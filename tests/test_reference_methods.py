@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from mmseg.registry import MODELS
 
 import mmseg_cvpt  # noqa: F401  (registers the backbones)
-from tiny_runs import REPO, data_options, run, tool
+from mmseg_cvpt.engine import load_config
+from tiny_runs import REPO, data_options, parse_counts, run, tool
 
 DIMS, HEADS, LAYERS = 32, 4, 3
 MMSEG = dict(img_size=32, patch_size=8, embed_dims=DIMS, num_layers=LAYERS,
@@ -345,3 +346,33 @@ def test_merged_lora_checkpoint_runs_in_stock_mmseg(tmp_path, demo_root):
     miou = [re.search(r'mIoU: ([\d.]+)', out).group(1)
             for out in (ours, stock)]
     assert miou[0] == miou[1]
+
+
+def test_count_params_of_the_dinov2_cvpt_config():
+    """The DINOv2-B/14 CVPT config: 12 x 200 x 768 prompts."""
+    out = run(tool('analysis/count_params.py') + [osp.join(
+        REPO, 'configs', 'cvpt', 'upernet_dinov2_vitb14_ade20k.py')])
+    assert parse_counts(out)['backbone'] == 1_843_200
+
+
+def test_vit_b_configs_train_their_formulas():
+    """The ADE20K ViT-B/16 configs of the reference methods: trainable
+    backbone parameters by their formulas (L = 12, D = 768)."""
+    layers, dims = 12, 768
+    expected = dict(lora=4 * layers * 8 * dims,
+                    adaptformer=layers * (2 * dims * 64 + 64 + dims),
+                    rein=layers * (100 * 16 + 16 * dims) + 2 * (dims**2 +
+                                                                dims) + 1)
+    for method, count in expected.items():
+        cfg = load_config(osp.join(REPO, 'configs', method,
+                                   'upernet_vitb_ade20k.py'))
+        backbone = MODELS.build(cfg.model.backbone)
+        assert sum(p.numel() for p in backbone.parameters()
+                   if p.requires_grad) == count, method
+    cfg = load_config(osp.join(REPO, 'configs', 'bias',
+                               'upernet_vitb_ade20k.py'))
+    backbone = MODELS.build(cfg.model.backbone)
+    trained = [n for n, p in backbone.named_parameters() if p.requires_grad]
+    assert trained and all('bias' in n for n in trained)
+    assert len(trained) == sum('bias' in n for n, _ in
+                               backbone.named_parameters())
