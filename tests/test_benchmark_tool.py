@@ -45,13 +45,18 @@ def test_cvpt_inference_flops_are_the_folded_cross_attention(costs):
 
 
 def test_trainable_parameters_are_the_prompts(benchmark_tool, costs):
-    """L m D prompts; BPT's A (L, m, p) and B (L, D, p), p = min(50, D)."""
+    """L m D prompts; BPT's A (L, m, p) and B (L, D, p), p = min(50, D);
+    the methods without prompts their own formulas (r = 8, b = 64, Rein's
+    m = 100 tokens of rank 16)."""
     assert costs['frozen']['trainable'] == 0
+    expected = dict(
+        bpt=LAYERS * (PROMPTS + DIMS) * min(50, DIMS),
+        lora=4 * LAYERS * 8 * DIMS,
+        adaptformer=LAYERS * (2 * DIMS * 64 + 64 + DIMS),
+        rein=LAYERS * (100 * 16 + 16 * DIMS) + 2 * (DIMS**2 + DIMS) + 1)
     for method in benchmark_tool.PROMPT_METHODS:
-        expected = LAYERS * PROMPTS * DIMS
-        if method == 'bpt':
-            expected = LAYERS * (PROMPTS + DIMS) * min(50, DIMS)
-        assert costs[method]['trainable'] == expected, method
+        assert costs[method]['trainable'] == expected.get(
+            method, LAYERS * PROMPTS * DIMS), method
 
 
 def test_vpt_inference_flops_grow_with_the_sequence(costs):

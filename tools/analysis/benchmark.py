@@ -9,7 +9,7 @@ label, a backbone config and a multiply-add formula each): VPT-deep in its
 reference form (every prompted layer on the whole sequence, as published)
 and in its fast form (prompts as keys and values only), CVPT, BPT (fast
 VPT-deep with bilinear prompts) and DA-VPT (fast VPT-deep with its guidance
-losses).
+losses), each at every P; LoRA, AdaptFormer and Rein (no prompts) once.
 Every configuration is measured in the same run: warm-up, then
 ``--repeats`` rounds in which each configuration takes one training step
 (the fastest of ``--best-of`` back to back), then each one inference pass,
@@ -45,7 +45,11 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from mmseg.registry import MODELS  # noqa: E402
 
+from mmseg_cvpt.models.backbones.adaptformer_vit import (  # noqa: E402
+    adaptformer_macs)
 from mmseg_cvpt.models.backbones.cvpt_vit import cvpt_macs  # noqa: E402
+from mmseg_cvpt.models.backbones.lora_vit import lora_macs  # noqa: E402
+from mmseg_cvpt.models.backbones.rein_vit import rein_macs  # noqa: E402
 from mmseg_cvpt.models.backbones.vpt_vit import (  # noqa: E402
     vpt_macs, vpt_reference_macs)
 from mmseg_cvpt.models.costs import Shape, frozen_macs, shape_of  # noqa: E402
@@ -115,6 +119,7 @@ class Method:
     label: str
     backbone: Callable[[Shape], dict]  # its config, less the architecture
     macs: Callable[[Shape], Tuple[int, int]]  # (train step, inference)
+    with_prompts: bool = True  # measured at each P (else once, at P = 0)
 
 
 def bpt_backbone(s: Shape) -> dict:
@@ -137,6 +142,13 @@ METHODS = {
     'cvpt': Method('CVPT', lambda s: dict(type='CVPTViT'), cvpt_macs),
     'bpt': Method('BPT (VPT-deep, bilinear)', bpt_backbone, bpt_macs),
     'davpt': Method('DA-VPT (VPT-deep, guided)', davpt_backbone, davpt_macs),
+    'lora': Method('LoRA (q, v; r = 8)', lambda s: dict(type='LoRAViT'),
+                   lora_macs, with_prompts=False),
+    'adaptformer': Method('AdaptFormer (b = 64)',
+                          lambda s: dict(type='AdaptFormerViT'),
+                          adaptformer_macs, with_prompts=False),
+    'rein': Method('Rein (m = 100, r = 16)', lambda s: dict(type='ReinViT'),
+                   rein_macs, with_prompts=False),
 }
 PROMPT_METHODS = [key for key in METHODS if key != 'frozen']
 
@@ -271,8 +283,11 @@ def configs_of(size: int, prompt_counts: List[int],
     """The frozen ViT (always: it is the reference) and the methods at
     P > 0."""
     configs = [Config(size, 'frozen', 0)]
+    configs += [Config(size, method, 0) for method in methods
+                if not METHODS[method].with_prompts]
     for prompts in sorted(set(prompt_counts) - {0}):
-        configs += [Config(size, method, prompts) for method in methods]
+        configs += [Config(size, method, prompts) for method in methods
+                    if METHODS[method].with_prompts]
     return configs
 
 

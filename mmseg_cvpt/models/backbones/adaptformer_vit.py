@@ -2,11 +2,12 @@
 models/custom_modules.py): a bottleneck adapter parallel to each frozen
 block's MLP."""
 import math
-from typing import List
+from typing import List, Tuple
 
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 
+from ..costs import Shape, block_backward, frozen_macs
 from ..families import Block, Tokens
 from .prompted_vit import PromptedVisionTransformer
 
@@ -68,3 +69,19 @@ class AdaptFormerViT(PromptedVisionTransformer):
         x = block.attention_residual(tokens.x)
         return tokens.replace_x(
             block.mlp_residual(x) + self.adapters[index](x))
+
+
+# ---- cost (docs/performance.md) -------------------------------------------
+def adaptformer_macs(s: Shape, bottleneck: int = 64) -> Tuple[int, int]:
+    """(train step, inference) multiply-adds: per token and layer the
+    adapter's down and up, 2 b D forward; backward the gradients of both
+    weights and of the bottleneck, 3 b D, and of x', b D more where x'
+    needs one. At layer 1 x' needs none (the embeddings and the frozen
+    block give it), so the frozen block 1 has no backward at all."""
+    train, infer = frozen_macs(s)
+    tokens = s.batch * s.tokens
+    forward = s.layers * tokens * 2 * bottleneck * s.dims
+    backward = 2 * forward - tokens * bottleneck * s.dims
+    return (train + forward + backward
+            - s.batch * block_backward(s, s.tokens, s.tokens),
+            infer + forward)

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from ..attention import (PROJECTIONS, add_to_projection, packed_projection,
                          self_attention)
+from ..costs import Shape, frozen_macs
 from ..families import Block, Tokens
 from .prompted_vit import PromptedVisionTransformer
 
@@ -171,3 +172,25 @@ class LoRAViT(PromptedVisionTransformer):
                 add_to_projection(block.attention, target,
                                   updates.delta(target))
         return vit.requires_grad_(False)
+
+
+# ---- cost (docs/performance.md) -------------------------------------------
+def lora_macs(s: Shape, rank: int = 8,
+              targets: Sequence[str] = ('q', 'v')) -> Tuple[int, int]:
+    """(train step, inference) multiply-adds of unmerged LoRA with updates
+    on ``targets`` (at least one of q, k, v). Per token and target the
+    update x A^T B^T, 2 r D forward; backward the gradients of B, of x A^T
+    and of A, 3 r D, and of x, r D more where x needs one (not at layer 1,
+    whose input, the embeddings, needs none; nor do layer 1's W_q, W_k,
+    W_v). Merged: the frozen ViT's cost."""
+    if not set(targets) & set('qkv'):
+        raise ValueError('lora_macs: the formula is for updates of q, k or v '
+                         f'(and o), got {targets!r}')
+    train, infer = frozen_macs(s)
+    tokens = s.batch * s.tokens
+    update = 2 * rank * s.dims
+    forward = s.layers * tokens * len(targets) * update
+    backward = 2 * forward - tokens * len(set(targets) & set('qkv')) * (
+        rank * s.dims)
+    return (train + forward + backward - tokens * 3 * s.dims**2,
+            infer + forward)

@@ -2,12 +2,13 @@
 ``LoRAReins``): learnable tokens that refine each frozen block's patch
 features."""
 import math
-from typing import List
+from typing import List, Tuple
 
 import torch
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 
+from ..costs import Shape, block_backward, frozen_macs
 from ..families import Block, Tokens
 from .prompted_vit import PromptedVisionTransformer
 
@@ -73,3 +74,23 @@ class ReinViT(PromptedVisionTransformer):
         tokens = tokens.replace_x(block(tokens.x))
         refined = self.refine(index, tokens.patches)
         return tokens.replace_x(torch.cat((tokens.prefix, refined), dim=1))
+
+
+# ---- cost (docs/performance.md) -------------------------------------------
+def rein_macs(s: Shape, num_tokens: int = 100,
+              rank: int = 16) -> Tuple[int, int]:
+    """(train step, inference) multiply-adds. Per layer, once a step:
+    T = A B, m r D, and T[1:] W_T^T, (m - 1) D^2; per image and layer, on
+    the n patches: f T^T, n m D, S (T W_T), n (m - 1) D, and W_f, n D^2.
+    Backward: twice each product (both operands' gradients), but f T^T at
+    layer 1, whose f needs none (once: T's); the frozen block 1 has no
+    backward (its input, the embeddings, needs none)."""
+    train, infer = frozen_macs(s)
+    m, dims, n = num_tokens, s.dims, s.patches
+    per_step = m * rank * dims + (m - 1) * dims**2
+    per_image = n * m * dims + n * (m - 1) * dims + n * dims**2
+    forward = s.layers * (per_step + s.batch * per_image)
+    backward = 2 * forward - s.batch * n * m * dims
+    return (train + forward + backward
+            - s.batch * block_backward(s, s.tokens, s.tokens),
+            infer + forward)
