@@ -140,9 +140,10 @@ def main():
             args.base_checkpoint
     with report_lost_peers(cfg):
         runner.test()
-    end_distributed()
     if args.aug_test:
         report_tta(runner)
+    del runner  # and its DDP model: see end_distributed
+    end_distributed()
 
 
 if __name__ == '__main__':

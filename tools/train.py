@@ -77,6 +77,7 @@ def main():
     start_distributed(cfg)
     with train_lock(cfg.work_dir):
         train(cfg, args.resume)
+    end_distributed()  # the runner (and its DDP model) gone
 
 
 def train(cfg, resume):
@@ -94,7 +95,6 @@ def train(cfg, resume):
                       logger='current')
     with report_lost_peers(cfg):
         runner.train()
-    end_distributed()
 
 
 def resume_from(cfg):

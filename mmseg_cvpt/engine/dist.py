@@ -1,5 +1,6 @@
 """Distributed runs on machines without CUDA, and peers that stop
 responding."""
+import gc
 import os
 import re
 from contextlib import contextmanager
@@ -80,11 +81,16 @@ def start_distributed(cfg: Config) -> None:
 
 def end_distributed() -> None:
     """Destroy the process group of a finished distributed run (a no-op
-    without one). Left to the interpreter's exit, gloo's threads may be
-    torn down while they run: "terminate called without an active
-    exception", and the rank exits by SIGABRT after a run that
-    succeeded."""
+    without one); call it once the runner is gone. Left to the
+    interpreter's exit, gloo's threads may be torn down while they run:
+    "terminate called without an active exception", and the rank exits by
+    SIGABRT after a run that succeeded. The runner's DDP model holds the
+    group too, and the runner lives in reference cycles: collected first,
+    the group's last reference is the one destroyed here (its threads
+    joined now), after a barrier so that no peer still talks to it."""
     if torch_dist.is_available() and torch_dist.is_initialized():
+        gc.collect()
+        torch_dist.barrier()
         torch_dist.destroy_process_group()
 
 
