@@ -38,7 +38,7 @@ processes, the CPU threads shared out between them. Writes
 ``comparison.png`` (accuracy against P per method, and against trainable
 parameters).
 
-Example (the run in the README: 18 runs, about 11 minutes on 2 cores)::
+Example (every method on the demo, two seeds: 32 runs)::
 
     python tools/misc/make_ade20k_demo.py data/ade20k_demo
     python tools/analysis/compare_methods.py --jobs 2 --seeds 0 1 \\
