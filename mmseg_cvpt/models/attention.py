@@ -98,20 +98,23 @@ def _normed(mha: nn.Module, name: str, x: Tensor) -> Tensor:
     return x if norm is None else norm(x)
 
 
+def _normed_and_rotated(mha: nn.Module, norm: str, t: Tensor,
+                        rotate: bool) -> Tensor:
+    t = _normed(mha, norm, t)
+    rotation = getattr(mha, 'rotate', None) if rotate else None
+    return t if rotation is None else rotation(t)
+
+
 def token_queries(mha: nn.Module, q: Tensor, rotate: bool = True) -> Tensor:
     """rotate(q_norm(q)) for per-head queries q (..., N, H, d) of the token
     stream (patches last); ``rotate=False`` for prefix tokens alone."""
-    q = _normed(mha, 'q_norm', q)
-    rotation = getattr(mha, 'rotate', None) if rotate else None
-    return q if rotation is None else rotation(q)
+    return _normed_and_rotated(mha, 'q_norm', q, rotate)
 
 
 def token_keys(mha: nn.Module, k: Tensor) -> Tensor:
     """rotate(k_norm(k)) for per-head keys k (..., N, H, d) whose last
     tokens are the patches."""
-    k = _normed(mha, 'k_norm', k)
-    rotation = getattr(mha, 'rotate', None)
-    return k if rotation is None else rotation(k)
+    return _normed_and_rotated(mha, 'k_norm', k, rotate=True)
 
 
 def output_of(mha: nn.Module, merged: Tensor) -> Tensor:
@@ -163,10 +166,8 @@ def queries_of(mha: nn.MultiheadAttention, x: Tensor,
     """q = W_q x + b_q for tokens x (..., N, D) (q norm and rotary
     embedding where the attention has them; ``rotate=False`` for prefix
     tokens alone, x (..., D))."""
-    q = _in_proj(mha, x, 0, mha.embed_dim)
-    if is_foldable(mha):
-        return q
-    return token_queries(mha, _heads(q, mha.num_heads), rotate).flatten(-2)
+    q = _heads(_in_proj(mha, x, 0, mha.embed_dim), mha.num_heads)
+    return token_queries(mha, q, rotate).flatten(-2)
 
 
 def query_key_vectors(mha: nn.MultiheadAttention, x: Tensor) -> Tensor:

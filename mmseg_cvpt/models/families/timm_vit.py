@@ -26,7 +26,7 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 
-from ..attention import self_attention
+from ..attention import PROJECTIONS, self_attention
 from .base import Block, Tokens
 from .mmseg_vit import check_out_indices
 
@@ -46,15 +46,10 @@ class PackedAttention:
     ``..attention``: ``q_norm``, ``k_norm``, ``out_norm`` (timm's
     ``norm``) and, for a ``rotary`` attention, ``rotate`` with the rotary
     embedding ``rope`` (N_patches, 2 d) of the forward it is bound to.
-    Gated attention is not supported."""
+    Gated attention is not supported (``check_supported``)."""
 
     def __init__(self, attn: nn.Module, rotary: bool = False,
                  rope: Optional[Tensor] = None):
-        if getattr(attn, 'gate', None) is not None:
-            raise NotImplementedError(
-                'the prompt methods compute attention from the q, k, v '
-                'projections; this timm attention also has a gate, which '
-                'they do not apply')
         self.module = attn
         self.rope = rope
         self.q_norm = _module_or_none(attn.q_norm)
@@ -136,7 +131,7 @@ class PackedAttention:
         elif self._separate:
             getattr(attn, f'{target}_proj').weight += delta
         else:
-            start = 'qkv'.index(target) * self.embed_dim
+            start = PROJECTIONS.index(target) * self.embed_dim
             attn.qkv.weight[start:start + self.embed_dim] += delta
 
     def state_dict(self) -> dict:
@@ -156,6 +151,10 @@ def _layer_scale(block: nn.Module, branch: int) -> Optional[Tensor]:
     if layer_scale is not None:
         return getattr(layer_scale, 'gamma', None)
     return getattr(block, f'gamma_{branch}')
+
+
+def _scaled(out: Tensor, gamma: Optional[Tensor]) -> Tensor:
+    return out if gamma is None else out * gamma
 
 
 class TimmBlock(Block):
@@ -192,14 +191,12 @@ class TimmBlock(Block):
         return self_attention(self.attention, h)
 
     def attention_output(self, out: Tensor) -> Tensor:
-        gamma = self.output_scale
-        return self.module.drop_path1(out if gamma is None else out * gamma)
+        return self.module.drop_path1(_scaled(out, self.output_scale))
 
     def mlp_residual(self, x: Tensor, h: Optional[Tensor] = None) -> Tensor:
         block = self.module
         out = block.mlp(block.norm2(x) if h is None else h)
-        gamma = _layer_scale(block, 2)
-        return x + block.drop_path2(out if gamma is None else out * gamma)
+        return x + block.drop_path2(_scaled(out, _layer_scale(block, 2)))
 
 
 def check_supported(model: nn.Module, model_name: str) -> None:
@@ -219,6 +216,9 @@ def check_supported(model: nn.Module, model_name: str) -> None:
          if type(block) not in supported[0]}
         | {f'{type(block.attn).__name__} attention' for block in model.blocks
            if type(getattr(block, 'attn', None)) not in supported[1]})
+    if any(getattr(block.attn, 'gate', None) is not None
+           for block in model.blocks):
+        problems.append('gated attention (gated_attn)')
     if getattr(model, 'rope_mixed', False):
         problems.append('a rotary embedding per block (rope_mixed)')
     if _module_or_none(model.patch_drop) is not None:
