@@ -878,3 +878,12 @@ def test_multi_task_reference_method_and_cvpt_in_one_batch(
         torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)))
     check_multi_task(made, data, ['cvpt', 'other', 'cvpt'],
                      lambda r: r.seg_logits.data)
+
+
+def test_merge_refuses_a_backbone_without_updates(seg_packages, tmp_path):
+    """export_task.py --merge on a CVPT checkpoint: a clear error, no file."""
+    from mmseg_cvpt.apis import export_merged
+    out = tmp_path / 'merged.pth'
+    with pytest.raises(ValueError, match='no low-rank updates to merge'):
+        export_merged(seg_packages['cvpt', 'a']['full'], str(out))
+    assert not out.exists()

@@ -65,17 +65,22 @@ def parse_args():
         help='the base checkpoint when it is not at the recorded path; for a '
         'full checkpoint without a known base, the base to record (a missing '
         'file is written with the frozen weights)')
-    return parser.parse_args()
+    args = parser.parse_args()
+    if not osp.isfile(args.checkpoint):
+        parser.error(f'{args.checkpoint}: no such file')
+    if args.merge and args.full:
+        parser.error('--merge writes a full checkpoint: leave --full out')
+    return args
 
 
 def main():
     args = parse_args()
     if args.merge:
-        if args.full:
-            raise SystemExit('--merge writes a full checkpoint: leave --full '
-                             'out')
-        package, config = export_merged(args.checkpoint, args.out,
-                                        args.config)
+        try:
+            package, config = export_merged(args.checkpoint, args.out,
+                                            args.config)
+        except ValueError as error:  # not LoRA, or not servable by mmseg
+            raise SystemExit(f'export_task.py: error: {error}')
         print(f'{args.out}: merged full checkpoint, '
               f'{len(package["state_dict"])} tensors, no LoRA tensors' +
               (f'; stock mmseg config {config}' if config else ''))

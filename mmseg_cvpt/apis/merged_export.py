@@ -92,7 +92,7 @@ def export_merged(path: str, out: str, config=None) -> Tuple[dict, str]:
     model, checkpoint, cfg = build_from_checkpoint(path, config)
     backbone, prefix = backbone_of(model)
     if not hasattr(backbone, 'merged_vit'):
-        raise TypeError(
+        raise ValueError(
             f'--merge: the backbone is a {type(backbone).__name__}, which has '
             'no low-rank updates to merge (LoRAViT has); export it as a task '
             'package or with --full')
