@@ -25,7 +25,8 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
 
-from mmseg_cvpt.engine import (add_run_arguments, check_train_inputs,
+from mmseg_cvpt.engine import (add_run_arguments, amp_optim_wrapper,
+                               check_train_inputs,
                                end_distributed, find_resume_checkpoint,
                                load_config, remove_stale_temporaries,
                                report_lost_peers, start_distributed,
@@ -48,7 +49,14 @@ def parse_args():
         '--amp',
         action='store_true',
         default=False,
-        help='enable automatic-mixed-precision training')
+        help='mixed precision: bf16 autocast where the device supports it '
+        '(CPUs, recent GPUs), fp16 with dynamic loss scaling otherwise')
+    parser.add_argument(
+        '--compile',
+        action='store_true',
+        default=False,
+        help='torch.compile the train step (mmengine\'s compile=True; '
+        'options from the config\'s `compile` dict where it has one)')
     add_run_arguments(parser)
     return parser.parse_args()
 
@@ -59,19 +67,10 @@ def main():
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
     cfg.launcher = args.launcher
 
-    if args.amp is True:
-        optim_wrapper = cfg.optim_wrapper.type
-        if optim_wrapper == 'AmpOptimWrapper':
-            print_log(
-                'AMP training is already enabled in your config.',
-                logger='current',
-                level=logging.WARNING)
-        else:
-            assert optim_wrapper == 'OptimWrapper', (
-                '`--amp` is only supported when the optimizer wrapper type is '
-                f'`OptimWrapper` but got {optim_wrapper}.')
-            cfg.optim_wrapper.type = 'AmpOptimWrapper'
-            cfg.optim_wrapper.loss_scale = 'dynamic'
+    if args.amp:
+        cfg.optim_wrapper = amp_optim_wrapper(cfg.optim_wrapper)
+    if args.compile and not cfg.get('compile'):
+        cfg.compile = True
 
     check_train_inputs(cfg)
     start_distributed(cfg)

@@ -36,6 +36,7 @@ from .hooks import AtomicCheckpointHook, CheckpointCheckHook, RNGStateHook
 from .loading import check_loaded_state
 from .non_finite import NonFiniteCheckHook, NonFiniteTrainingError
 from .optimizers import TrainableOptimWrapperConstructor
+from .precision import AutocastOptimWrapper, amp_optim_wrapper
 from .preflight import check_train_inputs
 from .proxy_mapping import ClassProxyHook
 from .results_hook import TaskResultsHook
@@ -57,7 +58,7 @@ __all__ = [
     'RNGStateHook', 'check_loaded_state', 'TrainableOptimWrapperConstructor',
     'check_train_inputs', 'TaskResultsHook', 'ViewCountingSegTTAModel',
     'PromptCalibrationHook', 'ClassProxyHook', 'preserved_rng_states',
-    'TunedCheckpointHook',
+    'TunedCheckpointHook', 'AutocastOptimWrapper', 'amp_optim_wrapper',
     'NonFiniteCheckHook', 'NonFiniteTrainingError', 'start_distributed',
     'WorkDirBusyError', 'train_lock', 'work_dir_lock'
 ]

@@ -69,7 +69,7 @@ class ClassProxyHook(Hook):
             raise ValueError(
                 'ClassProxyHook: iteration-based training needs '
                 'interval=N (re-cluster every N iterations)')
-        if bool(guidance.mapped):
+        if guidance.is_mapped:
             print_log(
                 f'ClassProxyHook: the checkpoint\'s mapping of '
                 f'{guidance.num_classes} classes is kept', logger='current')

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from .attention import queries_of
 from .families import Tokens
 from .costs import Shape
+from .flags import register_flag, set_flag
 from .losses import proxy_anchor_loss
 
 KMEANS_ITERATIONS = 20
@@ -140,7 +141,7 @@ class ProxyGuidance(nn.Module):
         self.beta, self.lambda_ = beta, lambda_
         self.alpha = alpha * (proxy_scale or 1.)
         self.margin = margin
-        self.register_buffer('mapped', torch.tensor(False))
+        register_flag(self, 'mapped', 'is_mapped')
         self.register_buffer('class_to_proxy', torch.zeros(0,
                                                            dtype=torch.long))
         self.register_buffer('centroids', torch.zeros(num_guided, embed_dims))
@@ -179,7 +180,7 @@ class ProxyGuidance(nn.Module):
     # ---- the losses ---------------------------------------------------------
     def proxy_labels(self, labels: Tensor) -> Tensor:
         """Class labels -> proxy labels: (B,) indices or (B, k) booleans."""
-        if not bool(self.mapped):
+        if not self.is_mapped:
             raise RuntimeError(
                 'the class-to-proxy mapping is not initialised: add '
                 "dict(type='ClassProxyHook') to custom_hooks (or call "
@@ -243,7 +244,7 @@ class ProxyGuidance(nn.Module):
         self.class_sums = self.centroids.new_zeros(num_classes,
                                                    self.centroids.shape[1])
         self.class_counts = self.centroids.new_zeros(num_classes)
-        self.mapped.fill_(False)
+        set_flag(self, 'mapped', 'is_mapped', False)
 
     def recluster(self) -> Dict[str, object]:
         """Group the classes from the accumulated means (summed over ranks),
@@ -263,13 +264,13 @@ class ProxyGuidance(nn.Module):
                                                    device=old.device))
         elif bool(seen.any()):
             means = F.normalize(sums[seen], dim=1)
-            start = (self.centroids if bool(self.mapped) else
+            start = (self.centroids if self.is_mapped else
                      farthest_points(means, min(self.num_guided,
                                                 len(means))))
             assignment, centroids = cosine_kmeans(means, start)
             self.centroids[:len(centroids)] = centroids
             self.class_to_proxy[seen] = assignment
-        self.mapped.fill_(True)
+        set_flag(self, 'mapped', 'is_mapped', True)
         self.class_sums.zero_()
         self.class_counts.zero_()
         return dict(

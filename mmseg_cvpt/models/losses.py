@@ -51,12 +51,13 @@ def proxy_anchor_loss(features: Tensor,
         alpha (float): scale. Default 32.
         margin (float): delta. Default 0.1.
     """
-    similarity = F.normalize(features, dim=-1) @ F.normalize(proxies,
-                                                             dim=-1).T
+    dtype = torch.promote_types(features.dtype, torch.float32)
+    with torch.autocast(features.device.type, enabled=False):  # >= float32
+        similarity = F.normalize(features.to(dtype), dim=-1) @ F.normalize(
+            proxies.to(dtype), dim=-1).T
     positive = positives_of(labels, proxies.shape[0])
     pos_terms = log1p_sum_exp(-alpha * (similarity - margin), positive)
     neg_terms = log1p_sum_exp(alpha * (similarity + margin), ~positive)
-    with_positives = positive.any(0)
-    pos_loss = pos_terms[with_positives].sum() / with_positives.sum().clamp(
-        min=1)
+    # a proxy without positives adds a zero term, and is not counted
+    pos_loss = pos_terms.sum() / positive.any(0).sum().clamp(min=1)
     return pos_loss + neg_terms.mean()

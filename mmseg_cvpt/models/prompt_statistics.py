@@ -33,9 +33,11 @@ def prompt_query_vectors(backbone: nn.Module,
 def prompt_query_moments(backbone: nn.Module,
                          images: Tensor) -> Tuple[Tensor, int]:
     """``(sum over tokens of z z^T (L, D, D) in float64, token count)``
-    for a batch of images (B, 3, H, W), in eval mode."""
+    for a batch of images (B, 3, H, W), in eval mode and float32 (outside
+    any autocast)."""
     sums = []
-    with backbone.evaluating():
+    with backbone.evaluating(), torch.autocast(images.device.type,
+                                               enabled=False):
         for _, vectors in prompt_query_vectors(backbone, images):
             vectors = vectors.double()
             sums.append(vectors.mT @ vectors)

@@ -25,6 +25,7 @@ from mmseg.registry import MODELS
 from torch import Tensor, nn
 
 from .costs import Shape
+from .flags import register_flag, set_flag
 
 PROMPT_INITS = ('uniform', 'xavier', 'normal')
 
@@ -141,7 +142,8 @@ class WhiteningProvider(PromptProvider):
     (the prompts are their tokens / coefficients); the buffer ``calibrated``
     records the calibration, is saved in checkpoints, and tells the
     calibration hook not to calibrate again (resumed runs, loaded
-    checkpoints).
+    checkpoints); ``is_calibrated`` is its value as Python state
+    (see ``flags``).
 
     Scale: the whitening matrices are normalised to the mean squared
     singular value 1 (Frobenius norm sqrt of their column count), i.e.
@@ -159,12 +161,8 @@ class WhiteningProvider(PromptProvider):
     def __init__(self, *args, eps: float = 1e-3, **kwargs):
         super().__init__(*args, **kwargs)
         self.eps = check_eps(eps)
-        self.register_buffer('calibrated', torch.tensor(False))
+        register_flag(self, 'calibrated', 'is_calibrated')
         self._warned_uncalibrated = False
-
-    @property
-    def is_calibrated(self) -> bool:
-        return bool(self.calibrated)
 
     def set_statistics(self, statistics: Tensor) -> None:
         """Whiten against S (L, D, D), the second moments of the vectors
@@ -175,14 +173,16 @@ class WhiteningProvider(PromptProvider):
                              f'(L, D, D), got {tuple(statistics.shape)}')
         with torch.no_grad():
             self._whiten(*whitening_spectrum(statistics, self.eps))
-            self.calibrated.fill_(True)
+            set_flag(self, 'calibrated', 'is_calibrated', True)
 
     def _whiten(self, eigenvalues: Tensor, eigenvectors: Tensor,
                 gains: Tensor) -> None:
         raise NotImplementedError
 
-    def _warn_if_uncalibrated(self) -> None:
-        if self.training and not self.is_calibrated and \
+    def train(self, mode: bool = True) -> 'WhiteningProvider':
+        """Train mode; warns once if it trains uncalibrated."""
+        super().train(mode)
+        if mode and not self.is_calibrated and \
                 not self._warned_uncalibrated:
             self._warned_uncalibrated = True
             print_log(
@@ -192,6 +192,7 @@ class WhiteningProvider(PromptProvider):
                 'call calibrate_prompts(backbone, batches) first.',
                 logger='current',
                 level=logging.WARNING)
+        return self
 
 
 @MODELS.register_module()
@@ -229,7 +230,6 @@ class WhitenedPrompts(WhiteningProvider):
 
     def forward(self) -> Tensor:
         """P = T W, (L, m, D)."""
-        self._warn_if_uncalibrated()
         return torch.matmul(self.tokens, self.whitening)
 
 
@@ -274,7 +274,6 @@ class BilinearPrompts(WhiteningProvider):
 
     def forward(self) -> Tensor:
         """P = A B^T, (L, m, D)."""
-        self._warn_if_uncalibrated()
         return torch.matmul(self.coefficients, self.basis.mT)
 
 
