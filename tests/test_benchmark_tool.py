@@ -165,3 +165,38 @@ def test_fast_forms_train_in_less_memory_than_the_reference_form(
     reference = costs['vpt_reference', tokens]['train_peak_mib']
     for method in ('vpt', 'cvpt'):
         assert costs[method, tokens]['train_peak_mib'] < reference, method
+
+
+def test_bf16_steps_run_under_autocast_with_the_formulas_flops(
+        benchmark_tool):
+    """``--dtype bf16``: the train step and inference run the backbone's
+    products in bfloat16 (autocast), the operations, and so the FLOPs,
+    unchanged."""
+    images = torch.randn(BATCH, 3, SIZE, SIZE)
+    for case in benchmark_tool.build_cases(SIZE, [PROMPTS],
+                                           torch.device('cpu'), ARCH,
+                                           methods=['cvpt', 'lora']):
+        dtypes = []
+        for model in (case.train_model, case.infer_model):  # an MLP's
+            linear = next(m for m in model.vit.modules()  # first layer
+                          if isinstance(m, torch.nn.Linear))
+            linear.register_forward_hook(
+                lambda module, inputs, out: dtypes.append(out.dtype))
+        cost = benchmark_tool.untimed_costs(case, images, torch.bfloat16)
+        assert set(dtypes) == {torch.bfloat16}, case.config
+        formula = benchmark_tool.formula_gflops(case.config, ARCH, BATCH)
+        for key in ('train_gflops', 'infer_gflops'):
+            assert cost[key] == pytest.approx(formula[f'{key}_formula'],
+                                              rel=1e-9), case.config
+
+
+def test_compiled_rows_follow_their_eager_twins(benchmark_tool):
+    """``--compile``: every configuration once eager, then once compiled,
+    labelled so."""
+    configs = benchmark_tool.configs_of(224, [10], ['cvpt', 'lora'],
+                                        compiled=True)
+    eager = [c for c in configs if not c.compiled]
+    assert [c for c in configs if c.compiled] == [
+        benchmark_tool.replace(c, compiled=True) for c in eager]
+    assert configs[:len(eager)] == eager
+    assert configs[-1].label == '224px CVPT compiled P=10'

@@ -60,7 +60,8 @@ def shape_of(arch: dict, size: int, prompts: int, batch: int) -> Shape:
     if 'vit' in arch:
         options = {k: v for k, v in arch['vit'].items()
                    if k not in ('type', 'model_name', 'checkpoint',
-                                'out_indices', 'final_norm', 'img_size')}
+                                'out_indices', 'final_norm', 'img_size',
+                                'with_cp')}
         patch, dims, heads, layers, ratio, prefix = _timm_architecture(
             arch['vit']['model_name'], tuple(sorted(options.items())))
     else:

@@ -34,10 +34,10 @@ Example (the run in docs/performance.md)::
 import argparse
 import statistics
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -74,8 +74,16 @@ DINOV2_B14 = dict(vit=dict(
     model_name='vit_base_patch14_reg4_dinov2',
     out_indices=(2, 5, 8, 11),
     final_norm=True))
+VIT_L16 = dict(VIT_B16, embed_dims=1024, num_layers=24, num_heads=16,
+               out_indices=(5, 11, 17, 23))
+DINOV2_L14 = dict(vit=dict(DINOV2_B14['vit'],
+                           model_name='vit_large_patch14_reg4_dinov2',
+                           out_indices=(5, 11, 17, 23)))
 #: the frozen ViTs of --arch: a backbone's ViT arguments, without img_size
-ARCHS = {'vit_b16': VIT_B16, 'dinov2_b14': DINOV2_B14}
+ARCHS = {'vit_b16': VIT_B16, 'vit_l16': VIT_L16, 'dinov2_b14': DINOV2_B14,
+         'dinov2_l14': DINOV2_L14}
+#: --dtype: the autocast dtype of the steps (None: float32, no autocast)
+DTYPES = {'float32': None, 'bf16': torch.bfloat16}
 
 
 def at_size(arch: dict, size: int) -> dict:
@@ -158,10 +166,16 @@ class Config:
     size: int
     method: str  # a key of METHODS
     prompts: int
+    compiled: bool = False  # torch.compile of the backbone (--compile)
+
+    @property
+    def method_label(self) -> str:
+        return METHODS[self.method].label + (' compiled' if self.compiled
+                                             else '')
 
     @property
     def label(self) -> str:
-        return f'{self.size}px {METHODS[self.method].label} P={self.prompts}'
+        return f'{self.size}px {self.method_label} P={self.prompts}'
 
 
 # ---- arguments --------------------------------------------------------------
@@ -211,8 +225,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=DEFINITIONS)
     parser.add_argument('--arch', choices=ARCHS, default='vit_b16',
-                        help='the frozen ViT: vit_b16 (mmseg ViT-B/16) or '
-                        'dinov2_b14 (timm vit_base_patch14_reg4_dinov2)')
+                        help='the frozen ViT: vit_b16 / vit_l16 (mmseg '
+                        'ViT-B/16, ViT-L/16) or dinov2_b14 / dinov2_l14 '
+                        '(timm vit_{base,large}_patch14_reg4_dinov2)')
     parser.add_argument('--sizes', type=image_size, nargs='+',
                         default=[224, 512], help='input sizes (square)')
     parser.add_argument('--prompts', type=non_negative_int, nargs='+',
@@ -237,6 +252,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='other number of timed rounds for one size')
     parser.add_argument('--device', default='cpu',
                         help="'cpu' or 'cuda[:index]'")
+    parser.add_argument('--dtype', choices=sorted(DTYPES), default='float32',
+                        help='bf16: every step under torch.autocast in '
+                        'bfloat16 (weights, gradients stay float32)')
+    parser.add_argument('--compile', action='store_true',
+                        help='a compiled row (torch.compile of the backbone, '
+                        'inductor) beside every eager one')
     parser.add_argument('--threads', type=positive_int,
                         help='torch CPU threads (default: torch\'s choice)')
     parser.add_argument('--clock', choices=('wall', 'cpu'), default='wall',
@@ -279,15 +300,18 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def configs_of(size: int, prompt_counts: List[int],
-               methods: List[str] = PROMPT_METHODS) -> List[Config]:
+               methods: List[str] = PROMPT_METHODS,
+               compiled: bool = False) -> List[Config]:
     """The frozen ViT (always: it is the reference) and the methods at
-    P > 0."""
+    P > 0; with ``compiled``, each also compiled, after the eager ones."""
     configs = [Config(size, 'frozen', 0)]
     configs += [Config(size, method, 0) for method in methods
                 if not METHODS[method].with_prompts]
     for prompts in sorted(set(prompt_counts) - {0}):
         configs += [Config(size, method, prompts) for method in methods
                     if METHODS[method].with_prompts]
+    if compiled:
+        configs += [replace(config, compiled=True) for config in configs]
     return configs
 
 
@@ -333,56 +357,79 @@ class Case:
 
 def build_cases(size: int, prompt_counts: List[int], device: torch.device,
                 arch: dict = VIT_B16,
-                methods: List[str] = PROMPT_METHODS) -> List[Case]:
+                methods: List[str] = PROMPT_METHODS,
+                compiled: bool = False) -> List[Case]:
     torch.manual_seed(0)
     reference = build(Config(size, 'frozen', 0), arch).to(device)
     cases = []
-    for config in configs_of(size, prompt_counts, methods):
+    for config in configs_of(size, prompt_counts, methods, compiled):
         models = []
         for mode in (True, False):
             torch.manual_seed(config.prompts)
             model = build(config, arch).to(device)
             model.share_frozen_from(reference)
-            models.append(model.train(mode))
-        if config.method == 'frozen':
-            embeddings_require_grad(models[0])
+            if config.method == 'frozen' and mode:
+                embeddings_require_grad(model)
+            model.train(mode)
+            # the compiled module forwards attributes to the backbone
+            models.append(torch.compile(model) if config.compiled else model)
         cases.append(Case(config, *models))
     return cases
 
 
-def train_step(model: nn.Module, images: torch.Tensor) -> None:
+def train_step(model: nn.Module, images: torch.Tensor,
+               dtype: Optional[torch.dtype] = None) -> None:
+    """Forward, loss and backward, under autocast in ``dtype`` if given."""
     model.zero_grad(set_to_none=True)
-    loss = sum(out.mean() for out in model(images))
-    guidance = model.addons.get('guidance')
-    if guidance is not None:  # DA-VPT: image i of class i
-        labels = torch.arange(len(images), device=images.device)
-        loss = loss + sum(guidance.losses(labels).values())
+    with torch.autocast(images.device.type, dtype=dtype,
+                        enabled=dtype is not None):
+        loss = sum(out.float().mean() for out in model(images))
+        guidance = model.addons.get('guidance')
+        if guidance is not None:  # DA-VPT: image i of class i
+            labels = torch.arange(len(images), device=images.device)
+            loss = loss + sum(guidance.losses(labels).values())
     loss.backward()
 
 
-def infer(model: nn.Module, images: torch.Tensor) -> None:
-    with torch.no_grad():
+def infer(model: nn.Module, images: torch.Tensor,
+          dtype: Optional[torch.dtype] = None) -> None:
+    with torch.no_grad(), torch.autocast(images.device.type, dtype=dtype,
+                                         enabled=dtype is not None):
         model(images)
 
 
-def untimed_costs(case: Case, images: torch.Tensor) -> dict:
+def untimed_costs(case: Case, images: torch.Tensor,
+                  dtype: Optional[torch.dtype] = None,
+                  eager: Optional[dict] = None) -> dict:
     """Trainable parameters, FLOPs and peak memory of one configuration.
 
     One training step and one inference pass run first: counted after them,
     inference finds CVPT's prompt cache in place, as in deployment (the
-    one-off fold or key / value projection is not an inference cost).
+    one-off fold or key / value projection is not an inference cost). A
+    compiled configuration runs the operations of its eager twin (``eager``,
+    its costs), whose FLOPs it reports; its peak memory is measured on a GPU
+    (the allocator's) and not on the CPU (its kernels allocate out of
+    sight of the op-level count): NaN there.
     """
-    train = partial(train_step, case.train_model, images)
-    inference = partial(infer, case.infer_model, images)
+    train = partial(train_step, case.train_model, images, dtype)
+    inference = partial(infer, case.infer_model, images, dtype)
     train()
     inference()
-    return dict(
-        trainable=sum(p.numel() for p in case.train_model.parameters()
-                      if p.requires_grad),
-        train_gflops=count_flops(train) / 1e9,
-        infer_gflops=count_flops(inference) / 1e9,
-        train_peak_mib=peak_memory(train),
-        infer_peak_mib=peak_memory(inference))
+    costs = dict(trainable=sum(p.numel() for p in
+                               case.train_model.parameters()
+                               if p.requires_grad))
+    if case.config.compiled:
+        costs.update(train_gflops=eager['train_gflops'],
+                     infer_gflops=eager['infer_gflops'])
+    else:
+        costs.update(train_gflops=count_flops(train) / 1e9,
+                     infer_gflops=count_flops(inference) / 1e9)
+    measurable = images.device.type == 'cuda' or not case.config.compiled
+    for key, step in (('train_peak_mib', train),
+                      ('infer_peak_mib', inference)):
+        costs[key] = peak_memory(step, images.device) if measurable else \
+            float('nan')
+    return costs
 
 
 def formula_gflops(config: Config, arch: dict, batch: int) -> dict:
@@ -397,16 +444,18 @@ def measure_size(size: int, prompt_counts: List[int], args,
                  raw: List[dict]) -> List[dict]:
     """All configurations of one input size: one row each."""
     arch = ARCHS[args.arch]
+    dtype = DTYPES[args.dtype]
     cases = build_cases(size, prompt_counts, args.device, arch,
-                        methods=args.methods)
+                        methods=args.methods, compiled=args.compile)
     images = torch.randn(args.batch, 3, size, size, device=args.device)
     rows = {}
     for case in cases:  # warm-up, FLOPs and memory, untimed
+        eager = rows.get(replace(case.config, compiled=False))
         rows[case.config] = dict(
             size=size,
-            method=METHODS[case.config.method].label,
+            method=case.config.method_label,
             prompts=case.config.prompts,
-            **untimed_costs(case, images),
+            **untimed_costs(case, images, dtype, eager),
             **formula_gflops(case.config, arch, args.batch))
         print(f'  warmed up {case.config.label}', flush=True)
     repeats = dict(args.repeats_for).get(size, args.repeats)
@@ -419,23 +468,24 @@ def measure_size(size: int, prompt_counts: List[int], args,
         for kind in ('train_ms', 'infer_ms'):
             for case in order:
                 if kind == 'train_ms':
-                    run = partial(train_step, case.train_model, images)
+                    run = partial(train_step, case.train_model, images,
+                                  dtype)
                 else:
-                    run = partial(infer, case.infer_model, images)
+                    run = partial(infer, case.infer_model, images, dtype)
                 elapsed, others = min(
                     seconds(run, args.device, args.clock, args.max_others)
                     for _ in range(args.best_of))
                 times.setdefault((case.config, kind), []).append(1e3 * elapsed)
                 raw.append(dict(size=size,
-                                method=METHODS[case.config.method].label,
+                                method=case.config.method_label,
                                 prompts=case.config.prompts, round=round_,
                                 step=kind[:-3], ms=round(1e3 * elapsed, 2),
                                 others_cpu_share=round(others, 3)))
         print(f'  round {round_ + 1}/{repeats} done', flush=True)
     for (config, kind), values in times.items():
         rows[config][kind] = statistics.median(values)
-    frozen = rows[Config(size, 'frozen', 0)]
-    for row in rows.values():
+    for config, row in rows.items():  # against the frozen ViT, compiled
+        frozen = rows[Config(size, 'frozen', 0, config.compiled)]  # or not
         row['train_vs_floor'] = row['train_ms'] / frozen['train_ms']
         row['infer_vs_frozen'] = row['infer_ms'] / frozen['infer_ms']
     return list(rows.values())
@@ -456,7 +506,9 @@ def main(argv=None) -> None:
     command = 'python ' + ' '.join([sys.argv[0]] + sys.argv[1:])
     report, note = write_reports(
         args.out, command, f'{args.arch}, batch {args.batch}, device '
-        f'{args.device}, {args.clock} clock', rows, raw,
+        f'{args.device}, {args.dtype}, {args.clock} clock'
+        + (' (CUDA events)' if args.device.type == 'cuda' else ''),
+        rows, raw,
         METHODS['frozen'].label,
         [METHODS[key].label for key in PROMPT_METHODS])
     print('\n' + report)

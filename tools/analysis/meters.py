@@ -94,8 +94,17 @@ class TensorMemory(TorchDispatchMode):
         self.live -= nbytes
 
 
-def peak_memory(step: Callable[[], None]) -> float:
-    """Peak MiB of tensors the step allocates (see ``TensorMemory``)."""
+def peak_memory(step: Callable[[], None],
+                device: torch.device = torch.device('cpu')) -> float:
+    """Peak MiB of tensors the step allocates: on a GPU the allocator's
+    peak above what was allocated before, else ``TensorMemory``'s."""
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        step()
+        torch.cuda.synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - before) / 2**20
     with TensorMemory() as memory:
         step()
     return memory.peak / 2**20
@@ -146,21 +155,32 @@ def wait_for_quiet(threshold: float, patience: float = 15.) -> None:
             return
 
 
+def cuda_seconds(step: Callable[[], None], device: torch.device) -> float:
+    """GPU time of the step between two CUDA events."""
+    start, end = (torch.cuda.Event(enable_timing=True) for _ in range(2))
+    torch.cuda.synchronize(device)
+    start.record()
+    step()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / 1e3
+
+
 def seconds(step: Callable[[], None], device: torch.device, clock: str,
             threshold: float, attempts: int = 3) -> Tuple[float, float]:
-    """Time of the step by ``clock``, retaken while other processes used
-    more than ``threshold`` of the CPUs; returns (seconds, their share)."""
+    """Time of the step by ``clock`` (on a GPU: between CUDA events),
+    retaken while other processes used more than ``threshold`` of the CPUs;
+    returns (seconds, their share)."""
     read_clock = time.process_time if clock == 'cpu' else time.perf_counter
     for _ in range(attempts):
         wait_for_quiet(threshold)
         with CpuShare() as share:
             if device.type == 'cuda':
-                torch.cuda.synchronize(device)
-            start = read_clock()
-            step()
-            if device.type == 'cuda':
-                torch.cuda.synchronize(device)
-            elapsed = read_clock() - start
+                elapsed = cuda_seconds(step, device)
+            else:
+                start = read_clock()
+                step()
+                elapsed = read_clock() - start
         if share.others is None or share.others < threshold:
             break
     return elapsed, share.others or 0.
