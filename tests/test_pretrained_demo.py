@@ -87,65 +87,27 @@ def read_rows(out):
         return list(csv.DictReader(file))
 
 
-def namesake_configs(folder):
-    """A --config whose method namesakes (VPT-deep, CVPT, DA-VPT) are the
-    demo's, DA-VPT's made to fail (more proxies than prompts)."""
-    name = osp.basename(DEMO_CFG)
-    for method, extra in (('vpt', ''), ('cvpt', ''), ('davpt', (
-            'model = dict(backbone=dict(guidance_cfg=dict(num_guided=5)))'))):
-        (folder / method).mkdir(parents=True)
-        base = osp.join(REPO, 'configs', method, name)
-        (folder / method / name).write_text(f'_base_ = [{base!r}]\n{extra}\n')
-    return str(folder / 'cvpt' / name)
+FAILING_DAVPT = (  # more proxies than its two prompts
+    'model = dict(backbone=dict(addons=dict(guidance=dict(num_guided=5))))')
+
+
+def namesake_configs(folder, methods, failing=()):
+    """A --config whose method namesakes inherit the demo's; those of
+    ``failing`` made to fail (DA-VPT only: FAILING_DAVPT)."""
+    compare = load_tool('analysis/compare_methods.py')
+    for method in methods:
+        base = compare.method_config(DEMO_CFG, method)
+        path = folder / osp.relpath(base, osp.join(REPO, 'configs'))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        extra = FAILING_DAVPT if method in failing else ''
+        path.write_text(f'_base_ = [{base!r}]\n{extra}\n')
+    return str(folder / 'cvpt' / osp.basename(DEMO_CFG))
 
 
 def result_files(out, name):
     files = glob.glob(osp.join(out, 'runs', f'{name}_*', 'result.json'))
     assert len(files) == 1, files
     return files[0]
-
-
-def test_compare_methods_writes_reports_and_skips_finished_runs(
-        tmp_path, demo_root):
-    out = str(tmp_path / 'compare')
-    args = tool('analysis/compare_methods.py') + [
-        '--methods', 'vpt', 'cvpt', '--prompts', '2', '--iters', '2',
-        '--jobs', '2', '--out', out, '--config',
-        namesake_configs(tmp_path / 'configs'), '--cfg-options',
-        *data_options(demo_root)
-    ]
-    run(args)
-    rows = read_rows(out)
-    assert [(r['method'], r['prompts']) for r in rows] == [('VPT-deep', '2'),
-                                                           ('CVPT', '2')]
-    for row in rows:
-        assert row['status'] == 'trained'
-        assert 0 <= float(row['accuracy']) <= 100
-        assert 0 <= float(row['accuracy_ms']) <= 100
-        assert int(row['trainable']) > 0
-        assert float(row['train_s_per_iter']) > 0
-        assert float(row['peak_mib']) > 0
-        assert float(row['checkpoint_kib']) > 0
-    with open(osp.join(out, 'comparison.md')) as file:
-        table = file.read()
-    assert table.count('| VPT-deep | 2 | 0 |') == 1
-    assert table.count('| CVPT | 2 | 0 |') == 1
-    assert osp.getsize(osp.join(out, 'comparison.png')) > 0
-
-    # again, with DA-VPT added and made to fail (more proxies than prompts):
-    # the finished runs are skipped, the failure is a row, not a crash
-    results = [result_files(out, f'{m}_P2_seed0') for m in ('vpt', 'cvpt')]
-    stamps = [os.stat(path).st_mtime_ns for path in results]
-    proc = run_unchecked(args[:3] + ['vpt', 'cvpt', 'davpt'] + args[5:])
-    assert proc.returncode == 1, proc.stdout[-3000:]
-    assert [os.stat(path).st_mtime_ns for path in results] == stamps
-    rows = read_rows(out)
-    assert [r['status'] for r in rows] == ['skipped (done before)'] * 2 + [
-        'failed'
-    ]
-    assert 'train.py exited' in rows[2]['error']
-    with open(osp.join(out, 'comparison.md')) as file:
-        assert '| DA-VPT | 2 | 0 | FAILED: ' in file.read()
 
 
 def test_compare_methods_reruns_changed_settings(tmp_path, demo_root):
@@ -196,12 +158,17 @@ def test_compare_methods_runs_every_method_once_per_setting(
     """All eleven methods on the demo, two iterations: one row per run (the
     methods without prompts once, not once per P), each trained through
     tools/train.py and evaluated with tools/test.py --aug-test; the
-    trainable counts are the models' own."""
+    trainable counts are the models' own; the reports. Run again with
+    DA-VPT's config changed to fail: the finished runs are skipped, the
+    failure is a row, not a crash."""
     out = str(tmp_path / 'compare')
-    run(tool('analysis/compare_methods.py') + [
+    configs = tmp_path / 'configs'
+    args = tool('analysis/compare_methods.py') + [
         '--methods', *ALL_METHODS, '--prompts', '2', '--iters', '2',
-        '--jobs', '2', '--out', out, '--cfg-options',
-        *data_options(demo_root)])
+        '--jobs', '2', '--out', out, '--config',
+        namesake_configs(configs, ALL_METHODS), '--cfg-options',
+        *data_options(demo_root)]
+    run(args)
     rows = read_rows(out)
     labels = ['head-only', 'Bias', 'VPT-deep', 'VPT+Bias', 'CVPT', 'BPT',
               'DA-VPT', 'LoRA', 'AdaptFormer', 'Rein', 'full fine-tuning']
@@ -209,7 +176,18 @@ def test_compare_methods_runs_every_method_once_per_setting(
     assert [(r['method'], r['prompts']) for r in rows] == [
         (label, '2' if label in with_prompts else '0') for label in labels]
     assert all(r['status'] == 'trained' for r in rows), rows
-    assert all(0 <= float(r['accuracy_ms']) <= 100 for r in rows)
+    for row in rows:
+        assert 0 <= float(row['accuracy']) <= 100
+        assert 0 <= float(row['accuracy_ms']) <= 100
+        assert float(row['train_s_per_iter']) > 0
+        assert float(row['peak_mib']) > 0
+        assert float(row['checkpoint_kib']) > 0
+    with open(osp.join(out, 'comparison.md')) as file:
+        table = file.read()
+    for label in labels:
+        prompts = 2 if label in with_prompts else 0
+        assert table.count(f'| {label} | {prompts} | 0 |') == 1, label
+    assert osp.getsize(osp.join(out, 'comparison.png')) > 0
     trainable = {r['method']: int(r['trainable']) for r in rows}
     compare = load_tool('analysis/compare_methods.py')
     for method, label in zip(ALL_METHODS, labels):
@@ -221,6 +199,20 @@ def test_compare_methods_runs_every_method_once_per_setting(
     assert trainable['LoRA'] - heads == 4 * 4 * 8 * 64  # 4 L r D
     assert trainable['full fine-tuning'] > max(
         v for k, v in trainable.items() if k != 'full fine-tuning')
+
+    results = [result_files(out, f'{m}_P2_seed0') for m in ('vpt', 'cvpt')]
+    stamps = [os.stat(path).st_mtime_ns for path in results]
+    namesake_configs(configs, ['davpt'], failing=['davpt'])
+    proc = run_unchecked(args)
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    assert [os.stat(path).st_mtime_ns for path in results] == stamps
+    rows = read_rows(out)
+    assert [r['status'] for r in rows] == [
+        'failed' if label == 'DA-VPT' else 'skipped (done before)'
+        for label in labels]
+    assert 'train.py exited' in rows[labels.index('DA-VPT')]['error']
+    with open(osp.join(out, 'comparison.md')) as file:
+        assert '| DA-VPT | 2 | 0 | FAILED: ' in file.read()
 
 
 def tiny_classification_configs(folder, demo_root):
