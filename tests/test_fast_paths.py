@@ -339,6 +339,26 @@ def test_train_invalidates_cache(projections, backbone):
     assert projections() == 9
 
 
+def test_cache_under_autocast_is_hit_and_keyed_by_precision(projections,
+                                                           backbone):
+    """bf16 autocast keeps the cache (and, at 2 prompts, CVPT's folded
+    form): hit on the second bf16 pass, a float32 pass after it gets its
+    own float32 entries, not the bf16 ones."""
+    model = build(backbone, num_prompts=2)
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        low = model(images)
+        model(images)
+    assert projections() == 3
+    with torch.no_grad():
+        full = model(images)
+    assert projections() == 6
+    for _, operands in model.prompt_cache._entries.values():
+        assert all(t.dtype == torch.float32 for t in operands
+                   if t is not None)
+    assert all((a.float() - b).abs().max() < 0.1 for a, b in zip(low, full))
+
+
 def test_load_state_dict_invalidates_cache(projections, backbone):
     model = build(backbone, num_prompts=4)
     other = build(backbone, num_prompts=4)

@@ -12,7 +12,7 @@ from mmseg.registry import DATASETS
 import mmseg_cvpt  # noqa: F401  (registers the backbones)
 from mmseg_cvpt.engine import amp_optim_wrapper, load_config
 from mmseg_cvpt.models.losses import proxy_anchor_loss
-from tiny_runs import DEMO_CFG, REPO, data_options, run, tool
+from tiny_runs import REPO
 
 DIMS, HEADS, LAYERS = 48, 4, 3
 MMSEG = dict(img_size=32, patch_size=8, embed_dims=DIMS, num_layers=LAYERS,
@@ -262,18 +262,3 @@ def test_amp_wrapper_is_bf16_autocast_on_the_cpu_and_trains(demo_root):
     with pytest.raises(ValueError, match='--amp wraps an `OptimWrapper`'):
         amp_optim_wrapper(dict(type='ApexOptimWrapper'))
 
-
-def test_train_tool_runs_with_amp_and_compile(tmp_path, demo_root):
-    """``tools/train.py --amp --compile`` on the demo: bf16 autocast
-    (AutocastOptimWrapper on a CPU), mmengine's compiled train step, the
-    run ends with its validation. (The config's ``compile`` dict gives
-    the backend: dynamo's graphs run eagerly, without inductor's C++
-    build, for speed; the compiled graphs' numbers are checked above.)"""
-    out = run(tool('train.py') + [
-        DEMO_CFG, '--work-dir', str(tmp_path), '--amp', '--compile',
-        '--cfg-options', *data_options(demo_root, iters=2),
-        'compile.backend=eager'])
-    if not torch.cuda.is_available():
-        assert "type='AutocastOptimWrapper'" in out
-    assert 'Model has been "compiled"' in out
-    assert 'mIoU' in out

@@ -465,14 +465,24 @@ def test_demo_configs_load_the_shipped_dinov2_style_vit():
 
 
 def test_timm_demo_trains_and_tests_with_aug_test(tmp_path, demo_root):
-    """tools/train.py on the timm demo (CVPT), then tools/test.py
-    --aug-test on its tuned-only checkpoint."""
+    """tools/train.py on the timm demo (CVPT) with ``--amp --compile``: bf16
+    autocast (AutocastOptimWrapper on a CPU), mmengine's compiled train
+    step (the config's ``compile`` dict gives the backend: dynamo's graphs
+    run eagerly, without inductor's C++ build, for speed; the compiled
+    graphs' numbers are checked in test_precision_and_compile.py); then
+    tools/test.py --aug-test on its tuned-only checkpoint."""
     work_dir = tmp_path / 'train'
-    run(tool('train.py') + [TIMM_DEMO['cvpt'], '--work-dir', str(work_dir),
-                            '--cfg-options'] + data_options(demo_root, 2))
-    checkpoint = work_dir / 'iter_2.pth'
+    out = run(tool('train.py') + [
+        TIMM_DEMO['cvpt'], '--work-dir', str(work_dir), '--amp', '--compile',
+        '--cfg-options', *data_options(demo_root, 1),
+        'compile.backend=eager'])
+    if not torch.cuda.is_available():
+        assert "type='AutocastOptimWrapper'" in out
+    assert 'Model has been "compiled"' in out
+    checkpoint = work_dir / 'iter_1.pth'
     saved = torch.load(checkpoint, weights_only=False)['state_dict']
-    assert not any(k.startswith('backbone.model.') for k in saved)
+    assert not any(k.startswith('backbone.model.') or '_orig_mod' in k
+                   for k in saved)
     out = run(tool('test.py') + [TIMM_DEMO['cvpt'], str(checkpoint),
                                  '--aug-test', '--work-dir',
                                  str(tmp_path / 'test'), '--cfg-options'] +
