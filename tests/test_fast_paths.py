@@ -339,8 +339,8 @@ def test_train_invalidates_cache(projections, backbone):
     assert projections() == 9
 
 
-def test_cache_under_autocast_is_hit_and_keyed_by_precision(projections,
-                                                           backbone):
+def test_cache_under_autocast_is_hit_and_keyed_by_precision(
+        projections, backbone):
     """bf16 autocast keeps the cache (and, at 2 prompts, CVPT's folded
     form): hit on the second bf16 pass, a float32 pass after it gets its
     own float32 entries, not the bf16 ones."""

@@ -261,4 +261,3 @@ def test_amp_wrapper_is_bf16_autocast_on_the_cpu_and_trains(demo_root):
     assert not torch.equal(before, model.backbone.prompts.tokens)
     with pytest.raises(ValueError, match='--amp wraps an `OptimWrapper`'):
         amp_optim_wrapper(dict(type='ApexOptimWrapper'))
-
