@@ -175,53 +175,82 @@ def demo_segmentor(cfg):
     return model.train()
 
 
-def demo_batch(cfg, num_images=4):
-    """The first validation scenes of the demo data, as a batch."""
-    dataset = DATASETS.build(cfg.val_dataloader.dataset)
+def demo_batch(cfg, num_images=4, split='validation'):
+    """The first scenes of a split of the demo data (through the test
+    pipeline: no random augmentation), as a batch."""
+    dataset_cfg = cfg.val_dataloader.dataset
+    dataset_cfg.data_prefix = dict(img_path=f'images/{split}',
+                                   seg_map_path=f'annotations/{split}')
+    dataset = DATASETS.build(dataset_cfg)
     return pseudo_collate([dataset[i] for i in range(num_images)])
 
 
-def loss_and_feature_grads(model, data):
-    """The segmentor's float32 loss and its gradient at the backbone's
-    outputs."""
+def tuned_of(backbone):
+    """The backbone's trainable tensors: prompts, adapters, biases."""
+    return [p for p in backbone.parameters() if p.requires_grad]
+
+
+def flat(grads):
+    return torch.cat([g.float().flatten() for g in grads if g is not None])
+
+
+def loss_and_tuned_grads(model, data):
+    """The segmentor's loss (its guidance losses included) and the
+    gradients of the method's tensors, through the whole model."""
     torch.manual_seed(4)  # the same dropout / drop-path masks
+    loss, _ = model.parse_losses(model(**data, mode='loss'))
+    grads = torch.autograd.grad(loss, tuned_of(model.backbone),
+                                allow_unused=True)
+    return loss.detach(), flat(grads)
+
+
+def feature_grads(model, data):
+    """The float32 gradient of the segmentor's decode losses at the
+    backbone's outputs."""
+    torch.manual_seed(4)
     features = [f.detach().requires_grad_()
                 for f in model.backbone(data['inputs'])]
     neck = model.neck(features) if model.with_neck else features
     loss, _ = model.parse_losses(
         model._decode_head_forward_train(neck, data['data_samples']))
-    return loss.detach(), torch.autograd.grad(loss, features)
+    return torch.autograd.grad(loss, features)
 
 
-def tuned_grads(backbone, inputs, feature_grads):
-    """The gradients of the backbone's trainable tensors (prompts, adapters,
-    biases) for the given gradient at its outputs, as one vector."""
+def backbone_grads(backbone, inputs, output_grads):
+    """The gradients of the method's tensors for the given gradient at the
+    backbone's outputs: the backbone's own part of the backward."""
     torch.manual_seed(4)
-    tuned = [p for p in backbone.parameters() if p.requires_grad]
-    grads = torch.autograd.grad(backbone(inputs), tuned, feature_grads,
-                                allow_unused=True)
-    return torch.cat([g.float().flatten() for g in grads if g is not None])
+    return flat(torch.autograd.grad(backbone(inputs), tuned_of(backbone),
+                                    output_grads, allow_unused=True))
+
+
+def relative(low, high):
+    return float((low - high).norm() / high.norm())
 
 
 @pytest.mark.parametrize('method', DEMO_METHODS)
 def test_bf16_train_step_is_the_float32_one_to_bf16_precision(
         method, demo_root):
-    """On demo scenes, under bf16 autocast: the segmentor's loss within 5 %
-    of float32's, and the method's gradients (the backbone's trainable
-    tensors, for the float32 gradient at the backbone's outputs) within
-    5 % (relative L2; measured 0.5-0.7 %). (The head's and neck's own bf16
-    backward, mmseg's convolutions, adds 4-14 % to the whole model's.)"""
+    """On the 16 training scenes of the demo data, under bf16 autocast
+    against float32: the segmentor's loss within 5 % and the method's
+    gradients (the backbone's trainable tensors) within 10 % (relative
+    L2; measured 0.1-6 %, most of it from the bf16 backward of mmseg's
+    neck and head convolutions); the backbone's own part of the backward
+    (the float32 gradient at its outputs fed to both) within 5 % (measured
+    0.1-0.9 %)."""
     cfg = demo_config(method, demo_root)
     model = demo_segmentor(cfg)
-    data = model.data_preprocessor(demo_batch(cfg), True)
-    loss32, feature_grads = loss_and_feature_grads(model, data)
-    grads32 = tuned_grads(model.backbone, data['inputs'], feature_grads)
+    data = model.data_preprocessor(demo_batch(cfg, 16, 'training'), True)
+    loss32, grads32 = loss_and_tuned_grads(model, data)
+    at_outputs = feature_grads(model, data)
+    own32 = backbone_grads(model.backbone, data['inputs'], at_outputs)
     with torch.autocast('cpu', dtype=torch.bfloat16):
-        loss16, _ = loss_and_feature_grads(model, data)
-        grads16 = tuned_grads(model.backbone, data['inputs'], feature_grads)
+        loss16, grads16 = loss_and_tuned_grads(model, data)
+        own16 = backbone_grads(model.backbone, data['inputs'], at_outputs)
     assert grads32.norm() > 0
     assert abs(loss16 - loss32) / loss32 < 0.05
-    assert (grads16 - grads32).norm() / grads32.norm() < 0.05
+    assert relative(grads16, grads32) < 0.10
+    assert relative(own16, own32) < 0.05
 
 
 def test_guidance_loss_leaves_autocast_for_float32():
