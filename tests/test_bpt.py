@@ -13,7 +13,7 @@ from mmseg_cvpt.models import calibrate_prompts, prompt_query_statistics
 from test_backbones import TINY, build, layer_norm, mlp, sa
 from tiny_runs import (REPO, data_options, dist_train_demo, parse_counts,
                        run, tool, train_demo, write_config)
-from tool_loading import load_tool
+from tool_loading import count_params_output, load_tool
 
 pytestmark = pytest.mark.filterwarnings('ignore:pkg_resources is deprecated')
 
@@ -348,9 +348,9 @@ def test_two_ranks_end_with_identical_whitening(demo_root, tmp_path,
 
 
 # ---- tools ----------------------------------------------------------------
-def test_count_params_of_the_bpt_config():
-    out = run(tool('analysis/count_params.py') +
-              [osp.join(REPO, 'configs', 'bpt', 'upernet_vitb_ade20k.py')])
+def test_count_params_of_the_bpt_config(capsys):
+    out = count_params_output(
+        osp.join(REPO, 'configs', 'bpt', 'upernet_vitb_ade20k.py'), capsys)
     assert parse_counts(out)['backbone'] == 12 * (50 * 50 + 768 * 50)
     assert re.search(r'prompts\.basis\s+\(12, 768, 50\)\s+460,800', out)
 

@@ -17,6 +17,7 @@ from mmseg_cvpt.models.guided import SceneCategories
 from test_backbones import TINY, build
 from tiny_runs import (REPO, data_options, dist_train_demo, parse_counts,
                        run, tool, train_demo, write_config)
+from tool_loading import count_params_output
 
 pytestmark = pytest.mark.filterwarnings('ignore:pkg_resources is deprecated')
 
@@ -374,8 +375,8 @@ def test_two_ranks_hold_the_same_mapping(demo_root, tmp_path, hook_module):
         assert torch.equal(value, ranks[1][name]), name
 
 
-def test_count_params_of_the_davpt_configs():
+def test_count_params_of_the_davpt_configs(capsys):
     for name in ('upernet_vitb_ade20k.py', 'cvpt_upernet_vitb_ade20k.py'):
-        out = run(tool('analysis/count_params.py') +
-                  [osp.join(REPO, 'configs', 'davpt', name)])
+        out = count_params_output(osp.join(REPO, 'configs', 'davpt', name),
+                                  capsys)
         assert parse_counts(out)['backbone'] == 12 * 200 * 768

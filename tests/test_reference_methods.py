@@ -14,6 +14,7 @@ from mmseg.registry import MODELS
 import mmseg_cvpt  # noqa: F401  (registers the backbones)
 from mmseg_cvpt.engine import load_config
 from tiny_runs import REPO, data_options, parse_counts, run, tool
+from tool_loading import count_params_output
 
 DIMS, HEADS, LAYERS = 32, 4, 3
 MMSEG = dict(img_size=32, patch_size=8, embed_dims=DIMS, num_layers=LAYERS,
@@ -348,10 +349,10 @@ def test_merged_lora_checkpoint_runs_in_stock_mmseg(tmp_path, demo_root):
     assert miou[0] == miou[1]
 
 
-def test_count_params_of_the_dinov2_cvpt_config():
+def test_count_params_of_the_dinov2_cvpt_config(capsys):
     """The DINOv2-B/14 CVPT config: 12 x 200 x 768 prompts."""
-    out = run(tool('analysis/count_params.py') + [osp.join(
-        REPO, 'configs', 'cvpt', 'upernet_dinov2_vitb14_ade20k.py')])
+    out = count_params_output(osp.join(
+        REPO, 'configs', 'cvpt', 'upernet_dinov2_vitb14_ade20k.py'), capsys)
     assert parse_counts(out)['backbone'] == 1_843_200
 
 

@@ -14,3 +14,11 @@ def load_tool(relative_path: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def count_params_output(config: str, capsys) -> str:
+    """What ``tools/analysis/count_params.py CONFIG`` prints, run in this
+    process (``capsys``: pytest's capture)."""
+    capsys.readouterr()
+    load_tool('analysis/count_params.py').main([config])
+    return capsys.readouterr().out

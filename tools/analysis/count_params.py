@@ -25,7 +25,7 @@ from mmseg_cvpt.engine import load_config
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Count the trainable parameters of a model config')
     parser.add_argument('config', help='config file path')
@@ -34,7 +34,7 @@ def parse_args():
         nargs='+',
         action=DictAction,
         help='override settings of the config, key=value')
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def count(module, trainable_only=True):
@@ -62,8 +62,8 @@ def count_trainable(model):
     return counts
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     model = MODELS.build(cfg.model)
