@@ -22,3 +22,23 @@ def hook_module(tmp_path):
     """An environment whose PYTHONPATH has the DUMP_HOOK hooks (the module
     dump_trainable_hook)."""
     return module_env(tmp_path, 'dump_trainable_hook', DUMP_HOOK)
+
+
+#: the longest tests (minutes of tool runs each): collected first, so that
+#: pytest-xdist starts them first and its workers finish together
+LONGEST_FIRST = (
+    'test_compare_methods_runs_every_method_once_per_setting',
+    'test_timm_demo_trains_and_tests_with_aug_test',
+    'test_merged_lora_checkpoint_runs_in_stock_mmseg',
+    'test_compare_methods_on_classification',
+    'test_compare_methods_reruns_changed_settings',
+)
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = item.originalname
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else \
+            len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the others keep their order
