@@ -149,6 +149,25 @@ def test_compare_methods_refuses_a_bad_out(tmp_path):
         assert 'Traceback' not in proc.stdout
 
 
+def test_compare_methods_refuses_iters_past_the_schedule(tmp_path, capsys):
+    """--iters longer than the demo's schedule (PolyLR to 0 at iteration
+    300) would train its last iterations at learning rate 0: refused, with
+    the fix; accepted up to the end and with the schedule lengthened."""
+    tool_module = load_tool('analysis/compare_methods.py')
+    out = ['--out', str(tmp_path / 'compare'), '--methods', 'cvpt']
+    with pytest.raises(SystemExit) as error:
+        tool_module.parse_args(out + ['--iters', '301'])
+    assert error.value.code == 2
+    message = capsys.readouterr().err
+    assert 'schedule (param_scheduler) ends at iteration 300' in message
+    assert 'the last 1 iterations would train at its final' in message
+    assert 'param_scheduler.1.end=N' in message
+    for argv in (['--iters', '300'],
+                 ['--iters', '600', '--cfg-options',
+                  'param_scheduler.1.end=600']):
+        assert tool_module.parse_args(out + argv).iters == int(argv[1])
+
+
 ALL_METHODS = ['baseline', 'bias', 'vpt', 'vpt_bias', 'cvpt', 'bpt', 'davpt',
                'lora', 'adaptformer', 'rein', 'full']
 
@@ -194,8 +213,11 @@ def test_compare_methods_runs_every_method_once_per_setting(
         prompts = 2 if label in with_prompts else 0
         assert table.count(f'| {label} | {prompts} | 0 |') == 1, label
     assert osp.getsize(osp.join(out, 'comparison.png')) > 0
-    trainable = {r['method']: int(r['trainable']) for r in rows}
     tool_module = load_tool('analysis/compare_methods.py')
+    styles = [tool_module.plot_style(i) for i in range(len(labels))]
+    assert len({tuple(s['color']) for s in styles}) == len(labels)
+    assert len({s['marker'] for s in styles}) == len(labels)
+    trainable = {r['method']: int(r['trainable']) for r in rows}
     for method, label in zip(ALL_METHODS, labels):
         config = tool_module.method_config(DEMO_CFG, method)
         options = {'model.backbone.num_prompts': 2} if label in \

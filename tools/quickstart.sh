@@ -17,7 +17,7 @@
 # 6. prints the mIoUs next to the mIoU of a most-frequent-class predictor
 #    and where the checkpoint and the logs are.
 #
-# About 3 minutes on 2 idle cores once installed. WORK_DIR and DATA_ROOT
+# About 2.5 minutes on 2 idle cores once installed. WORK_DIR and DATA_ROOT
 # change where the outputs and the data go.
 set -euo pipefail
 cd "$(dirname "$0")/.."

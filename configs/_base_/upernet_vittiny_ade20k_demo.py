@@ -2,14 +2,17 @@
 # (configs/{cvpt,vpt,baseline,bpt,davpt}/upernet_vittiny_ade20k_demo.py):
 # the ADE20K ViT-B setting (./upernet_vitb_ade20k.py) shrunk to run in a few
 # minutes on a 2-core CPU. Only the model size, the data and the schedule
-# change; the optimiser, the hooks and the TTA are the real setting's. As it
-# is, the frozen ViT without prompts (head-only).
+# change (the learning rate with the schedule: 3e-3 for 300 iterations, 50x
+# the setting's 6e-5 for 160k; a method config with its own recipe's rate
+# scales it alike); the optimiser, the hooks and the TTA are the real
+# setting's. As it is, the frozen ViT without prompts (head-only).
 # The data are the synthetic ADE20K-layout scenes of
 #   python tools/misc/make_ade20k_demo.py data/ade20k_demo
-# (6 classes: the first six of ADE20K). The frozen ViT is pretrained like
-# the real one, on another task (24 classes of synthetic textures, partly
-# covered by shapes): pretrain/vit_tiny_demo_mmseg.pth, which the repository
-# ships and
+# (6 classes: the first six of ADE20K, told apart by colour under random
+# camouflaging textures). The frozen ViT is pretrained like the real one, on
+# another task (24 classes of synthetic textures in random colours, partly
+# covered by shapes: its features track the textures, not the colours):
+# pretrain/vit_tiny_demo_mmseg.pth, which the repository ships and
 #   python tools/misc/pretrain_tiny_vit.py pretrain/vit_tiny_demo_mmseg.pth
 # regenerates bit-exactly. Checkpoints hold only what was tuned (see
 # TunedCheckpointHook in ./upernet_vitb_ade20k.py).

@@ -197,6 +197,23 @@ def options_dict(options: List[str]) -> dict:
     return parser.parse_args(['--options', *options]).options
 
 
+def schedule_end(config: str, options: List[str]) -> Optional[int]:
+    """The iteration where the learning-rate schedule of ``config`` (with
+    the options) ends: the last ``end`` of its iteration-based
+    ``param_scheduler``; None when one of them runs to the end of training
+    (no ``end``) or counts epochs."""
+    cfg = read_config(config)
+    cfg.merge_from_dict(options_dict(options))
+    schedulers = cfg.get('param_scheduler') or []
+    if isinstance(schedulers, dict):
+        schedulers = [schedulers]
+    if not schedulers or any(
+            s.get('by_epoch', True) or s.get('end') is None
+            for s in schedulers):
+        return None
+    return max(s['end'] for s in schedulers)
+
+
 @functools.lru_cache(maxsize=None)
 def prompt_key(config: str) -> str:
     """Where the config's backbone has ``num_prompts``: the backbone's own
@@ -365,6 +382,20 @@ def spread_table(results: List[dict]) -> str:
     return '\n'.join(lines)
 
 
+MARKERS = 'osD^vP*Xh<>'
+
+
+def plot_style(index: int) -> dict:
+    """Colour and marker of the ``index``-th method of a plot: tab20's dark
+    shades (matplotlib's ten default colours), then its light ones, each
+    with its own marker, so that the eleven methods (and more) stay
+    apart."""
+    from matplotlib import colormaps
+    shade = 2 * (index % 10) + (index // 10) % 2
+    return dict(color=colormaps['tab20'](shade),
+                marker=MARKERS[index % len(MARKERS)])
+
+
 def plot(results: List[dict], path: str) -> Optional[str]:
     """Accuracy against P and against trainable parameters, mean over the
     seeds with their range (head-only, without prompts, is a dashed line
@@ -375,7 +406,7 @@ def plot(results: List[dict], path: str) -> Optional[str]:
     done = [r for r in results if r.get('accuracy') is not None]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for index, label in enumerate(dict.fromkeys(r['method'] for r in done)):
-        style = dict(color=f'C{index}', label=label)
+        style = dict(plot_style(index), label=label)
         points: Dict[int, List[dict]] = {}
         for result in done:
             if result['method'] == label:
@@ -389,12 +420,11 @@ def plot(results: List[dict], path: str) -> Optional[str]:
                    for m, p in zip(means, prompts)]]
         params = [points[p][0]['trainable'] or 0 for p in prompts]
         if prompts == [0]:  # head-only: no prompts
-            axes[0].axhline(means[0], linestyle='--', **style)
+            axes[0].axhline(means[0], linestyle='--', color=style['color'],
+                            label=label)
         else:
-            axes[0].errorbar(prompts, means, yerr=errors, marker='o',
-                             capsize=3, **style)
-        axes[1].errorbar(params, means, yerr=errors, marker='o', capsize=3,
-                         **style)
+            axes[0].errorbar(prompts, means, yerr=errors, capsize=3, **style)
+        axes[1].errorbar(params, means, yerr=errors, capsize=3, **style)
     metric = metric_name(done)
     axes[0].set(xlabel='prompts per layer P', ylabel=metric,
                 title=f'{metric} against P')
@@ -488,6 +518,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error('--iters: this config trains by epoch '
                      '(train_cfg.max_epochs); give --cfg-options '
                      'train_cfg.max_epochs=N instead')
+    end = args.iters and schedule_end(args.config, args.cfg_options)
+    if end and args.iters > end:
+        parser.error(
+            f"--iters {args.iters}: the config's learning-rate schedule "
+            f'(param_scheduler) ends at iteration {end}, so the last '
+            f'{args.iters - end} iterations would train at its final '
+            f'learning rate; give --iters <= {end}, or lengthen the '
+            'schedule with --cfg-options (e.g. param_scheduler.1.end=N)')
     if args.iters:
         args.cfg_options += [
             f'train_cfg.max_iters={args.iters}',
