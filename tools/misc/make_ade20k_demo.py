@@ -41,10 +41,14 @@ import json
 import os
 import os.path as osp
 
+import sys
+
 import cv2
 import numpy as np
 import torch
-from pretrain_tiny_vit import BANDS, texture_masks  # tools/misc, beside us
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from synthetic_textures import BANDS, texture_masks  # noqa: E402
 
 CLASSES = ('wall', 'building', 'sky', 'floor', 'tree', 'ceiling')
 WALL, BUILDING, SKY, FLOOR, TREE, CEILING = range(1, len(CLASSES) + 1)

@@ -46,6 +46,10 @@ from timm.models.vision_transformer import VisionTransformer
 
 from mmseg_cvpt.engine.checkpoint import write_atomic
 
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from synthetic_textures import (BANDS, NUM_BANDS, NUM_TEXTURES,  # noqa: E402
+                                texture_masks)
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 IMG_SIZE = 64
 ARCH = dict(img_size=IMG_SIZE, patch_size=8, embed_dim=64, depth=4,
@@ -73,24 +77,8 @@ def shape_masks(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     ], 1)
 
 
-def texture_masks(x: torch.Tensor, y: torch.Tensor, frequency: torch.Tensor,
-                  phase: torch.Tensor) -> torch.Tensor:
-    """(B, 6, S, S) masks of the 6 textures at image coordinates x, y."""
-    fx, fy = frequency * x + phase, frequency * y + phase
-    grid = fx.sin() * fy.sin()
-    return torch.stack([
-        fy.sin() > 0,  # horizontal stripes
-        fx.sin() > 0,  # vertical stripes
-        grid > 0,  # checkerboard
-        grid > 0.5,  # dots
-        ((fx + fy) / math.sqrt(2)).sin() > 0,  # diagonal stripes
-        (frequency * (x**2 + y**2).sqrt() + phase).sin() > 0,  # rings
-    ], 1)
-
-
-NUM_TEXTURES, NUM_BANDS, NUM_SHAPES = 6, 4, 8
+NUM_SHAPES = 8
 NUM_CLASSES = NUM_TEXTURES * NUM_BANDS
-BANDS = torch.linspace(2, 8, NUM_BANDS + 1) * math.pi  # frequency bands
 
 
 def sample_batch(batch: int, generator: torch.Generator):
