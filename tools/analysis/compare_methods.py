@@ -197,13 +197,11 @@ def options_dict(options: List[str]) -> dict:
     return parser.parse_args(['--options', *options]).options
 
 
-def schedule_end(config: str, options: List[str]) -> Optional[int]:
-    """The iteration where the learning-rate schedule of ``config`` (with
-    the options) ends: the last ``end`` of its iteration-based
-    ``param_scheduler``; None when one of them runs to the end of training
-    (no ``end``) or counts epochs."""
-    cfg = read_config(config)
-    cfg.merge_from_dict(options_dict(options))
+def schedule_end(cfg) -> Optional[int]:
+    """The iteration where the learning-rate schedule of the config ``cfg``
+    ends: the last ``end`` of its iteration-based ``param_scheduler``; None
+    when one of them runs to the end of training (no ``end``) or counts
+    epochs."""
     schedulers = cfg.get('param_scheduler') or []
     if isinstance(schedulers, dict):
         schedulers = [schedulers]
@@ -513,20 +511,21 @@ def parse_args(argv=None) -> argparse.Namespace:
             parser.error(str(error))
         except Exception as error:  # whatever stops the config loading
             parser.error(f'the {method} config does not load: {error!r}')
-    if args.iters and 'max_epochs' in read_config(
-            args.config).get('train_cfg', {}):
-        parser.error('--iters: this config trains by epoch '
-                     '(train_cfg.max_epochs); give --cfg-options '
-                     'train_cfg.max_epochs=N instead')
-    end = args.iters and schedule_end(args.config, args.cfg_options)
-    if end and args.iters > end:
-        parser.error(
-            f"--iters {args.iters}: the config's learning-rate schedule "
-            f'(param_scheduler) ends at iteration {end}, so the last '
-            f'{args.iters - end} iterations would train at its final '
-            f'learning rate; give --iters <= {end}, or lengthen the '
-            'schedule with --cfg-options (e.g. param_scheduler.1.end=N)')
     if args.iters:
+        cfg = read_config(args.config)
+        if 'max_epochs' in cfg.get('train_cfg', {}):
+            parser.error('--iters: this config trains by epoch '
+                         '(train_cfg.max_epochs); give --cfg-options '
+                         'train_cfg.max_epochs=N instead')
+        cfg.merge_from_dict(options_dict(args.cfg_options))
+        end = schedule_end(cfg)
+        if end and args.iters > end:
+            parser.error(
+                f"--iters {args.iters}: the config's learning-rate schedule "
+                f'(param_scheduler) ends at iteration {end}, so the last '
+                f'{args.iters - end} iterations would train at its final '
+                f'learning rate; give --iters <= {end}, or lengthen the '
+                'schedule with --cfg-options (e.g. param_scheduler.1.end=N)')
         args.cfg_options += [
             f'train_cfg.max_iters={args.iters}',
             f'train_cfg.val_interval={args.iters}',

@@ -40,7 +40,6 @@ import argparse
 import json
 import os
 import os.path as osp
-
 import sys
 
 import cv2
