@@ -1,3 +1,6 @@
+import http.server
+import threading
+
 import pytest
 from mmengine.registry import init_default_scope
 
@@ -15,6 +18,31 @@ def mmseg_default_scope():
 def demo_root(tmp_path_factory):
     """The synthetic ADE20K-layout demo data, 16 + 4 scenes."""
     return make_demo_data(tmp_path_factory.mktemp('ade20k_demo'))
+
+
+@pytest.fixture
+def http_server():
+    """A local HTTP server that answers 404: (its URL, the paths it was
+    asked for)."""
+    requests = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+
+        def do_GET(self):
+            requests.append(self.path)
+            self.send_error(404)
+
+        do_HEAD = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(('127.0.0.1', 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f'http://127.0.0.1:{server.server_port}', requests
+    server.shutdown()
+    server.server_close()
 
 
 @pytest.fixture

@@ -2,10 +2,8 @@
 from the network, past unreadable files to the documented fallback, and in
 any precision that holds the same values. Tiny demo runs, CPU."""
 import copy
-import http.server
 import os
 import os.path as osp
-import threading
 
 import pytest
 import torch
@@ -46,28 +44,11 @@ def load_into_demo(cfg, checkpoint):
 
 
 @pytest.fixture
-def http_base():
+def http_base(http_server):
     """A local HTTP server: (its URL of a base checkpoint, the requests it
     got)."""
-    requests = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-
-        def do_GET(self):
-            requests.append(self.path)
-            self.send_error(404)
-
-        do_HEAD = do_GET
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.HTTPServer(('127.0.0.1', 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f'http://127.0.0.1:{server.server_port}/base.pth', requests
-    server.shutdown()
-    server.server_close()
+    url, requests = http_server
+    return f'{url}/base.pth', requests
 
 
 def test_recorded_url_is_never_opened(seg_run, seg_base, http_base, tmp_path):

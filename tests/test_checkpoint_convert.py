@@ -162,8 +162,9 @@ def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match='checkpoint not found'):
         load_and_convert(str(missing))
     proc = run_tool(missing, tmp_path / 'out.pth')
-    assert proc.returncode == 1
-    assert f'vit2mmseg: error: checkpoint not found: {missing}' in proc.stderr
+    assert proc.returncode == 2
+    assert f'vit2mmseg.py: error: checkpoint not found: {missing}' in \
+        proc.stderr
     assert not (tmp_path / 'out.pth').exists()
 
 

@@ -30,6 +30,7 @@ import os.path as osp
 import warnings
 
 from mmseg_cvpt.apis import export_merged, export_task
+from mmseg_cvpt.engine.cli import add_debug_argument, run_tool
 
 # mmengine re-imports the deprecated pkg_resources for every `pkg::` base
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
@@ -65,6 +66,7 @@ def parse_args():
         help='the base checkpoint when it is not at the recorded path; for a '
         'full checkpoint without a known base, the base to record (a missing '
         'file is written with the frozen weights)')
+    add_debug_argument(parser)
     args = parser.parse_args()
     if not osp.isfile(args.checkpoint):
         parser.error(f'{args.checkpoint}: no such file')
@@ -76,11 +78,8 @@ def parse_args():
 def main():
     args = parse_args()
     if args.merge:
-        try:
-            package, config = export_merged(args.checkpoint, args.out,
-                                            args.config)
-        except ValueError as error:  # not LoRA, or not servable by mmseg
-            raise SystemExit(f'export_task.py: error: {error}')
+        package, config = export_merged(args.checkpoint, args.out,
+                                        args.config)
         print(f'{args.out}: merged full checkpoint, '
               f'{len(package["state_dict"])} tensors, no LoRA tensors' +
               (f'; stock mmseg config {config}' if config else ''))
@@ -95,4 +94,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -25,6 +25,7 @@ from mmengine.runner import Runner
 from mmseg_cvpt.engine import (add_run_arguments, end_distributed,
                                load_config, report_lost_peers,
                                setup_cpu_distributed)
+from mmseg_cvpt.engine.cli import add_debug_argument, run_tool
 from mmseg_cvpt.models import find_prompted_backbone
 
 # mmengine re-imports the deprecated pkg_resources for every `pkg::` base
@@ -65,6 +66,7 @@ def parse_args():
         help='the frozen ViT of a tuned-only checkpoint, when not at the path '
         'the checkpoint records (the backbone\'s base_checkpoint)')
     add_run_arguments(parser)
+    add_debug_argument(parser)
     return parser.parse_args()
 
 
@@ -147,4 +149,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

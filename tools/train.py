@@ -7,8 +7,10 @@ or pretrained weights stop the run before it starts, all of them named at
 once, ``--resume`` falls back to the newest intact checkpoint when
 ``last_checkpoint`` is missing, empty or dangling, temporary files of
 interrupted checkpoint writes are removed, a distributed peer that stops
-responding ends the run with an error that says so, and a second training in
-a work dir that a live one holds (``work_dir/.train.lock``) is refused.
+responding ends the run with an error that says so, a second training in a
+work dir that a live one holds (``work_dir/.train.lock``) is refused, and
+``--resume`` with another number of processes than the checkpoint's run
+warns (an error with ``--strict-resume``; see ``WorldSizeCheckHook``).
 
 Example::
 
@@ -29,8 +31,9 @@ from mmseg_cvpt.engine import (add_run_arguments, amp_optim_wrapper,
                                check_train_inputs,
                                end_distributed, find_resume_checkpoint,
                                load_config, remove_stale_temporaries,
-                               report_lost_peers, start_distributed,
-                               train_lock)
+                               report_lost_peers, set_strict_resume,
+                               start_distributed, train_lock)
+from mmseg_cvpt.engine.cli import add_debug_argument, run_tool
 
 # mmengine re-imports the deprecated pkg_resources for every `pkg::` base
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
@@ -46,6 +49,13 @@ def parse_args():
         default=False,
         help='resume from the latest checkpoint in the work_dir automatically')
     parser.add_argument(
+        '--strict-resume',
+        action='store_true',
+        default=False,
+        help='with --resume, a checkpoint saved with another world size '
+        '(number of processes) is an error instead of a warning: the '
+        'effective batch size and the data order would change')
+    parser.add_argument(
         '--amp',
         action='store_true',
         default=False,
@@ -58,6 +68,7 @@ def parse_args():
         help='torch.compile the train step (mmengine\'s compile=True; '
         'options from the config\'s `compile` dict where it has one)')
     add_run_arguments(parser)
+    add_debug_argument(parser)
     return parser.parse_args()
 
 
@@ -71,6 +82,8 @@ def main():
         cfg.optim_wrapper = amp_optim_wrapper(cfg.optim_wrapper)
     if args.compile and not cfg.get('compile'):
         cfg.compile = True
+    if args.strict_resume:
+        set_strict_resume(cfg)
 
     check_train_inputs(cfg)
     start_distributed(cfg)
@@ -109,4 +122,4 @@ def resume_from(cfg):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

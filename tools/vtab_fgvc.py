@@ -22,6 +22,7 @@ from mmengine.runner import Runner
 from mmseg_cvpt.datasets import FGVC_TASKS, TASKS, VTAB_GROUPS
 from mmseg_cvpt.datasets.results_table import load_rows, write_table
 from mmseg_cvpt.engine import load_config
+from mmseg_cvpt.engine.cli import add_debug_argument, run_tool
 
 TASK_SETS = dict(
     all=tuple(TASKS),
@@ -67,6 +68,7 @@ def parse_args():
         help='train on train800val200 (FGVC: train+val), report test')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         default={}, help='config overrides (key=value)')
+    add_debug_argument(parser)
     return parser.parse_args()
 
 
@@ -83,4 +85,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -32,13 +32,14 @@ model = dict(
 optim_wrapper = dict(constructor='TrainableOptimWrapperConstructor')
 
 # as in upernet_vitb_ade20k.py: atomic checkpoints holding only what was
-# tuned, no non-finite step, exact --resume, strict checkpoint loading, a
-# bounded wait for distributed peers
+# tuned, no non-finite step, exact --resume (the world size checked),
+# strict checkpoint loading, a bounded wait for distributed peers
 default_hooks = dict(
     checkpoint=dict(type='AtomicCheckpointHook'),
     tuned_checkpoint=dict(type='TunedCheckpointHook', tuned_only=True),
     non_finite=dict(type='NonFiniteCheckHook', max_skips=0),
     rng_state=dict(type='RNGStateHook'),
+    world_size_check=dict(type='WorldSizeCheckHook'),
     checkpoint_check=dict(type='CheckpointCheckHook'))
 randomness = dict(seed=0)
 env_cfg = dict(dist_cfg=dict(timeout=1800))

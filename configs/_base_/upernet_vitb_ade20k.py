@@ -84,6 +84,9 @@ default_hooks = dict(
     # RNG states in checkpoints, validation kept off the training random
     # streams: --resume continues exactly
     rng_state=dict(type='RNGStateHook'),
+    # the world size in checkpoints; --resume with another one warns (the
+    # effective batch and the data order change), --strict-resume refuses
+    world_size_check=dict(type='WorldSizeCheckHook'),
     # load_from / resume / test checkpoints of another architecture or
     # method are an error (tools/test.py: allow_new=False)
     checkpoint_check=dict(type='CheckpointCheckHook'))

@@ -116,6 +116,9 @@ default_hooks = dict(
     non_finite=dict(type='NonFiniteCheckHook', max_skips=0),
     # per-task results for tools/vtab_fgvc.py's table
     task_results=dict(type='TaskResultsHook'),
+    # the world size in checkpoints; --resume with another one warns (the
+    # effective batch and the data order change), --strict-resume refuses
+    world_size_check=dict(type='WorldSizeCheckHook'),
     # load_from checkpoints of another architecture or method are an error
     checkpoint_check=dict(type='CheckpointCheckHook'))
 # a method's own hooks (BPT's calibration, DA-VPT's proxies) go here

@@ -1,8 +1,10 @@
-"""Classification data sets (registered in mmpretrain) and the task table."""
+"""Classification data sets (registered in mmpretrain), the task table and
+the check of segmentation label maps (in mmseg's ``LoadAnnotations``)."""
+from .label_maps import LabelMapError, LoadAnnotations, check_label_file
 from .tasks import TASKS, VTAB_GROUPS, FGVC_TASKS, Task, get_task, resolve_task
 from .vtab_fgvc import FGVC, VTAB1k
 
 __all__ = [
     'TASKS', 'VTAB_GROUPS', 'FGVC_TASKS', 'Task', 'get_task', 'resolve_task',
-    'FGVC', 'VTAB1k'
+    'FGVC', 'VTAB1k', 'LabelMapError', 'LoadAnnotations', 'check_label_file'
 ]

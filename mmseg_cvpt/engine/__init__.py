@@ -16,7 +16,9 @@ Importing this package
   checkpoints and ``last_checkpoint``), :class:`TunedCheckpointHook`
   (checkpoints of what was tuned), :class:`NonFiniteCheckHook` (non-finite
   steps are never applied and stop the run), :class:`TaskResultsHook`
-  (classification results), :class:`PromptCalibrationHook` (BPT) and
+  (classification results), :class:`WorldSizeCheckHook` (the world size
+  in checkpoints; a resume under another one warns, or is an error with
+  ``--strict-resume``), :class:`PromptCalibrationHook` (BPT) and
   :class:`ClassProxyHook` (DA-VPT); and
   :class:`TrainableOptimWrapperConstructor` and
   :class:`ViewCountingSegTTAModel` in mmseg's registries.
@@ -44,6 +46,8 @@ from .run_lock import WorkDirBusyError, train_lock, work_dir_lock
 from .rng import preserved_rng_states
 from .task_checkpoint import TunedCheckpointHook
 from .tta import ViewCountingSegTTAModel
+from .world_size import (WorldSizeCheckHook, WorldSizeMismatchError,
+                         set_strict_resume)
 
 allow_runner_checkpoint_globals()
 register_local_loader()
@@ -60,5 +64,6 @@ __all__ = [
     'PromptCalibrationHook', 'ClassProxyHook', 'preserved_rng_states',
     'TunedCheckpointHook', 'AutocastOptimWrapper', 'amp_optim_wrapper',
     'NonFiniteCheckHook', 'NonFiniteTrainingError', 'start_distributed',
-    'WorkDirBusyError', 'train_lock', 'work_dir_lock'
+    'WorkDirBusyError', 'train_lock', 'work_dir_lock', 'WorldSizeCheckHook',
+    'WorldSizeMismatchError', 'set_strict_resume'
 ]

@@ -28,6 +28,7 @@ names (a string or ``torch.device``), else onto the CPU.
 """
 import json
 import os.path as osp
+import pickle
 import struct
 import zipfile
 import zlib
@@ -41,6 +42,7 @@ from mmengine.runner.checkpoint import \
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_save
 
+from .. import json_data
 from .loading import key_examples
 
 SAFETENSORS_SUFFIX = '.safetensors'
@@ -48,6 +50,10 @@ META_KEY = 'mmseg_cvpt.meta'
 CRC_KEY = 'mmseg_cvpt.crc32'
 _AGAIN = 'Copy or download it again, or use another checkpoint.'
 _CHANGED = 'it changed after it was written (a bad disk, copy or download)'
+#: the largest header safetensors reads
+SAFETENSORS_MAX_HEADER = 100_000_000
+#: the first byte of a pickle (protocol 2 or later): the legacy torch format
+_PICKLE = b'\x80'
 
 
 class CheckpointFileError(RuntimeError):
@@ -158,12 +164,30 @@ def _is_truncated_zip(head: bytes) -> bool:
 
 
 # ---- safetensors ------------------------------------------------------------
-def is_safetensors(head: bytes, size: int) -> bool:
-    """Whether a file of ``size`` bytes starting with ``head`` (9 bytes or
-    more) is a safetensors file: a little-endian header length, then the
-    JSON header."""
-    return len(head) >= 9 and head[8:9] == b'{' and \
-        8 + int.from_bytes(head[:8], 'little') <= size
+def is_safetensors(head: bytes) -> bool:
+    """Whether a file starting with ``head`` (9 bytes or more) claims to be
+    a safetensors file: a header length (8 bytes), then the JSON header's
+    opening brace (see :func:`check_safetensors_header`)."""
+    return head[8:9] == b'{'
+
+
+def check_safetensors_header(path: str, head: bytes, size: int) -> None:
+    """Refuse a safetensors header length that is negative, larger than
+    safetensors reads (100 MB) or past the end of the ``size``-byte file.
+
+    Raises:
+        CheckpointFileError: naming the file and the length.
+    """
+    length = int.from_bytes(head[:8], 'little', signed=True)
+    problem = ('negative' if length < 0 else
+               'larger than the 100 MB safetensors reads'
+               if length > SAFETENSORS_MAX_HEADER else
+               f'past the end of the file ({size} bytes)'
+               if 8 + length > size else None)
+    if problem:
+        raise CheckpointFileError(
+            f'{path}: not a readable safetensors file (its header length '
+            f'{length} is {problem}). {_AGAIN}')
 
 
 def _meta_json(meta) -> str:
@@ -207,7 +231,7 @@ def _recorded_crcs(path: str, metadata: dict) -> Tuple[int, dict]:
     """The CRC-32 of the meta and those of the tensors (name -> CRC-32)
     that our safetensors header records."""
     try:
-        crcs = json.loads(metadata[CRC_KEY])
+        crcs = json_data.loads(metadata[CRC_KEY])
         return crcs['meta'], dict(crcs['tensors'])
     except (ValueError, KeyError, TypeError) as error:
         raise CheckpointFileError(f'{path} is damaged: its record of CRC-32s '
@@ -243,7 +267,7 @@ def load_safetensors(path: str, map_location=None) -> dict:
             tensors = {key: file.get_tensor(key) for key in file.keys()}
         if CRC_KEY in metadata:
             _check_safetensors(path, tensors, metadata)
-        meta = json.loads(metadata.get(META_KEY, '{}'))
+        meta = json_data.loads(metadata.get(META_KEY, '{}'))
         if not isinstance(meta, dict):
             raise ValueError(f'its {META_KEY} is not a JSON object')
     except (SafetensorError, ValueError) as error:
@@ -265,14 +289,34 @@ def load_from_local(filename: str, map_location=None):
             head = file.read(9)
         if zipfile.is_zipfile(path):
             check_zip(path)
-        elif is_safetensors(head, osp.getsize(path)):
+        elif is_safetensors(head):
+            check_safetensors_header(path, head, osp.getsize(path))
             return load_safetensors(path, map_location)
         elif _is_truncated_zip(head):
             raise CheckpointFileError(
                 f'{path} is truncated: a zip archive (torch.save) without '
                 'its directory, which is written last (an interrupted write '
                 f'or download). {_AGAIN}')
-    return mmengine_load_from_local(filename, map_location)
+        elif not head.startswith(_PICKLE):
+            raise CheckpointFileError(
+                f'{path} is not a checkpoint or task package (neither a '
+                'torch.save file nor safetensors); give the path of one')
+    try:
+        return mmengine_load_from_local(filename, map_location)
+    except pickle.UnpicklingError as error:
+        raise CheckpointFileError(
+            f'{path} is not loaded: it holds Python objects beyond tensors '
+            f'and runner state ({_unpickling_problem(error)}), which could '
+            'run code. Use a checkpoint of tensors, or export one with '
+            'tools/export_task.py from a source you trust') from error
+
+
+def _unpickling_problem(error: Exception) -> str:
+    """torch's reason for refusing a pickle, without its advice to load it
+    unsafely (``weights_only=False``)."""
+    lines = [line.strip() for line in str(error).splitlines()
+             if line.strip() and 'weights_only' not in line]
+    return lines[0].rstrip('.') if lines else 'unpickling refused'
 
 
 def register_local_loader() -> None:

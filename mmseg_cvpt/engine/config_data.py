@@ -10,7 +10,7 @@ JSON cannot hold code, but a config names classes by their ``type``, and
 mmengine's registries import any dotted name they do not hold (e.g.
 ``type='os.system'`` would run a command when built). A config read from a
 checkpoint may therefore only name types and scopes that the registries
-hold already.
+hold already, and its values open no file or URL (``.file_arguments``).
 """
 import json
 from typing import Iterator, Set, Tuple
@@ -19,7 +19,9 @@ from mmengine.config import Config
 from mmengine.registry import Registry
 from mmengine.registry import root as root_registries
 
+from .. import json_data
 from .config import iter_dicts
+from .file_arguments import strip_file_arguments
 
 #: where a checkpoint's meta keeps its config as data
 CONFIG_DATA_KEY = 'cfg_dict'
@@ -94,9 +96,11 @@ def unregistered_names(cfg_dict: dict) -> Set[str]:
 def config_from_data(text: str, source: str) -> Config:
     """The config of ``config_to_data``'s JSON text, read from ``source``
     (named in errors). Nothing in it runs: a config that names a type or
-    scope no registry holds (mmengine would import it) is refused."""
+    scope no registry holds (mmengine would import it) is refused, and so
+    is one whose model would open a file or URL when built; the weights
+    files it names are dropped (``strip_file_arguments``)."""
     try:
-        cfg_dict = json.loads(text, object_hook=_decode)
+        cfg_dict = json_data.loads(text, object_hook=_decode)
     except (TypeError, ValueError) as error:
         raise ValueError(f'{source}: meta.{CONFIG_DATA_KEY} is not a config '
                          f'as JSON ({error}); pass --config CONFIG') from error
@@ -109,4 +113,5 @@ def config_from_data(text: str, source: str) -> Config:
             f'{source}: its config names {sorted(unknown)}, which no '
             'registry holds; they are not imported or run. Pass the config '
             'it was trained with (--config CONFIG)')
+    strip_file_arguments(cfg_dict, source)
     return Config(cfg_dict)

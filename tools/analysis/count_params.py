@@ -20,6 +20,7 @@ from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS
 
 from mmseg_cvpt.engine import load_config
+from mmseg_cvpt.engine.cli import add_debug_argument, run_tool
 
 # mmengine re-imports the deprecated pkg_resources for every `pkg::` base
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
@@ -34,6 +35,7 @@ def parse_args(argv=None):
         nargs='+',
         action=DictAction,
         help='override settings of the config, key=value')
+    add_debug_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -83,4 +85,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -42,6 +42,7 @@ from mmseg_cvpt.apis import (MultiTaskModel, build_model, export_task,
 from mmseg_cvpt.apis.task_package import (build_from_checkpoint, save_file,
                                           write_base)
 from mmseg_cvpt.engine import load_config
+from mmseg_cvpt.engine.cli import add_debug_argument, run_tool
 from mmseg_cvpt.models import backbone_of, tuned_state_dict
 
 # mmengine re-imports the deprecated pkg_resources for every `pkg::` base
@@ -63,6 +64,7 @@ def parse_args(argv=None):
     measure = commands.add_parser('measure', help=argparse.SUPPRESS)
     measure.add_argument('mode', choices=['shared', 'full'])
     measure.add_argument('checkpoints', nargs='+')
+    add_debug_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -183,4 +185,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -9,6 +9,10 @@ classes, ``ignore_index``) with mmseg's own loading transforms, and reports
 * label maps with several channels (e.g. RGB colour-coded maps: mmseg
   reads a label map's pixels as class indices; palette 'P' maps are read as
   their indices, which is right), with their PIL mode,
+* label maps that are not 8-bit (e.g. 16-bit PNGs, PIL mode 'I;16'): mmseg
+  casts label maps to uint8, so 257 trains as class 1 (the training pipeline
+  refuses such maps only when the cast changes a value), with their mode and
+  largest value,
 * label values outside [0, num_classes) other than the ignore index (the
   files and the values), and a model whose ``num_classes`` differs from the
   data set's classes,
@@ -21,19 +25,20 @@ Example::
         --split val --cfg-options val_dataloader.dataset.data_root=PATH
 """
 import argparse
-import sys
 import warnings
 from collections import defaultdict
 
 import numpy as np
-from PIL import Image
 from mmcv.transforms import LoadImageFromFile
 from mmengine.config import DictAction
 from mmengine.registry import init_default_scope
 from mmseg.datasets.transforms import LoadAnnotations
 from mmseg.registry import DATASETS
+from PIL import Image
 
+from mmseg_cvpt.datasets import LabelMapError, check_label_file
 from mmseg_cvpt.engine import load_config
+from mmseg_cvpt.engine.cli import add_debug_argument, run_tool
 from mmseg_cvpt.engine.preflight import (NUM_FILES_SHOWN, dataset_problems,
                                          folder_problems, leaf_datasets,
                                          segmentation_files, unpaired_files)
@@ -56,6 +61,7 @@ def parse_args(argv=None):
         nargs='+',
         action=DictAction,
         help='override settings of the config, key=value')
+    add_debug_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -68,6 +74,7 @@ class Report:
         self.unreadable = []
         self.size_mismatch = []
         self.multi_channel = []
+        self.not_8bit = []
         self.bad_labels = defaultdict(list)  # value -> files
         self.pixels = np.zeros(len(classes), dtype=np.int64)
         self.ignored = 0
@@ -77,6 +84,10 @@ class Report:
         try:
             results = LoadImageFromFile()(dict(info))
             results = LoadAnnotations()(results)
+            check_label_file(info['seg_map_path'], strict=True)
+        except LabelMapError as error:  # its values were cast: not counted
+            self.not_8bit.append(str(error))
+            return
         except Exception as error:  # any unreadable file is a finding
             self.unreadable.append(f'{info["img_path"]} / '
                                    f'{info["seg_map_path"]}: {error!r}')
@@ -112,7 +123,8 @@ class Report:
                              'one channel of class indices: save them as '
                              "single-channel PNGs of class indices, PIL mode "
                              "'L' or 'P'; map the colours of colour-coded "
-                             'maps to their class indices first)')):
+                             'maps to their class indices first)'),
+                            (self.not_8bit, 'label maps that are not 8-bit')):
             if files:
                 self.problems.append(f'{len(files)} {what}:\n' +
                                      _lines(files))
@@ -130,7 +142,6 @@ class Report:
             print(f'PROBLEM: {problem}')
         print(f'{len(self.problems)} problems found.' if self.problems else
               'No problems found.')
-
 
     def print_frequencies(self) -> None:
         total = max(int(self.pixels.sum()) + self.ignored, 1)
@@ -210,4 +221,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_tool(main)

@@ -8,6 +8,7 @@ import argparse
 from mmengine import DictAction
 
 from mmseg_cvpt.engine import load_config
+from mmseg_cvpt.engine.cli import add_debug_argument, run_tool
 
 
 def parse_args():
@@ -22,6 +23,7 @@ def parse_args():
         'for the classification configs).')
     parser.add_argument(
         '--output-file', default=None, help='also dump the config here')
+    add_debug_argument(parser)
     return parser.parse_args()
 
 
@@ -34,4 +36,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -17,11 +17,11 @@ the backbone with ``patch_bias=True`` (mmseg's default is False; mmseg's
 """
 import argparse
 import io
-import sys
 
 import torch
 
 from mmseg_cvpt.engine.checkpoint import write_atomic
+from mmseg_cvpt.engine.cli import add_debug_argument, run_tool
 from mmseg_cvpt.models import checkpoint_convert as converter
 
 
@@ -35,15 +35,13 @@ def parse_args(argv=None):
     parser.add_argument('dst', help='output .pth path')
     parser.add_argument('--src-format', choices=converter.SRC_FORMATS,
                         help='source layout (default: detected from keys)')
+    add_debug_argument(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        result = converter.load_and_convert(args.src, args.src_format)
-    except (FileNotFoundError, ValueError) as err:
-        sys.exit(f'vit2mmseg: error: {err}')
+    result = converter.load_and_convert(args.src, args.src_format)
     buffer = io.BytesIO()
     torch.save(result.state_dict, buffer)
     write_atomic(buffer.getvalue(), args.dst)
@@ -53,4 +51,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

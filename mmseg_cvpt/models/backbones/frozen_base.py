@@ -47,6 +47,8 @@ from mmengine.logging import print_log
 from mmengine.runner.checkpoint import CheckpointLoader
 from torch import Tensor, nn
 
+from ... import json_data
+
 EXTRA_STATE_KEY = '_extra_state'
 RECORD_FORMAT = 'mmseg_cvpt.frozen_base'
 RECORD_VERSION = 1
@@ -88,7 +90,7 @@ def encode_record(record: dict) -> Tensor:
 def decode_record(state) -> dict:
     """The record of an ``_extra_state`` tensor; a foreign one raises."""
     try:
-        record = json.loads(bytes(state.tolist()).decode())
+        record = json_data.loads(bytes(state.tolist()).decode())
     except (AttributeError, TypeError, ValueError) as error:
         raise ValueError('the backbone\'s _extra_state is not a frozen-base '
                          f'record of mmseg_cvpt: {error}') from error

@@ -230,6 +230,42 @@ def check_supported(model: nn.Module, model_name: str) -> None:
             'EvaAttention, one rotary embedding and no patch dropout')
 
 
+#: timm.create_model's arguments that read weights (files, the Hub)
+WEIGHT_SOURCES = ('pretrained', 'checkpoint_path', 'pretrained_cfg',
+                  'pretrained_cfg_overlay', 'cache_dir')
+
+
+def check_local_model(model_name, kwargs: dict) -> None:
+    """Refuse a model that timm would build from outside its own registry
+    (``hf-hub:ORG/NAME`` fetches its ``config.json`` from the Hugging Face
+    Hub even without weights, ``local-dir:PATH`` reads a folder's) and the
+    arguments that make timm read weights: checked before timm is called,
+    so a config (or a task package's) never makes timm open a file or URL.
+    """
+    if not isinstance(model_name, str):
+        raise ValueError(f'TimmViT: model_name must be a timm model name, '
+                         f'not {model_name!r}')
+    source, colon, _ = model_name.partition(':')
+    if colon:
+        raise ValueError(
+            f'TimmViT: model_name={model_name!r} names a model outside '
+            f"timm's registry ({source}:), which timm would fetch or read; "
+            "give a timm model name (e.g. 'vit_base_patch14_reg4_dinov2') "
+            'and its weights as checkpoint=PATH (see docs/pretrained.md)')
+    import timm
+    if not timm.is_model(model_name):
+        raise ValueError(
+            f'TimmViT: {model_name!r} is not a model in timm '
+            f"{timm.__version__}'s registry; see timm.list_models()")
+    sources = [key for key in WEIGHT_SOURCES if kwargs.get(key)]
+    if sources:
+        raise ValueError(
+            f'TimmViT never loads weights through timm ({sources[0]}='
+            f'{kwargs[sources[0]]!r}): give the file as checkpoint=PATH '
+            '(see docs/pretrained.md)')
+    kwargs.pop('pretrained', None)
+
+
 @MODELS.register_module()
 class TimmViT(BaseModule):
     """A timm ViT behind the family interface.
@@ -260,9 +296,7 @@ class TimmViT(BaseModule):
                  **kwargs):
         super().__init__()
         import timm
-        if kwargs.pop('pretrained', False):
-            raise ValueError('TimmViT never downloads weights: give the file '
-                             'as checkpoint=PATH (see docs/pretrained.md)')
+        check_local_model(model_name, kwargs)
         kwargs.setdefault('num_classes', 0)
         kwargs.setdefault('global_pool', '')
         self.model = timm.create_model(model_name, pretrained=False, **kwargs)

@@ -1,0 +1,58 @@
+"""How our tools end: bad input is one line and exit status 2.
+
+A tool's ``__main__`` calls ``run_tool(main)``. An error in what the user
+gave (a file that is missing, damaged or not a checkpoint, an option or a
+config that cannot be used: :data:`INPUT_ERRORS`) ends the tool with
+``<tool>: error: <message>`` on one line and exit status 2, as argparse ends
+on a bad option; anything else is a problem of ours and keeps its traceback.
+``--debug`` (every tool's option, :func:`add_debug_argument`) shows the
+traceback of input errors too. Called in-process (``main(argv)``), the tools
+raise as before.
+"""
+import argparse
+import os.path as osp
+import sys
+from typing import Callable
+
+from mmengine.config.utils import ConfigParsingError
+
+from ..models.backbones import FrozenBaseError
+from .checkpoint_files import CheckpointFileError
+from .run_lock import WorkDirBusyError
+
+#: what a user's input causes: files, options, configs, checkpoints
+INPUT_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError,
+                PermissionError, CheckpointFileError, FrozenBaseError,
+                WorkDirBusyError, ConfigParsingError, SyntaxError, KeyError,
+                ValueError)
+
+
+def add_debug_argument(parser: argparse.ArgumentParser) -> None:
+    """``--debug``: show the traceback of an input error."""
+    parser.add_argument(
+        '--debug',
+        action='store_true',
+        help='show the traceback of an error in the input (files, options, '
+        'configs) instead of its one-line message')
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line (a KeyError's without its quotes)."""
+    text = error.args[0] if isinstance(error, KeyError) and error.args \
+        else error
+    return ' '.join(str(text).split()) or type(error).__name__
+
+
+def run_tool(main: Callable) -> None:
+    """Run ``main()`` (it reads ``sys.argv``) and exit with its status (its
+    return value, None for 0); an input error exits with status 2 and a
+    one-line message unless ``--debug`` is given."""
+    try:
+        status = main()
+    except INPUT_ERRORS as error:
+        if '--debug' in sys.argv[1:]:
+            raise
+        prog = osp.basename(sys.argv[0])
+        print(f'{prog}: error: {one_line(error)}', file=sys.stderr)
+        sys.exit(2)
+    sys.exit(status)

@@ -1,0 +1,92 @@
+"""A resume under another world size (WorldSizeCheckHook): recorded in
+checkpoints, a warning on ``--resume``, an error with ``--strict-resume``.
+
+One 2-process run (tools/dist_train.sh, two gloo ranks) of 2 iterations;
+its work dir is copied and resumed with 1 process, as a user would.
+"""
+import os
+import re
+import shutil
+
+import pytest
+import torch
+
+from tiny_runs import (DEMO_CFG, data_options, dist_train_demo,
+                       run_unchecked, tool)
+
+pytestmark = pytest.mark.filterwarnings('ignore:pkg_resources is deprecated')
+
+MISMATCH = re.compile(r'saved with world size (\d+) in a run with world '
+                      r'size (\d+)')
+
+
+@pytest.fixture(scope='module')
+def two_ranks(demo_root, tmp_path_factory):
+    """The work dir of a 2-process run, checkpointed at iteration 2."""
+    work_dir = tmp_path_factory.mktemp('world_size') / 'two_ranks'
+    dist_train_demo(DEMO_CFG, work_dir, demo_root, 2, dict(os.environ))
+    return work_dir
+
+
+def resume(work_dir, demo_root, iters, *flags):
+    """``tools/train.py --resume`` with 1 process, on to ``iters``."""
+    return run_unchecked(
+        tool('train.py') +
+        [DEMO_CFG, '--work-dir',
+         str(work_dir), '--resume', *flags, '--cfg-options'] +
+        data_options(demo_root) + [f'train_cfg.max_iters={iters}'])
+
+
+def copy_run(two_ranks, work_dir):
+    shutil.copytree(two_ranks, work_dir)
+    return work_dir
+
+
+def world_size_of(checkpoint):
+    return torch.load(checkpoint, weights_only=False)['meta']['world_size']
+
+
+def test_checkpoint_records_the_world_size(two_ranks):
+    assert world_size_of(two_ranks / 'iter_2.pth') == 2
+
+
+def test_resume_with_another_world_size_warns(two_ranks, demo_root,
+                                              tmp_path):
+    """2 processes resumed with 1: a warning naming both, the run goes on;
+    resuming that 1-process run with 1 process (strict) says nothing."""
+    work_dir = copy_run(two_ranks, tmp_path / 'work')
+    proc = resume(work_dir, demo_root, 3)
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    assert 'resumed epoch: 0, iter: 2' in proc.stdout
+    assert MISMATCH.findall(proc.stdout) == [('2', '1')]
+    assert ('the effective batch size (per-process batch 2 x world size) '
+            'changes from 4 to 2 and the data order changes') in proc.stdout
+    assert 'resume with 2 processes (bash tools/dist_train.sh' in proc.stdout
+    assert world_size_of(work_dir / 'iter_3.pth') == 1
+
+    proc = resume(work_dir, demo_root, 4, '--strict-resume')
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    out = proc.stdout
+    assert 'resumed epoch: 0, iter: 3' in out
+    assert not MISMATCH.search(out)
+    assert 'records no world size' not in out
+    assert (work_dir / 'iter_4.pth').is_file()
+
+
+def test_strict_resume_refuses_another_world_size(two_ranks, demo_root,
+                                                  tmp_path):
+    """--strict-resume: the same resume is a one-line error naming both
+    world sizes and the fix, before any training."""
+    work_dir = copy_run(two_ranks, tmp_path / 'work')
+    proc = resume(work_dir, demo_root, 3, '--strict-resume')
+    assert proc.returncode != 0
+    errors = [
+        line for line in proc.stdout.splitlines()
+        if '--strict-resume: the checkpoint was saved with world size 2, '
+        'this run has world size 1' in line
+    ]
+    assert len(errors) == 1, proc.stdout[-6000:]
+    assert 'WorldSizeMismatchError' in errors[0] or \
+        errors[0].startswith('train.py: error: ')
+    assert 'resume with 2 processes' in errors[0]
+    assert not (work_dir / 'iter_3.pth').exists()
