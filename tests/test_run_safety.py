@@ -151,8 +151,9 @@ def test_second_training_in_a_busy_work_dir_is_refused(demo_root, busy):
     second is refused before it writes anything, naming the holder."""
     work_dir, holder = busy
     proc = train(demo_root, work_dir, 2)
-    assert proc.returncode != 0
-    assert (f'WorkDirBusyError: {work_dir} is in use by another training '
+    assert proc.returncode == 2  # one line, no traceback: bad input
+    assert 'Traceback' not in proc.stdout
+    assert (f'train.py: error: {work_dir} is in use by another training '
             f'({work_dir / LOCK_NAME}: PID {holder.pid} on host '
             f'{socket.gethostname()}, started ') in proc.stdout, \
         proc.stdout[-3000:]

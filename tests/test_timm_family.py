@@ -369,7 +369,7 @@ def test_checkpoint_of_another_architecture_names_a_key(tmp_path):
 
 def test_weights_are_never_downloaded():
     name, size, _ = DINOV2_REG
-    with pytest.raises(ValueError, match='never downloads'):
+    with pytest.raises(ValueError, match='never loads weights through timm'):
         MODELS.build(dict(type='VPTViT', _scope_='mmseg', num_prompts=M,
                           vit=timm_vit(name, size, pretrained=True)))
 
@@ -542,9 +542,11 @@ def test_openai_clip_checkpoint_loads_exactly(tmp_path):
 
 
 def test_export_of_a_full_checkpoint_records_the_timm_checkpoint(tmp_path):
-    """A full checkpoint on the timm demo that records no base exports as
-    a task package whose base is the family's checkpoint (the backbone's
-    pretrained source)."""
+    """A full checkpoint on the timm demo that records no base exports,
+    with its config file, as a task package whose base is the family's
+    checkpoint (the backbone's pretrained source); the config stored in the
+    checkpoint names no weights file, so without one the tool asks for
+    --base-checkpoint."""
     from mmseg_cvpt.apis import export_task, model_meta
     from mmseg_cvpt.apis.task_package import save_file
     cfg = load_config(TIMM_DEMO['cvpt'])
@@ -554,6 +556,10 @@ def test_export_of_a_full_checkpoint_records_the_timm_checkpoint(tmp_path):
     full = str(tmp_path / 'full.pth')
     save_file(dict(meta=model_meta(cfg, model),
                    state_dict=model.state_dict()), full)
-    package = export_task(full, str(tmp_path / 'task.pth'))
+    with pytest.raises(ValueError, match='pass --base-checkpoint PATH'):
+        export_task(full, str(tmp_path / 'task.pth'))  # its config: data,
+        # which names no weights file (dropped: it opens nothing)
+    package = export_task(full, str(tmp_path / 'task.pth'),
+                          config=TIMM_DEMO['cvpt'])
     assert package['meta']['task_package']['base_checkpoint'] == \
         SHIPPED_DINOV2

@@ -57,14 +57,19 @@ def types_of(node) -> list:
 
 def ours(type_name: str) -> bool:
     """Whether a registered type comes from mmseg_cvpt (which stock mmseg
-    does not import)."""
+    does not import); a class of ours in the place of mmseg's own of that
+    name (its subclass, such as the checked ``LoadAnnotations``) is
+    mmseg's."""
     import mmseg.registry
     from mmengine.registry import Registry
     for registry in vars(mmseg.registry).values():
         if isinstance(registry, Registry):
             found = registry.get(type_name) if '.' not in type_name else None
             if found is not None:
-                return found.__module__.startswith('mmseg_cvpt')
+                return found.__module__.startswith('mmseg_cvpt') and not any(
+                    base.__name__ == type_name
+                    and base.__module__.startswith('mmseg.')
+                    for base in found.__mro__[1:])
     return False
 
 
