@@ -44,9 +44,9 @@ def one_line(error: BaseException) -> str:
 
 
 def run_tool(main: Callable) -> None:
-    """Run ``main()`` (it reads ``sys.argv``) and exit with its status (its
-    return value, None for 0); an input error exits with status 2 and a
-    one-line message unless ``--debug`` is given."""
+    """Run ``main()`` (it reads ``sys.argv``) and exit with its status (the
+    integer it returns; 0 for anything else); an input error exits with
+    status 2 and a one-line message unless ``--debug`` is given."""
     try:
         status = main()
     except INPUT_ERRORS as error:
@@ -55,4 +55,4 @@ def run_tool(main: Callable) -> None:
         prog = osp.basename(sys.argv[0])
         print(f'{prog}: error: {one_line(error)}', file=sys.stderr)
         sys.exit(2)
-    sys.exit(status)
+    sys.exit(status if isinstance(status, int) else 0)

@@ -45,6 +45,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from mmseg.registry import MODELS  # noqa: E402
 
+from mmseg_cvpt.engine.cli import add_debug_argument, run_tool  # noqa: E402
 from mmseg_cvpt.models.backbones.adaptformer_vit import (  # noqa: E402
     adaptformer_macs)
 from mmseg_cvpt.models.backbones.cvpt_vit import cvpt_macs  # noqa: E402
@@ -269,6 +270,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         'used more than this share of the CPUs during it')
     parser.add_argument('--out', type=Path,
                         default=Path('work_dirs/benchmark'))
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
     patch = shape_of(ARCHS[args.arch], 1, 0, 1).patch_size
     bad_sizes = [size for size in args.sizes if size % patch]
@@ -517,4 +519,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

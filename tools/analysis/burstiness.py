@@ -34,6 +34,7 @@ from typing import Dict, List
 import torch
 from torch import Tensor
 
+from mmseg_cvpt.engine.cli import add_debug_argument, run_tool
 from mmseg_cvpt.models.prompt_statistics import (calibrate_prompts,
                                                  prompt_query_vectors)
 
@@ -56,6 +57,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         'eigenvalue (WhitenedPrompts\' eps)')
     parser.add_argument('--out', type=Path,
                         default=Path('work_dirs/burstiness'))
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
     if not args.eps > 0:
         parser.error(f'--eps must be > 0, got {args.eps}')
@@ -179,4 +181,4 @@ def main(argv=None) -> List[Dict]:
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

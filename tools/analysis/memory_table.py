@@ -36,6 +36,7 @@ from benchmark_report import machine  # noqa: E402
 from meters import peak_memory  # noqa: E402
 from report_files import write_csv  # noqa: E402
 
+from mmseg_cvpt.engine.cli import add_debug_argument, run_tool  # noqa: E402
 from mmseg_cvpt.models.costs import shape_of  # noqa: E402
 
 
@@ -98,6 +99,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         default=['frozen', 'vpt', 'cvpt'])
     parser.add_argument('--batch', type=positive_int, default=1)
     parser.add_argument('--out', type=Path, default=Path('work_dirs/memory'))
+    add_debug_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -120,4 +122,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

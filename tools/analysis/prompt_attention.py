@@ -41,6 +41,7 @@ import mmseg_cvpt  # noqa: E402,F401  (registers the backbones)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report_files import NO_MATPLOTLIB, pyplot  # noqa: E402
+from mmseg_cvpt.engine.cli import add_debug_argument, run_tool  # noqa: E402
 from mmseg_cvpt.models.attention import (prompt_keys_values,  # noqa: E402
                                          queries_of, split_heads)
 from mmseg_cvpt.models.backbones import EXTRA_STATE_KEY  # noqa: E402
@@ -105,6 +106,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         default=[1, 10, 50, 100, 196])
     parser.add_argument('--out', type=Path,
                         default=Path('work_dirs/prompt_attention'))
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
     check_model_arguments(parser, args)
     return args
@@ -266,4 +268,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

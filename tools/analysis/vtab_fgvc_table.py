@@ -14,6 +14,7 @@ writes ``work_dirs/vtab_fgvc.md`` and ``work_dirs/vtab_fgvc.csv``. See
 import argparse
 
 from mmseg_cvpt.datasets.results_table import load_rows, write_table
+from mmseg_cvpt.engine.cli import add_debug_argument, run_tool
 
 
 def parse_args():
@@ -22,6 +23,7 @@ def parse_args():
         'sources', nargs='+', help='run folders, .json or .csv files')
     parser.add_argument(
         '--out', required=True, help='output prefix (.md and .csv added)')
+    add_debug_argument(parser)
     return parser.parse_args()
 
 
@@ -32,4 +34,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)
