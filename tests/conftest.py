@@ -14,9 +14,10 @@ def mmseg_default_scope():
     init_default_scope('mmseg')
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def demo_root(tmp_path_factory):
-    """The synthetic ADE20K-layout demo data, 16 + 4 scenes."""
+    """The synthetic ADE20K-layout demo data, 16 + 4 scenes: made once per
+    test process (each pytest-xdist worker; 1.5 s), read only."""
     return make_demo_data(tmp_path_factory.mktemp('ade20k_demo'))
 
 

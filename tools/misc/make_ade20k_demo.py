@@ -64,7 +64,7 @@ COLOURS = {
 }
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Generate a synthetic ADE20K-layout data set')
     parser.add_argument('out_dir', help='data root to create')
@@ -72,7 +72,7 @@ def parse_args():
     parser.add_argument('--num-val', type=int, default=200)
     parser.add_argument('--size', type=int, default=64, help='image side')
     parser.add_argument('--seed', type=int, default=0)
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 #: contrast of the camouflaging textures (grey levels either side)
@@ -164,8 +164,8 @@ def iou_of_majority(train_labels, val_labels, num_classes):
     return CLASSES[majority - 1], 100.0 * float(np.mean(ious))
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     rng = np.random.default_rng(args.seed)
     labels = {}
     scenes = []
