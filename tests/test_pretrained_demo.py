@@ -14,7 +14,8 @@ from mmseg.registry import MODELS
 
 from mmseg_cvpt.apis.task_package import build_model
 from mmseg_cvpt.engine import load_config
-from tiny_runs import DEMO_CFG, REPO, data_options, run, run_unchecked, tool
+from tiny_runs import (DEMO_CFG, REPO, data_options, run, run_unchecked,
+                       tested_miou, tool, validation_metric)
 from tool_loading import load_tool
 
 SHIPPED = osp.join(REPO, 'pretrain', 'vit_tiny_demo_mmseg.pth')
@@ -201,9 +202,12 @@ def test_compare_methods_runs_every_method_once_per_setting(
     assert [(r['method'], r['prompts']) for r in rows] == [
         (label, '2' if label in with_prompts else '0') for label in labels]
     assert all(r['status'] == 'trained' for r in rows), rows
-    for row in rows:
-        assert 0 <= float(row['accuracy']) <= 100
-        assert 0 <= float(row['accuracy_ms']) <= 100
+    for row in rows:  # what the runs logged, the runs' folders by checkpoint
+        run_dir = osp.dirname(osp.dirname(row['checkpoint']))
+        assert float(row['accuracy']) == pytest.approx(
+            validation_metric(osp.join(run_dir, 'train')), abs=0.01)
+        assert float(row['accuracy_ms']) == pytest.approx(
+            tested_miou(osp.join(run_dir, 'test_aug')), abs=0.01)
         assert float(row['train_s_per_iter']) > 0
         assert float(row['peak_mib']) > 0
         assert float(row['checkpoint_kib']) > 0
@@ -292,7 +296,10 @@ def test_compare_methods_on_classification(tmp_path, cls_demo_root):
     assert [(r['method'], r['prompts'], r['metric']) for r in rows] == [
         ('head-only', '0', 'top-1'), ('LoRA', '0', 'top-1'),
         ('CVPT', '2', 'top-1')]
-    assert all(0 <= float(r['accuracy']) <= 100 for r in rows)
+    for row in rows:  # the top-1 each run logged
+        train_dir = osp.dirname(row['checkpoint'])
+        assert float(row['accuracy']) == pytest.approx(
+            validation_metric(train_dir, 'accuracy/top1'), abs=0.01)
     assert int(rows[1]['trainable']) - int(rows[0]['trainable']) == \
         4 * 2 * 8 * 32
     proc = run_unchecked(args + ['--iters', '2'])

@@ -14,7 +14,7 @@ from mmseg.registry import MODELS
 import mmseg_cvpt  # noqa: F401  (registers the backbones)
 from mmseg_cvpt.engine import load_config
 from tiny_runs import (REPO, check_test_output, data_options, parse_counts,
-                       printed_miou, run, tool, validation_miou)
+                       printed_miou, run, tool, validation_metric)
 from tool_loading import count_params_output
 
 DIMS, HEADS, LAYERS = 32, 4, 3
@@ -295,7 +295,7 @@ def test_method_trains_and_tests_with_aug_test_on_the_timm_demo(
     out = run(tool('train.py') + [config, '--work-dir', str(work_dir),
                                   '--cfg-options'] + data_options(demo_root,
                                                                   2))
-    assert printed_miou(out) == pytest.approx(validation_miou(work_dir),
+    assert printed_miou(out) == pytest.approx(validation_metric(work_dir),
                                               abs=0.01)
     saved = torch.load(work_dir / 'iter_2.pth',
                        weights_only=False)['state_dict']

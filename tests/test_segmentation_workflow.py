@@ -15,7 +15,7 @@ import mmseg_cvpt.engine  # noqa: F401  (torch.load of runner checkpoints)
 from tiny_runs import (BASELINE_CFG, CVPT_CFG, DEMO_CFG, VPT_CFG,
                        check_test_output, data_options, dist_train_demo,
                        parse_counts, run, run_unchecked, tool, train_demo,
-                       validation_miou, write_config)
+                       validation_metric, write_config)
 from tool_loading import load_tool
 
 pytestmark = pytest.mark.filterwarnings('ignore:pkg_resources is deprecated')
@@ -119,7 +119,7 @@ def test_single_scale_test(demo_root, demo_checkpoint, tmp_path):
               [DEMO_CFG, demo_checkpoint, '--work-dir',
                str(tmp_path)] + ['--cfg-options'] + data_options(demo_root))
     check_test_output(out, str(tmp_path),
-                      validation_miou(osp.dirname(demo_checkpoint)))
+                      validation_metric(osp.dirname(demo_checkpoint)))
     assert 'views per image' not in out
 
 

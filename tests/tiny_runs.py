@@ -146,15 +146,16 @@ def printed_miou(out):
     return float(found[-1])
 
 
-def validation_miou(work_dir):
-    """The last validation mIoU a run in ``work_dir`` logged."""
+def validation_metric(work_dir, key='mIoU'):
+    """The last validation ``key`` (mIoU, accuracy/top1) that a run in
+    ``work_dir`` logged."""
     found = []
     for path in glob.glob(osp.join(work_dir, '*', 'vis_data',
                                    'scalars.json')):
         with open(path) as file:
-            found += [json.loads(line)['mIoU'] for line in file
-                      if '"mIoU"' in line]
-    assert found, f'no validation mIoU logged in {work_dir}'
+            found += [line[key] for line in map(json.loads, file)
+                      if key in line]
+    assert found, f'no validation {key} logged in {work_dir}'
     return found[-1]
 
 
