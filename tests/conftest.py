@@ -7,6 +7,12 @@ from mmengine.registry import init_default_scope
 from tiny_runs import DUMP_HOOK, make_demo_data, module_env
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        'markers', 'tool: starts processes (a tool run as a user runs it, '
+        'distributed runs, signals); -m "not tool" is the fast tier')
+
+
 @pytest.fixture(autouse=True)
 def mmseg_default_scope():
     """Start every test in mmseg's scope: a runner-based test leaves its own

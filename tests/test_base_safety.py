@@ -94,6 +94,7 @@ def test_unreadable_recorded_base_falls_back(seg_run, seg_base, tmp_path):
         load_into_demo(cfg, relative)
 
 
+@pytest.mark.tool
 def test_fp16_base_trains_tests_and_exports(demo_root, tmp_path):
     weights = torch.load(SHIPPED)
     assert fingerprint(weights) == SHIPPED_FINGERPRINT  # fp32: unchanged

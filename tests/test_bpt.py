@@ -275,6 +275,7 @@ def test_calibration_invalidates_the_cvpt_cache():
 
 
 # ---- through the runner ---------------------------------------------------
+@pytest.mark.tool
 def test_demo_trains_calibrates_and_tests(demo_root, tmp_path):
     """tools/train.py on the BPT demo logs the calibration; tools/test.py
     --aug-test evaluates its checkpoint."""
@@ -296,6 +297,7 @@ def test_demo_trains_calibrates_and_tests(demo_root, tmp_path):
     assert 'not calibrated' not in out
 
 
+@pytest.mark.tool
 def test_resume_keeps_the_calibration(demo_root, tmp_path):
     """Calibrated once; 2 iterations + --resume to 4 == 4 in one go, bit for
     bit (the resumed run keeps the checkpoint's matrices)."""
@@ -321,6 +323,7 @@ def test_resume_keeps_the_calibration(demo_root, tmp_path):
         assert torch.equal(value, resumed[name]), name
 
 
+@pytest.mark.tool
 def test_two_ranks_end_with_identical_whitening(demo_root, tmp_path,
                                                 hook_module):
     """Two gloo ranks calibrate on different images and reduce: the same

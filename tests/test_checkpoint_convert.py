@@ -100,6 +100,7 @@ def random_jax_npz(path):
     return arrays
 
 
+@pytest.mark.tool
 def test_timm_pth_via_cli_and_mmseg_init_weights(tmp_path):
     model = timm_vit()
     src = tmp_path / 'timm_vit.pth'
@@ -148,6 +149,7 @@ def test_jax_npz_matches_timm_loader(tmp_path):
     assert_same_features(reference, backbone)
 
 
+@pytest.mark.tool
 def test_cli_src_format_jax_on_npz(tmp_path):
     src, dst = tmp_path / 'w.npz', tmp_path / 'w_mmseg.pth'
     random_jax_npz(src)
@@ -157,6 +159,7 @@ def test_cli_src_format_jax_on_npz(tmp_path):
     assert dst.is_file()
 
 
+@pytest.mark.tool
 def test_missing_file(tmp_path):
     missing = tmp_path / 'nope.pth'
     with pytest.raises(FileNotFoundError, match='checkpoint not found'):

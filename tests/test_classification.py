@@ -47,6 +47,7 @@ def print_config(config, *options):
     return out.getvalue()
 
 
+@pytest.mark.tool
 def test_print_config_resolves_dtd():
     """The documented command, as a subprocess."""
     out = subprocess.run(

@@ -305,6 +305,7 @@ def test_classifier_train_step(tmp_path):
 
 
 # ---- through the runner --------------------------------------------------
+@pytest.mark.tool
 def test_demo_trains_reclusters_and_tests(demo_root, tmp_path):
     work = str(tmp_path / 'train')
     out = run(tool('train.py') + [DAVPT_DEMO, '--work-dir', work] +
@@ -334,6 +335,7 @@ def present_labels_config(tmp_path, *extra):
         ''' + ''.join(extra))
 
 
+@pytest.mark.tool
 def test_resume_keeps_the_mapping(demo_root, tmp_path):
     """Re-clustered every iteration; 2 + --resume to 4 == 4 in one go, bit
     for bit, mapping, centroids and class sums included."""
@@ -357,6 +359,7 @@ def test_resume_keeps_the_mapping(demo_root, tmp_path):
         assert torch.equal(value, resumed[name]), name
 
 
+@pytest.mark.tool
 def test_two_ranks_hold_the_same_mapping(demo_root, tmp_path, hook_module):
     cfg = present_labels_config(tmp_path, '''
         custom_imports = dict(

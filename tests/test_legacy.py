@@ -48,6 +48,7 @@ def test_legacy_state_dict_gives_the_same_outputs(method):
     assert (logits - fixture['logits']).abs().max() < TOLERANCE
 
 
+@pytest.mark.tool
 def test_legacy_runner_checkpoint_resumes(tmp_path, demo_root):
     """A tuned-only runner checkpoint of the earlier code resumes: the
     frozen ViT comes back from the config's pretrained checkpoint (the

@@ -15,7 +15,7 @@ from mmseg.registry import MODELS
 from mmseg_cvpt.apis.task_package import build_model
 from mmseg_cvpt.engine import load_config
 from tiny_runs import (DEMO_CFG, REPO, data_options, run, run_unchecked,
-                       tested_miou, tool, validation_metric)
+                       saved_miou, tool, validation_metric)
 from tool_loading import load_tool
 
 SHIPPED = osp.join(REPO, 'pretrain', 'vit_tiny_demo_mmseg.pth')
@@ -52,6 +52,7 @@ def pretrained(tmp_path_factory):
     return str(out), output
 
 
+@pytest.mark.tool
 def test_pretraining_writes_timm_and_converted_checkpoints(pretrained):
     checkpoint, output = pretrained
     timm_path = checkpoint.replace('_mmseg', '_timm')
@@ -65,6 +66,7 @@ def test_pretraining_writes_timm_and_converted_checkpoints(pretrained):
                        timm['blocks.3.attn.qkv.weight'])
 
 
+@pytest.mark.tool
 def test_pretraining_is_bit_exact(pretrained, tmp_path):
     """The same command writes the same bytes (the shipped file's claim)."""
     checkpoint, _ = pretrained
@@ -117,6 +119,7 @@ def result_files(out, name):
     return files[0]
 
 
+@pytest.mark.tool
 def test_compare_methods_reruns_changed_settings(tmp_path, demo_root):
     out = str(tmp_path / 'compare')
 
@@ -138,6 +141,7 @@ def test_compare_methods_reruns_changed_settings(tmp_path, demo_root):
     assert sorted(iters) == ['train_cfg.max_iters=1', 'train_cfg.max_iters=2']
 
 
+@pytest.mark.tool
 def test_compare_methods_refuses_a_bad_out(tmp_path):
     a_file = tmp_path / 'comparison.md'
     a_file.write_text('not a folder')
@@ -179,6 +183,7 @@ def trainable_in(config, **options):
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+@pytest.mark.tool
 def test_compare_methods_runs_every_method_once_per_setting(
         tmp_path, demo_root):
     """All eleven methods on the demo, two iterations: one row per run (the
@@ -207,7 +212,7 @@ def test_compare_methods_runs_every_method_once_per_setting(
         assert float(row['accuracy']) == pytest.approx(
             validation_metric(osp.join(run_dir, 'train')), abs=0.01)
         assert float(row['accuracy_ms']) == pytest.approx(
-            tested_miou(osp.join(run_dir, 'test_aug')), abs=0.01)
+            saved_miou(osp.join(run_dir, 'test_aug')), abs=0.01)
         assert float(row['train_s_per_iter']) > 0
         assert float(row['peak_mib']) > 0
         assert float(row['checkpoint_kib']) > 0
@@ -282,6 +287,7 @@ def cls_demo_root(tmp_path_factory):
     return root
 
 
+@pytest.mark.tool
 def test_compare_methods_on_classification(tmp_path, cls_demo_root):
     """The classification path: head-only (configs/baseline/
     vitb_vtab_fgvc.py), LoRA and CVPT on the classification demo's dtd,

@@ -283,6 +283,7 @@ def demo_config(method, family):
 
 
 @pytest.mark.parametrize('method', DEMO_CONFIGS)
+@pytest.mark.tool
 def test_method_trains_and_tests_with_aug_test_on_the_timm_demo(
         tmp_path, demo_root, method):
     """tools/train.py on the method's timm-family demo config, then
@@ -318,6 +319,7 @@ def test_method_trains_and_tests_with_aug_test_on_the_timm_demo(
     assert 'views of' in out
 
 
+@pytest.mark.tool
 def test_merged_lora_checkpoint_runs_in_stock_mmseg(tmp_path, demo_root):
     """tools/export_task.py --merge: a full checkpoint without LoRA tensors
     and a config without custom_imports, which mmseg's own tools/test.py

@@ -46,6 +46,7 @@ def build_demo_model(**backbone):
 
 
 # ---- 1. checkpoints of another architecture ------------------------------
+@pytest.mark.tool
 def test_test_tool_refuses_checkpoint_of_another_architecture(
         demo_root, tmp_path):
     """A 96-wide checkpoint for the 64-wide demo model: an error naming the
@@ -237,6 +238,7 @@ def assert_same_weights(straight_dir, resumed_dir):
         assert torch.equal(value, resumed[name]), name
 
 
+@pytest.mark.tool
 def test_resume_after_kill_is_exact_with_validation_at_the_checkpoint(
         interrupted, demo_root, tmp_path):
     """kill -9 at iteration 6, --resume from iteration 4, where validation
@@ -248,6 +250,7 @@ def test_resume_after_kill_is_exact_with_validation_at_the_checkpoint(
     assert_same_weights(interrupted.straight, work_dir)
 
 
+@pytest.mark.tool
 def test_resume_falls_back_when_last_checkpoint_is_empty(
         interrupted, demo_root, tmp_path):
     """An empty last_checkpoint (killed while mmengine rewrote it) and the
@@ -266,6 +269,7 @@ def test_resume_falls_back_when_last_checkpoint_is_empty(
     assert_same_weights(interrupted.straight, work_dir)
 
 
+@pytest.mark.tool
 def test_resume_in_a_copied_work_dir_uses_its_own_checkpoint(
         interrupted, demo_root, tmp_path):
     """The copy's last_checkpoint names the original folder's iter_4.pth:
@@ -282,6 +286,7 @@ def test_resume_in_a_copied_work_dir_uses_its_own_checkpoint(
     assert_same_weights(interrupted.straight, work_dir)
 
 
+@pytest.mark.tool  # the interrupted fixture's runs are processes
 def test_last_checkpoint_is_replaced_not_rewritten(interrupted):
     """The straight run wrote last_checkpoint at iterations 4 and 8; the
     link taken after iteration 4 still holds the old file's content."""
@@ -348,6 +353,7 @@ def test_remove_stale_temporaries_keeps_other_files(tmp_path):
 
 
 # ---- 3. a distributed peer that stops responding -------------------------
+@pytest.mark.tool
 def test_stopped_peer_ends_the_other_rank_with_an_error(demo_root, tmp_path):
     """Two gloo ranks; rank 1 is stopped (kill -STOP) while training: rank 0
     exits non-zero within the configured timeout, saying what happened."""
@@ -485,6 +491,7 @@ def test_empty_image_folder_is_named(check_dataset, demo_root, tmp_path,
     assert f'Data set folder is empty: {images}' in out
 
 
+@pytest.mark.tool
 def test_train_reports_all_missing_inputs_before_the_config_dump(tmp_path):
     """The ViT-B config with neither its data nor its pretrained weights:
     one error names both, before the runner prints the config."""

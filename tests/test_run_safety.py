@@ -48,6 +48,7 @@ def assert_finite_checkpoints(work_dir):
     (1, 'iteration 4: loss terms decode.loss_ce=nan'),
     (2, 'iteration 6: non-finite gradients of backbone.prompts.tokens, '),
 ])
+@pytest.mark.tool
 def test_non_finite_training_stops_the_run(demo_root, tmp_path, accumulate,
                                            what):
     """lr 1e6 exited 0 with nan checkpoints and mIoU 13.49; now the run
@@ -65,6 +66,7 @@ def test_non_finite_training_stops_the_run(demo_root, tmp_path, accumulate,
     assert assert_finite_checkpoints(tmp_path) == []
 
 
+@pytest.mark.tool
 def test_non_finite_steps_are_skipped_up_to_max_skips(demo_root, tmp_path):
     """max_skips=2: iterations 4 and 5 are skipped with a warning, the
     third non-finite step stops the run."""
@@ -82,6 +84,7 @@ def test_non_finite_steps_are_skipped_up_to_max_skips(demo_root, tmp_path):
     assert assert_finite_checkpoints(tmp_path) == []
 
 
+@pytest.mark.tool
 def test_checkpoint_with_non_finite_tensors_is_refused(demo_root, tmp_path):
     """A checkpoint every iteration at lr 1e6: iteration 1's is written,
     iteration 2's (BatchNorm running variances inf, losses still finite) is
@@ -102,6 +105,7 @@ default_hooks = dict(non_finite=dict(_delete_=True, type='EmptyCacheHook'))
 """
 
 
+@pytest.mark.tool
 def test_check_does_not_change_a_healthy_run(demo_root, tmp_path):
     """The same losses and weights with the check and without it."""
     unchecked = write_config(tmp_path / 'unchecked.py',
@@ -146,6 +150,7 @@ def busy(tmp_path):
     holder.wait()
 
 
+@pytest.mark.tool
 def test_second_training_in_a_busy_work_dir_is_refused(demo_root, busy):
     """Two trainings in one work dir both ran and shared its files; now the
     second is refused before it writes anything, naming the holder."""
@@ -160,6 +165,7 @@ def test_second_training_in_a_busy_work_dir_is_refused(demo_root, busy):
     assert [p.name for p in work_dir.iterdir()] == [LOCK_NAME]
 
 
+@pytest.mark.tool
 def test_lock_is_released_on_sigterm_and_a_stale_one_taken_over(
         demo_root, busy):
     """SIGTERM clears the holder's lock; a lock left by a killed training
@@ -182,6 +188,7 @@ def test_lock_is_released_on_sigterm_and_a_stale_one_taken_over(
     assert lock.read_text() == ''
 
 
+@pytest.mark.tool
 def test_busy_work_dir_refuses_every_rank(demo_root, busy):
     """Two gloo ranks in a busy work dir: rank 0 finds the lock taken, and
     rank 1 learns it from rank 0 instead of waiting for it in the Runner."""

@@ -79,6 +79,7 @@ def test_count_params_tiny(tmp_path, count_params_tool, base, backbone_cfg,
 
 
 # ---- distributed training on CPU ------------------------------------------
+@pytest.mark.tool
 def test_dist_train_two_cpu_ranks(demo_root, tmp_path, hook_module):
     """tools/dist_train.sh CONFIG 2: two gloo ranks, identical prompts."""
     work_dir = tmp_path / 'work'
@@ -105,6 +106,7 @@ def test_dist_train_two_cpu_ranks(demo_root, tmp_path, hook_module):
 
 # ---- test-time augmentation -----------------------------------------------
 @pytest.mark.parametrize('flag', ['--aug-test', '--tta'])
+@pytest.mark.tool
 def test_aug_test_runs_12_views(demo_root, demo_checkpoint, tmp_path, flag):
     out = run(tool('test.py') +
               [DEMO_CFG, demo_checkpoint, flag, '--work-dir',
@@ -114,6 +116,7 @@ def test_aug_test_runs_12_views(demo_root, demo_checkpoint, tmp_path, flag):
     check_test_output(out, str(tmp_path))
 
 
+@pytest.mark.tool
 def test_single_scale_test(demo_root, demo_checkpoint, tmp_path):
     out = run(tool('test.py') +
               [DEMO_CFG, demo_checkpoint, '--work-dir',
@@ -130,6 +133,7 @@ model = dict(backbone=dict(num_prompts=50))
 '''
 
 
+@pytest.mark.tool
 def test_inherit_via_tools(tmp_path):
     """A config outside the repo builds through our tools (ViT-B, P=50)."""
     cfg = write_config(tmp_path / 'my_cvpt.py', DOWNSTREAM)
@@ -147,6 +151,7 @@ def test_inherit_via_tools(tmp_path):
         proc.stdout[-3000:]
 
 
+@pytest.mark.tool
 def test_inherit_via_import(tmp_path):
     """``import mmseg_cvpt`` is all a script needs before Config.fromfile."""
     cfg = write_config(tmp_path / 'my_cvpt.py', DOWNSTREAM)
@@ -160,6 +165,7 @@ def test_inherit_via_import(tmp_path):
 
 
 # ---- exact resumption -----------------------------------------------------
+@pytest.mark.tool
 def test_resume_continues_exactly(demo_root, tmp_path):
     """4 iterations + --resume to 8 == 8 iterations in one go, bit for bit.
 

@@ -279,6 +279,7 @@ def our_test_tool(seg_run, demo_root, tmp_path, monkeypatch, checkpoint,
     return predictions(tmp_path / out)
 
 
+@pytest.mark.tool
 def test_test_tools(seg_run, seg_base, demo_root, tmp_path, monkeypatch):
     """mmseg's own tools/test.py on the tuned-only checkpoint predicts what
     ours does on the full one; without the base mmseg's tool fails naming
@@ -734,6 +735,7 @@ def poison_data(key, value):
     return change
 
 
+@pytest.mark.tool
 def test_config_text_is_never_run(seg_run, demo_root, seg_base, tmp_path):
     """A package or runner checkpoint whose config would run a command:
     export_task, MultiTaskModel, tools/test.py and --resume read the config
@@ -791,6 +793,7 @@ def vpt_run(demo_root, seg_base, tmp_path_factory):
                 package=str(work_dir / 'task.pth'))
 
 
+@pytest.mark.tool
 def test_checkpoint_of_another_method_is_refused(vpt_run, seg_run, demo_root,
                                                  tmp_path):
     """The VPT demo's checkpoint and package with the CVPT demo config: an

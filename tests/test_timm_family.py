@@ -463,6 +463,7 @@ def test_demo_configs_load_the_shipped_dinov2_style_vit():
             assert torch.equal(value, weights[key]), (config, key)
 
 
+@pytest.mark.tool
 def test_timm_demo_trains_and_tests_with_aug_test(tmp_path, demo_root):
     """tools/train.py on the timm demo (CVPT) with ``--amp --compile``: bf16
     autocast (AutocastOptimWrapper on a CPU), mmengine's compiled train
@@ -490,6 +491,7 @@ def test_timm_demo_trains_and_tests_with_aug_test(tmp_path, demo_root):
     assert 'views of' in out
 
 
+@pytest.mark.tool
 def test_dinov2_style_pretraining_is_bit_exact(tmp_path):
     """--style dinov2 writes a timm checkpoint of the demo's DINOv2-style
     ViT, the same bytes every run."""

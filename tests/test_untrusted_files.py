@@ -207,6 +207,7 @@ def online_at(url):
     return env
 
 
+@pytest.mark.tool
 def test_hf_hub_timm_name_in_a_package_is_refused(packages, tmp_path,
                                                   http_server):
     """A package naming ``hf-hub:ORG/NAME`` is refused by name, by

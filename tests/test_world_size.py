@@ -46,10 +46,12 @@ def world_size_of(checkpoint):
     return torch.load(checkpoint, weights_only=False)['meta']['world_size']
 
 
+@pytest.mark.tool
 def test_checkpoint_records_the_world_size(two_ranks):
     assert world_size_of(two_ranks / 'iter_2.pth') == 2
 
 
+@pytest.mark.tool
 def test_resume_with_another_world_size_warns(two_ranks, demo_root,
                                               tmp_path):
     """2 processes resumed with 1: a warning naming both, the run goes on;
@@ -73,6 +75,7 @@ def test_resume_with_another_world_size_warns(two_ranks, demo_root,
     assert (work_dir / 'iter_4.pth').is_file()
 
 
+@pytest.mark.tool
 def test_strict_resume_refuses_another_world_size(two_ranks, demo_root,
                                                   tmp_path):
     """--strict-resume: the same resume is a one-line error naming both

@@ -159,7 +159,7 @@ def validation_metric(work_dir, key='mIoU'):
     return found[-1]
 
 
-def tested_miou(work_dir):
+def saved_miou(work_dir):
     """The mIoU that tools/test.py saved in its work dir's results."""
     found = []
     for path in glob.glob(osp.join(work_dir, '*', '*.json')):
@@ -177,7 +177,7 @@ def check_test_output(out, work_dir, single_scale=None):
     with the single-scale one: on the tiny demos they differ by up to 6.6
     points (timm demo: 4.64 vs 11.25). Returns the mIoU."""
     miou = printed_miou(out)
-    assert abs(miou - tested_miou(work_dir)) <= 0.01
+    assert abs(miou - saved_miou(work_dir)) <= 0.01
     assert miou > 0, out[-3000:]
     if single_scale is not None:
         assert abs(miou - single_scale) <= 0.01, (miou, single_scale)
