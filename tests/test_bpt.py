@@ -12,8 +12,8 @@ from mmseg_cvpt.engine import PromptCalibrationHook
 from mmseg_cvpt.models import calibrate_prompts, prompt_query_statistics
 from test_backbones import TINY, build, layer_norm, mlp, sa
 from tiny_runs import (REPO, check_test_output, data_options,
-                       dist_train_demo, parse_counts, run, tool, train_demo,
-                       write_config)
+                       dist_train_demo, parse_counts, run_in_process,
+                       train_demo, write_config)
 from tool_loading import count_params_output, load_tool
 
 pytestmark = pytest.mark.filterwarnings('ignore:pkg_resources is deprecated')
@@ -275,23 +275,22 @@ def test_calibration_invalidates_the_cvpt_cache():
 
 
 # ---- through the runner ---------------------------------------------------
-@pytest.mark.tool
-def test_demo_trains_calibrates_and_tests(demo_root, tmp_path):
+def test_demo_trains_calibrates_and_tests(demo_root, tmp_path, capfd):
     """tools/train.py on the BPT demo logs the calibration; tools/test.py
     --aug-test evaluates its checkpoint."""
     work = str(tmp_path / 'train')
-    out = run(tool('train.py') + [BPT_DEMO, '--work-dir', work] +
-              ['--cfg-options'] + data_options(demo_root, iters=2))
+    out = run_in_process('train.py', [
+        BPT_DEMO, '--work-dir', work, '--cfg-options',
+        *data_options(demo_root, iters=2)], capfd)
     assert re.search(
         r'PromptCalibrationHook: calibrated BilinearPrompts of 4 layers on '
         r'1,040 query tokens', out), out[-3000:]  # 16 images x (64 + 1)
     assert 'VPTViT: 2,304 trainable' in out  # 4 x (8 x 8 + 64 x 8)
     ckpt = torch.load(osp.join(work, 'iter_2.pth'))['state_dict']
     assert bool(ckpt['backbone.prompts.calibrated'])
-    out = run(tool('test.py') + [BPT_DEMO, osp.join(work, 'iter_2.pth'),
-                                 '--aug-test', '--work-dir',
-                                 str(tmp_path / 'test')] +
-              ['--cfg-options'] + data_options(demo_root))
+    out = run_in_process('test.py', [
+        BPT_DEMO, osp.join(work, 'iter_2.pth'), '--aug-test', '--work-dir',
+        tmp_path / 'test', '--cfg-options', *data_options(demo_root)], capfd)
     assert 'merging 12 views per image' in out
     check_test_output(out, str(tmp_path / 'test'))
     assert 'not calibrated' not in out

@@ -16,8 +16,8 @@ from mmseg_cvpt.models import proxy_anchor_loss
 from mmseg_cvpt.models.guided import SceneCategories
 from test_backbones import TINY, build
 from tiny_runs import (REPO, check_test_output, data_options,
-                       dist_train_demo, parse_counts, run, tool, train_demo,
-                       write_config)
+                       dist_train_demo, parse_counts, run_in_process,
+                       train_demo, write_config)
 from tool_loading import count_params_output
 
 pytestmark = pytest.mark.filterwarnings('ignore:pkg_resources is deprecated')
@@ -305,12 +305,12 @@ def test_classifier_train_step(tmp_path):
 
 
 # ---- through the runner --------------------------------------------------
-@pytest.mark.tool
-def test_demo_trains_reclusters_and_tests(demo_root, tmp_path):
+def test_demo_trains_reclusters_and_tests(demo_root, tmp_path, capfd):
     work = str(tmp_path / 'train')
-    out = run(tool('train.py') + [DAVPT_DEMO, '--work-dir', work] +
-              ['--cfg-options'] + data_options(demo_root, iters=2) +
-              ['custom_hooks.0.interval=1'])
+    out = run_in_process('train.py', [
+        DAVPT_DEMO, '--work-dir', work, '--cfg-options',
+        *data_options(demo_root, iters=2), 'custom_hooks.0.interval=1'],
+        capfd)
     assert re.search(r'ClassProxyHook: re-clustered 2 classes into 2 '
                      r'proxies on 16 images of the frozen model', out), \
         out[-3000:]
@@ -318,10 +318,9 @@ def test_demo_trains_reclusters_and_tests(demo_root, tmp_path):
         'iteration 2' in out
     assert re.search(r'backbone\.loss_guidance_patch: \d', out)
     assert re.search(r'backbone\.loss_guidance_cls: \d', out)
-    out = run(tool('test.py') + [DAVPT_DEMO, osp.join(work, 'iter_2.pth'),
-                                 '--aug-test', '--work-dir',
-                                 str(tmp_path / 'test')] +
-              ['--cfg-options'] + data_options(demo_root))
+    out = run_in_process('test.py', [
+        DAVPT_DEMO, osp.join(work, 'iter_2.pth'), '--aug-test', '--work-dir',
+        tmp_path / 'test', '--cfg-options', *data_options(demo_root)], capfd)
     assert 'merging 12 views per image' in out
     check_test_output(out, str(tmp_path / 'test'))
 

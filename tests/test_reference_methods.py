@@ -14,7 +14,8 @@ from mmseg.registry import MODELS
 import mmseg_cvpt  # noqa: F401  (registers the backbones)
 from mmseg_cvpt.engine import load_config
 from tiny_runs import (REPO, check_test_output, data_options, parse_counts,
-                       printed_miou, run, tool, validation_metric)
+                       printed_miou, run, run_in_process, tool,
+                       validation_metric)
 from tool_loading import count_params_output
 
 DIMS, HEADS, LAYERS = 32, 4, 3
@@ -283,9 +284,8 @@ def demo_config(method, family):
 
 
 @pytest.mark.parametrize('method', DEMO_CONFIGS)
-@pytest.mark.tool
 def test_method_trains_and_tests_with_aug_test_on_the_timm_demo(
-        tmp_path, demo_root, method):
+        tmp_path, demo_root, method, capfd):
     """tools/train.py on the method's timm-family demo config, then
     tools/test.py --aug-test on its checkpoint; the checkpoint holds what
     the method tuned and, but for full fine-tuning, no frozen ViT weight.
@@ -293,9 +293,9 @@ def test_method_trains_and_tests_with_aug_test_on_the_timm_demo(
     test_pretrained_demo.py's run of compare_methods.py.)"""
     config = demo_config(method, 'timm')
     work_dir = tmp_path / 'train'
-    out = run(tool('train.py') + [config, '--work-dir', str(work_dir),
-                                  '--cfg-options'] + data_options(demo_root,
-                                                                  2))
+    out = run_in_process('train.py', [config, '--work-dir', work_dir,
+                                      '--cfg-options',
+                                      *data_options(demo_root, 2)], capfd)
     assert printed_miou(out) == pytest.approx(validation_metric(work_dir),
                                               abs=0.01)
     saved = torch.load(work_dir / 'iter_2.pth',
@@ -311,10 +311,9 @@ def test_method_trains_and_tests_with_aug_test_on_the_timm_demo(
                    or k.startswith('backbone.token_to_feature')
                    or k.startswith('backbone.feature_delta')
                    or k == 'backbone.delta_scale' for k in backbone), backbone
-    out = run(tool('test.py') + [config, str(work_dir / 'iter_2.pth'),
-                                 '--aug-test', '--work-dir',
-                                 str(tmp_path / 'test'), '--cfg-options'] +
-              data_options(demo_root))
+    out = run_in_process('test.py', [
+        config, work_dir / 'iter_2.pth', '--aug-test', '--work-dir',
+        tmp_path / 'test', '--cfg-options', *data_options(demo_root)], capfd)
     check_test_output(out, str(tmp_path / 'test'))
     assert 'views of' in out
 

@@ -14,8 +14,8 @@ import torch
 import mmseg_cvpt.engine  # noqa: F401  (torch.load of runner checkpoints)
 from tiny_runs import (BASELINE_CFG, CVPT_CFG, DEMO_CFG, VPT_CFG,
                        check_test_output, data_options, dist_train_demo,
-                       parse_counts, run, run_unchecked, tool, train_demo,
-                       validation_metric, write_config)
+                       parse_counts, run, run_in_process, run_unchecked,
+                       tool, train_demo, validation_metric, write_config)
 from tool_loading import load_tool
 
 pytestmark = pytest.mark.filterwarnings('ignore:pkg_resources is deprecated')
@@ -24,8 +24,9 @@ pytestmark = pytest.mark.filterwarnings('ignore:pkg_resources is deprecated')
 @pytest.fixture(scope='module')
 def demo_checkpoint(demo_root, tmp_path_factory):
     work_dir = str(tmp_path_factory.mktemp('demo_train'))
-    run(tool('train.py') + [DEMO_CFG, '--work-dir', work_dir] +
-        ['--cfg-options'] + data_options(demo_root, iters=2))
+    run_in_process('train.py', [DEMO_CFG, '--work-dir', work_dir,
+                                '--cfg-options',
+                                *data_options(demo_root, iters=2)])
     return osp.join(work_dir, 'iter_2.pth')
 
 
@@ -106,21 +107,20 @@ def test_dist_train_two_cpu_ranks(demo_root, tmp_path, hook_module):
 
 # ---- test-time augmentation -----------------------------------------------
 @pytest.mark.parametrize('flag', ['--aug-test', '--tta'])
-@pytest.mark.tool
-def test_aug_test_runs_12_views(demo_root, demo_checkpoint, tmp_path, flag):
-    out = run(tool('test.py') +
-              [DEMO_CFG, demo_checkpoint, flag, '--work-dir',
-               str(tmp_path)] + ['--cfg-options'] + data_options(demo_root))
+def test_aug_test_runs_12_views(demo_root, demo_checkpoint, tmp_path, flag,
+                                capfd):
+    out = run_in_process('test.py', [
+        DEMO_CFG, demo_checkpoint, flag, '--work-dir', tmp_path,
+        '--cfg-options', *data_options(demo_root)], capfd)
     assert 'merging 12 views per image' in out
     assert 'merged 48 views of 4 images (12 per image)' in out
     check_test_output(out, str(tmp_path))
 
 
-@pytest.mark.tool
-def test_single_scale_test(demo_root, demo_checkpoint, tmp_path):
-    out = run(tool('test.py') +
-              [DEMO_CFG, demo_checkpoint, '--work-dir',
-               str(tmp_path)] + ['--cfg-options'] + data_options(demo_root))
+def test_single_scale_test(demo_root, demo_checkpoint, tmp_path, capfd):
+    out = run_in_process('test.py', [
+        DEMO_CFG, demo_checkpoint, '--work-dir', tmp_path, '--cfg-options',
+        *data_options(demo_root)], capfd)
     check_test_output(out, str(tmp_path),
                       validation_metric(osp.dirname(demo_checkpoint)))
     assert 'views per image' not in out

@@ -108,6 +108,38 @@ def start(args, env=None, stdout=subprocess.PIPE):
         text=True)
 
 
+def forget_visualizers():
+    """Drop the visualizers earlier runners of this process made. mmseg's
+    configs name theirs 'visualizer', and mmengine hands a runner the
+    existing instance of that name, with the earlier run's folder: its
+    scalars (validation mIoU) would be written there."""
+    from mmengine.visualization import Visualizer
+    classes = [Visualizer]
+    while classes:
+        cls = classes.pop()
+        cls._instance_dict.clear()
+        classes += cls.__subclasses__()
+
+
+def run_in_process(name, argv, capfd=None):
+    """Run ``tools/<name>`` with ``argv`` in this process, as its
+    ``__main__`` does (``main()`` reading ``sys.argv``): what it printed
+    (``capfd``: pytest's capture of stdout and stderr; None: not read)."""
+    forget_visualizers()
+    module = load_tool(name)
+    saved = sys.argv
+    sys.argv = [osp.join(REPO, 'tools', name)] + [str(a) for a in argv]
+    if capfd is not None:
+        capfd.readouterr()
+    try:
+        module.main()
+    finally:
+        sys.argv = saved
+    if capfd is not None:
+        captured = capfd.readouterr()
+        return captured.out + captured.err
+
+
 def tool(name):
     return [sys.executable, osp.join(REPO, 'tools', name)]
 
