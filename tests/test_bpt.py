@@ -275,13 +275,13 @@ def test_calibration_invalidates_the_cvpt_cache():
 
 
 # ---- through the runner ---------------------------------------------------
-def test_demo_trains_calibrates_and_tests(demo_root, tmp_path, capfd):
+def test_demo_trains_calibrates_and_tests(demo_root, tmp_path):
     """tools/train.py on the BPT demo logs the calibration; tools/test.py
     --aug-test evaluates its checkpoint."""
     work = str(tmp_path / 'train')
     out = run_in_process('train.py', [
         BPT_DEMO, '--work-dir', work, '--cfg-options',
-        *data_options(demo_root, iters=2)], capfd)
+        *data_options(demo_root, iters=2)])
     assert re.search(
         r'PromptCalibrationHook: calibrated BilinearPrompts of 4 layers on '
         r'1,040 query tokens', out), out[-3000:]  # 16 images x (64 + 1)
@@ -290,13 +290,12 @@ def test_demo_trains_calibrates_and_tests(demo_root, tmp_path, capfd):
     assert bool(ckpt['backbone.prompts.calibrated'])
     out = run_in_process('test.py', [
         BPT_DEMO, osp.join(work, 'iter_2.pth'), '--aug-test', '--work-dir',
-        tmp_path / 'test', '--cfg-options', *data_options(demo_root)], capfd)
+        tmp_path / 'test', '--cfg-options', *data_options(demo_root)])
     assert 'merging 12 views per image' in out
     check_test_output(out, str(tmp_path / 'test'))
     assert 'not calibrated' not in out
 
 
-@pytest.mark.tool
 def test_resume_keeps_the_calibration(demo_root, tmp_path):
     """Calibrated once; 2 iterations + --resume to 4 == 4 in one go, bit for
     bit (the resumed run keeps the checkpoint's matrices)."""

@@ -305,12 +305,11 @@ def test_classifier_train_step(tmp_path):
 
 
 # ---- through the runner --------------------------------------------------
-def test_demo_trains_reclusters_and_tests(demo_root, tmp_path, capfd):
+def test_demo_trains_reclusters_and_tests(demo_root, tmp_path):
     work = str(tmp_path / 'train')
     out = run_in_process('train.py', [
         DAVPT_DEMO, '--work-dir', work, '--cfg-options',
-        *data_options(demo_root, iters=2), 'custom_hooks.0.interval=1'],
-        capfd)
+        *data_options(demo_root, iters=2), 'custom_hooks.0.interval=1'])
     assert re.search(r'ClassProxyHook: re-clustered 2 classes into 2 '
                      r'proxies on 16 images of the frozen model', out), \
         out[-3000:]
@@ -320,7 +319,7 @@ def test_demo_trains_reclusters_and_tests(demo_root, tmp_path, capfd):
     assert re.search(r'backbone\.loss_guidance_cls: \d', out)
     out = run_in_process('test.py', [
         DAVPT_DEMO, osp.join(work, 'iter_2.pth'), '--aug-test', '--work-dir',
-        tmp_path / 'test', '--cfg-options', *data_options(demo_root)], capfd)
+        tmp_path / 'test', '--cfg-options', *data_options(demo_root)])
     assert 'merging 12 views per image' in out
     check_test_output(out, str(tmp_path / 'test'))
 
@@ -334,7 +333,6 @@ def present_labels_config(tmp_path, *extra):
         ''' + ''.join(extra))
 
 
-@pytest.mark.tool
 def test_resume_keeps_the_mapping(demo_root, tmp_path):
     """Re-clustered every iteration; 2 + --resume to 4 == 4 in one go, bit
     for bit, mapping, centroids and class sums included."""

@@ -285,7 +285,7 @@ def demo_config(method, family):
 
 @pytest.mark.parametrize('method', DEMO_CONFIGS)
 def test_method_trains_and_tests_with_aug_test_on_the_timm_demo(
-        tmp_path, demo_root, method, capfd):
+        tmp_path, demo_root, method):
     """tools/train.py on the method's timm-family demo config, then
     tools/test.py --aug-test on its checkpoint; the checkpoint holds what
     the method tuned and, but for full fine-tuning, no frozen ViT weight.
@@ -295,7 +295,7 @@ def test_method_trains_and_tests_with_aug_test_on_the_timm_demo(
     work_dir = tmp_path / 'train'
     out = run_in_process('train.py', [config, '--work-dir', work_dir,
                                       '--cfg-options',
-                                      *data_options(demo_root, 2)], capfd)
+                                      *data_options(demo_root, 2)])
     assert printed_miou(out) == pytest.approx(validation_metric(work_dir),
                                               abs=0.01)
     saved = torch.load(work_dir / 'iter_2.pth',
@@ -313,7 +313,7 @@ def test_method_trains_and_tests_with_aug_test_on_the_timm_demo(
                    or k == 'backbone.delta_scale' for k in backbone), backbone
     out = run_in_process('test.py', [
         config, work_dir / 'iter_2.pth', '--aug-test', '--work-dir',
-        tmp_path / 'test', '--cfg-options', *data_options(demo_root)], capfd)
+        tmp_path / 'test', '--cfg-options', *data_options(demo_root)])
     check_test_output(out, str(tmp_path / 'test'))
     assert 'views of' in out
 

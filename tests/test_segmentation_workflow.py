@@ -107,20 +107,19 @@ def test_dist_train_two_cpu_ranks(demo_root, tmp_path, hook_module):
 
 # ---- test-time augmentation -----------------------------------------------
 @pytest.mark.parametrize('flag', ['--aug-test', '--tta'])
-def test_aug_test_runs_12_views(demo_root, demo_checkpoint, tmp_path, flag,
-                                capfd):
+def test_aug_test_runs_12_views(demo_root, demo_checkpoint, tmp_path, flag):
     out = run_in_process('test.py', [
         DEMO_CFG, demo_checkpoint, flag, '--work-dir', tmp_path,
-        '--cfg-options', *data_options(demo_root)], capfd)
+        '--cfg-options', *data_options(demo_root)])
     assert 'merging 12 views per image' in out
     assert 'merged 48 views of 4 images (12 per image)' in out
     check_test_output(out, str(tmp_path))
 
 
-def test_single_scale_test(demo_root, demo_checkpoint, tmp_path, capfd):
+def test_single_scale_test(demo_root, demo_checkpoint, tmp_path):
     out = run_in_process('test.py', [
         DEMO_CFG, demo_checkpoint, '--work-dir', tmp_path, '--cfg-options',
-        *data_options(demo_root)], capfd)
+        *data_options(demo_root)])
     check_test_output(out, str(tmp_path),
                       validation_metric(osp.dirname(demo_checkpoint)))
     assert 'views per image' not in out
@@ -165,7 +164,6 @@ def test_inherit_via_import(tmp_path):
 
 
 # ---- exact resumption -----------------------------------------------------
-@pytest.mark.tool
 def test_resume_continues_exactly(demo_root, tmp_path):
     """4 iterations + --resume to 8 == 8 iterations in one go, bit for bit.
 

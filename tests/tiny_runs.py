@@ -5,6 +5,7 @@ The tools run as subprocesses from the repository root on a few synthetic
 (configs/cvpt/upernet_vittiny_ade20k_demo.py).
 """
 import glob
+import io
 import json
 import os
 import os.path as osp
@@ -13,6 +14,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+from contextlib import redirect_stderr, redirect_stdout
 
 from tool_loading import load_tool
 
@@ -121,23 +123,21 @@ def forget_visualizers():
         classes += cls.__subclasses__()
 
 
-def run_in_process(name, argv, capfd=None):
+def run_in_process(name, argv):
     """Run ``tools/<name>`` with ``argv`` in this process, as its
-    ``__main__`` does (``main()`` reading ``sys.argv``): what it printed
-    (``capfd``: pytest's capture of stdout and stderr; None: not read)."""
+    ``__main__`` does (``main()`` reading ``sys.argv``); what it printed
+    (its runner's logger writes to the stream it finds at start)."""
     forget_visualizers()
     module = load_tool(name)
     saved = sys.argv
     sys.argv = [osp.join(REPO, 'tools', name)] + [str(a) for a in argv]
-    if capfd is not None:
-        capfd.readouterr()
+    out = io.StringIO()
     try:
-        module.main()
+        with redirect_stdout(out), redirect_stderr(out):
+            module.main()
     finally:
         sys.argv = saved
-    if capfd is not None:
-        captured = capfd.readouterr()
-        return captured.out + captured.err
+    return out.getvalue()
 
 
 def tool(name):
@@ -238,10 +238,11 @@ def module_env(folder, name, source):
 
 
 def train_demo(cfg, work_dir, demo_root, *options, resume=False):
-    """tools/train.py CFG on the demo data at ``demo_root``."""
-    return run(tool('train.py') + [cfg, '--work-dir', str(work_dir)] +
-               (['--resume'] if resume else []) + ['--cfg-options'] +
-               data_options(demo_root) + list(options))
+    """tools/train.py CFG on the demo data at ``demo_root``, in this
+    process; what it printed."""
+    return run_in_process('train.py', [cfg, '--work-dir', work_dir] + (
+        ['--resume'] if resume else []) + ['--cfg-options'] +
+        data_options(demo_root) + list(options))
 
 
 def dist_train_demo(cfg, work_dir, demo_root, iters, env):
