@@ -12,9 +12,11 @@ import sys
 import pytest
 import torch
 
+from mmseg_cvpt.engine import NonFiniteTrainingError
 from mmseg_cvpt.engine.run_lock import LOCK_NAME
-from tiny_runs import (DEMO_CFG, data_options, free_port, run, run_unchecked,
-                       start, tool, tool_env, write_config)
+from tiny_runs import (DEMO_CFG, data_options, free_port, run,
+                       run_in_process, run_in_process_unchecked,
+                       run_unchecked, start, tool, tool_env, write_config)
 
 pytestmark = pytest.mark.filterwarnings('ignore:pkg_resources is deprecated')
 
@@ -24,12 +26,14 @@ DIVERGING = ('optim_wrapper.optimizer.lr=1e6', )
 
 
 def train(demo_root, work_dir, iters, *options):
-    """tools/train.py on the demo for ``iters`` iterations (the finished
-    process)."""
-    return run_unchecked(
-        tool('train.py') + [DEMO_CFG, '--work-dir', str(work_dir)] +
-        ['--cfg-options'] + data_options(demo_root, iters=iters) +
-        list(options))
+    """tools/train.py on the demo for ``iters`` iterations, in this
+    process: ``(the error it stopped with or None, what it printed, ending
+    with that error as ``NonFiniteTrainingError: ...``)``."""
+    error, out = run_in_process_unchecked(
+        'train.py', [DEMO_CFG, '--work-dir', work_dir, '--cfg-options',
+                     *data_options(demo_root, iters=iters), *options])
+    return error, out + (f'\n{type(error).__name__}: {error}'
+                         if error else '')
 
 
 def assert_finite_checkpoints(work_dir):
@@ -48,53 +52,50 @@ def assert_finite_checkpoints(work_dir):
     (1, 'iteration 4: loss terms decode.loss_ce=nan'),
     (2, 'iteration 6: non-finite gradients of backbone.prompts.tokens, '),
 ])
-@pytest.mark.tool
 def test_non_finite_training_stops_the_run(demo_root, tmp_path, accumulate,
                                            what):
     """lr 1e6 exited 0 with nan checkpoints and mIoU 13.49; now the run
     stops at the first non-finite loss (or gradient, accumulated over two
     iterations) naming it, and writes no checkpoint."""
-    proc = train(demo_root, tmp_path, 8, *DIVERGING,
-                 f'optim_wrapper.accumulative_counts={accumulate}')
-    assert proc.returncode != 0
+    error, out = train(demo_root, tmp_path, 8, *DIVERGING,
+                       f'optim_wrapper.accumulative_counts={accumulate}')
+    assert isinstance(error, NonFiniteTrainingError)
     assert re.search(
         'NonFiniteTrainingError: Non-finite training step at ' +
         re.escape(what) + r'.* The update was not applied and the run stops '
         r'\(0 non-finite steps skipped before, max_skips=0\)',
-        proc.stdout), proc.stdout[-3000:]
-    assert not re.search(r'mIoU: \d', proc.stdout)
+        out), out[-3000:]
+    assert not re.search(r'mIoU: \d', out)
     assert assert_finite_checkpoints(tmp_path) == []
 
 
-@pytest.mark.tool
 def test_non_finite_steps_are_skipped_up_to_max_skips(demo_root, tmp_path):
     """max_skips=2: iterations 4 and 5 are skipped with a warning, the
     third non-finite step stops the run."""
-    proc = train(demo_root, tmp_path, 8, *DIVERGING,
-                 'default_hooks.non_finite.max_skips=2')
-    assert proc.returncode != 0
+    error, out = train(demo_root, tmp_path, 8, *DIVERGING,
+                       'default_hooks.non_finite.max_skips=2')
+    assert isinstance(error, NonFiniteTrainingError)
     for skip, iteration in ((1, 4), (2, 5)):
         assert re.search(
             rf'WARNING - Non-finite training step at iteration {iteration}: '
             rf'loss terms decode\.loss_ce=nan.*: the update was skipped '
-            rf'\({skip} of max_skips=2\)', proc.stdout), proc.stdout[-3000:]
+            rf'\({skip} of max_skips=2\)', out), out[-3000:]
     assert 'Non-finite training step at iteration 6: loss terms ' \
-        'decode.loss_ce=nan' in proc.stdout
-    assert '(2 non-finite steps skipped before, max_skips=2)' in proc.stdout
+        'decode.loss_ce=nan' in out
+    assert '(2 non-finite steps skipped before, max_skips=2)' in out
     assert assert_finite_checkpoints(tmp_path) == []
 
 
-@pytest.mark.tool
 def test_checkpoint_with_non_finite_tensors_is_refused(demo_root, tmp_path):
     """A checkpoint every iteration at lr 1e6: iteration 1's is written,
     iteration 2's (BatchNorm running variances inf, losses still finite) is
     refused naming the tensors."""
-    proc = train(demo_root, tmp_path, 8, *DIVERGING,
-                 'default_hooks.checkpoint.interval=1')
-    assert proc.returncode != 0
+    error, out = train(demo_root, tmp_path, 8, *DIVERGING,
+                       'default_hooks.checkpoint.interval=1')
+    assert isinstance(error, NonFiniteTrainingError)
     assert 'Refusing to save the checkpoint of iteration 2: 3 model tensors ' \
         'are not finite: decode_head.lateral_convs.0.bn.running_var' \
-        in proc.stdout, proc.stdout[-3000:]
+        in out, out[-3000:]
     assert assert_finite_checkpoints(tmp_path) == ['iter_1.pth']
 
 
@@ -105,16 +106,15 @@ default_hooks = dict(non_finite=dict(_delete_=True, type='EmptyCacheHook'))
 """
 
 
-@pytest.mark.tool
 def test_check_does_not_change_a_healthy_run(demo_root, tmp_path):
     """The same losses and weights with the check and without it."""
     unchecked = write_config(tmp_path / 'unchecked.py',
                              UNCHECKED.format(base=DEMO_CFG))
     runs = {}
     for name, config in (('checked', DEMO_CFG), ('unchecked', unchecked)):
-        out = run(tool('train.py') +
-                  [config, '--work-dir', str(tmp_path / name)] +
-                  ['--cfg-options'] + data_options(demo_root, iters=4))
+        out = run_in_process('train.py', [
+            config, '--work-dir', tmp_path / name, '--cfg-options',
+            *data_options(demo_root, iters=4)])
         assert ('NonFiniteCheckHook' in out) == (name == 'checked')
         scalars = glob.glob(
             str(tmp_path / name / '*' / 'vis_data' / 'scalars.json'))
@@ -155,7 +155,9 @@ def test_second_training_in_a_busy_work_dir_is_refused(demo_root, busy):
     """Two trainings in one work dir both ran and shared its files; now the
     second is refused before it writes anything, naming the holder."""
     work_dir, holder = busy
-    proc = train(demo_root, work_dir, 2)
+    proc = run_unchecked(tool('train.py') + [
+        DEMO_CFG, '--work-dir', str(work_dir), '--cfg-options',
+        *data_options(demo_root, iters=2)])
     assert proc.returncode == 2  # one line, no traceback: bad input
     assert 'Traceback' not in proc.stdout
     assert (f'train.py: error: {work_dir} is in use by another training '

@@ -123,10 +123,11 @@ def forget_visualizers():
         classes += cls.__subclasses__()
 
 
-def run_in_process(name, argv):
+def run_in_process_unchecked(name, argv):
     """Run ``tools/<name>`` with ``argv`` in this process, as its
-    ``__main__`` does (``main()`` reading ``sys.argv``); what it printed
-    (its runner's logger writes to the stream it finds at start)."""
+    ``__main__`` does (``main()`` reading ``sys.argv``): ``(the exception
+    it ended with or None, what it printed)`` (its runner's logger writes
+    to the stream it finds at start)."""
     forget_visualizers()
     module = load_tool(name)
     saved = sys.argv
@@ -135,9 +136,20 @@ def run_in_process(name, argv):
     try:
         with redirect_stdout(out), redirect_stderr(out):
             module.main()
+    except Exception as error:  # the test decides
+        return error, out.getvalue()
     finally:
         sys.argv = saved
-    return out.getvalue()
+    return None, out.getvalue()
+
+
+def run_in_process(name, argv):
+    """:func:`run_in_process_unchecked` that fails with the tool's error;
+    what it printed."""
+    error, out = run_in_process_unchecked(name, argv)
+    if error is not None:
+        raise AssertionError(out[-6000:]) from error
+    return out
 
 
 def tool(name):
