@@ -22,7 +22,8 @@ from mmseg_cvpt.engine import CheckpointFileError, load_config
 from mmseg_cvpt.engine.checkpoint_files import META_KEY, load_from_local
 from mmseg_cvpt.engine.config_data import config_from_data
 from mmseg_cvpt.engine.file_arguments import (DROP, FILE_ARGUMENTS, REFUSE,
-                                              FileArgumentError)
+                                              FileArgumentError,
+                                              strip_file_arguments)
 from mmseg_cvpt.models.families.timm_vit import TimmViT
 from test_reliability import log_lines
 from tiny_runs import DEMO_CFG, REPO, run_unchecked, tool
@@ -356,3 +357,29 @@ def test_json_depth_limit_reads_ordinary_configs(packages):
     for package in packages.values():
         text = load_from_local(package)['meta']['cfg_dict']
         assert config_from_data(text, package).model.type == 'EncoderDecoder'
+
+
+def test_weights_files_are_dropped_wherever_they_sit():
+    """Every string of a listed key goes, in dicts, lists and tuples; an
+    init_cfg goes with its checkpoint (only that one of a list); the
+    other values stay."""
+    cfg = dict(model=dict(
+        pretrained='x.pth',
+        backbone=dict(init_cfg=dict(type='Pretrained', checkpoint='a.pth'),
+                      vit=dict(type='TimmViT', checkpoint='b.pth',
+                               model_name='vit_small_patch14_dinov2')),
+        decode_head=dict(init_cfg=(dict(type='Normal', std=0.01),
+                                   dict(type='Pretrained', checkpoint='c'))),
+        auxiliary_head=[dict(init_cfg=[
+            dict(type='Pretrained', checkpoint='d'), dict(type='Normal')])]))
+    dropped = strip_file_arguments(cfg, 'source')
+    assert dropped == [
+        'model.pretrained', 'model.backbone.init_cfg.checkpoint',
+        'model.backbone.vit.checkpoint',
+        'model.decode_head.init_cfg.1.checkpoint',
+        'model.auxiliary_head.0.init_cfg.0.checkpoint']
+    assert cfg == dict(model=dict(
+        backbone=dict(vit=dict(type='TimmViT',
+                               model_name='vit_small_patch14_dinov2')),
+        decode_head=dict(init_cfg=(dict(type='Normal', std=0.01), )),
+        auxiliary_head=[dict(init_cfg=[dict(type='Normal')])]))

@@ -28,7 +28,7 @@ from mmengine.logging import print_log
 REFUSE = 'refuse'
 DROP = 'drop'
 
-#: argument name -> decision, for string values anywhere in a model config
+#: argument name -> decision, for its string values anywhere in a config
 FILE_ARGUMENTS = {
     # mmseg's losses: np.load (.npy) or mmengine.fileio.load (URLs, .pkl
     # unpickled, .json, .yaml) while the model is built
@@ -62,8 +62,21 @@ def file_values(cfg, where: str = '') -> Iterator[Tuple[str, str, str]]:
 
 
 def _child(container, key: str):
-    return container[int(key)] if isinstance(container, list) else \
-        container[key]
+    return container[int(key)] if isinstance(container, (list, tuple)) \
+        else container[key]
+
+
+def _without(container, key: str):
+    """``container`` without ``key`` (a dict's key or a sequence's index):
+    dicts and lists changed in place, a tuple copied."""
+    if isinstance(container, dict):
+        del container[key]
+        return container
+    items = [item for i, item in enumerate(container) if i != int(key)]
+    if isinstance(container, list):
+        container[:] = items
+        return container
+    return tuple(items)
 
 
 def _remove(cfg: dict, dotted: str) -> None:
@@ -74,13 +87,16 @@ def _remove(cfg: dict, dotted: str) -> None:
     if 'init_cfg' in keys:
         end = len(keys) - keys[::-1].index('init_cfg')
         keys = keys[:end + (end < len(keys) - 1 and keys[end].isdigit())]
-    parent = cfg
+    parents = [cfg]
     for key in keys[:-1]:
-        parent = _child(parent, key)
-    if isinstance(parent, list):
-        parent.pop(int(keys[-1]))
-    else:
-        del parent[keys[-1]]
+        parents.append(_child(parents[-1], key))
+    changed = _without(parents[-1], keys[-1])
+    if changed is not parents[-1]:  # a tuple: put its copy in its place
+        grandparent, key = parents[-2], keys[-2]
+        if isinstance(grandparent, dict):
+            grandparent[key] = changed
+        else:
+            grandparent[int(key)] = changed
 
 
 def strip_file_arguments(cfg_dict: dict, source: str) -> List[str]:
