@@ -26,11 +26,13 @@ class WorldSizeMismatchError(ValueError):
     """A strict resume (``--strict-resume``) under another world size."""
 
 
-def launch_command(world_size: int) -> str:
-    """How to start training with ``world_size`` processes."""
-    if world_size == 1:
-        return 'python tools/train.py CONFIG --resume'
-    return f'bash tools/dist_train.sh CONFIG {world_size} --resume'
+def exact_resume(world_size: int) -> str:
+    """'resume with N processes (the command)': how to resume exactly a
+    run of ``world_size`` processes."""
+    command = ('python tools/train.py CONFIG --resume' if world_size == 1
+               else f'bash tools/dist_train.sh CONFIG {world_size} --resume')
+    plural = 'es' if world_size > 1 else ''
+    return f'resume with {world_size} process{plural} ({command})'
 
 
 def batch_change(batch_size: Optional[int], saved: int, current: int) -> str:
@@ -51,19 +53,17 @@ def mismatch_warning(saved: int, current: int,
             f'with world size {current}: '
             f'{batch_change(batch_size, saved, current)} and the data order '
             'changes, so the resumed run is not the uninterrupted one. For '
-            f'an exact resume, resume with {saved} process'
-            f'{"es" if saved > 1 else ""} ({launch_command(saved)}); '
-            '--strict-resume makes this an error.')
+            f'an exact resume, {exact_resume(saved)}; --strict-resume makes '
+            'this an error.')
 
 
 def mismatch_error(saved: int, current: int) -> str:
     """The one-line error of a strict resume under another world size."""
     return (f'--strict-resume: the checkpoint was saved with world size '
             f'{saved}, this run has world size {current} (another effective '
-            'batch size and data order, not an exact resume); resume with '
-            f'{saved} process{"es" if saved > 1 else ""} '
-            f'({launch_command(saved)}), or without --strict-resume to '
-            'continue anyway')
+            f'batch size and data order, not an exact resume); '
+            f'{exact_resume(saved)}, or without --strict-resume to continue '
+            'anyway')
 
 
 @HOOKS.register_module()

@@ -29,7 +29,7 @@ import sys
 import tempfile
 import warnings
 from collections import defaultdict
-from typing import Dict, Iterator, List, Set, Tuple
+from typing import Dict, Iterator, List, Optional, Set, Tuple
 
 from mmengine.config import Config
 from mmengine.logging import MMLogger
@@ -184,33 +184,42 @@ def find_file_arguments(configs: List[str]) -> Dict[Tuple[str, str], Set]:
     from mmseg.registry import MODELS as MMSEG_MODELS
     from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
     registries = dict(mmseg=MMSEG_MODELS, mmpretrain=MMPRETRAIN_MODELS)
+    opened, found, probed = OpenedMarkers(), defaultdict(set), set()
     logger = MMLogger.get_current_instance()
     level, logger.level = logger.level, logging.CRITICAL
-    opened, found, probed = OpenedMarkers(), defaultdict(set), set()
-    with tempfile.TemporaryDirectory() as folder:
-        for config in sorted(configs, key=lambda c: 'demo' not in c):
-            cfg = Config.fromfile(config)
-            if 'task' in cfg:  # classification: the model has the task's
-                cfg.task = EXAMPLE_TASK  # number of classes
-                resolve_task(cfg)
-            if 'model' not in cfg:
-                continue
-            scope = cfg.get('default_scope', 'mmseg')
-            init_default_scope(scope)
-            model_cfg = cfg.model.to_dict()
-            for path, node in typed_dicts(model_cfg):
-                cls = class_of(registries[scope], node['type'],
-                               'init_cfg' in path)
-                if node['type'] in probed or cls is None:
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            for config in sorted(configs, key=lambda c: 'demo' not in c):
+                scope, model_cfg = model_of(config)
+                if model_cfg is None:
                     continue
-                probed.add(node['type'])
-                for argument in string_arguments(cls, node):
-                    kinds = probe(registries[scope], model_cfg, path,
-                                  argument, opened, folder)
-                    if kinds:
-                        found[node['type'], argument] |= kinds
-    logger.level = level
+                for path, node in typed_dicts(model_cfg):
+                    cls = class_of(registries[scope], node['type'],
+                                   'init_cfg' in path)
+                    if node['type'] in probed or cls is None:
+                        continue
+                    probed.add(node['type'])
+                    for argument in string_arguments(cls, node):
+                        kinds = probe(registries[scope], model_cfg, path,
+                                      argument, opened, folder)
+                        if kinds:
+                            found[node['type'], argument] |= kinds
+    finally:
+        logger.level = level
     return dict(found)
+
+
+def model_of(config: str) -> Tuple[str, Optional[dict]]:
+    """``(default scope, model dict or None)`` of a config file, a
+    classification config's for :data:`EXAMPLE_TASK`; the scope is made
+    the default."""
+    cfg = Config.fromfile(config)
+    if 'task' in cfg:  # classification: the model has the task's classes
+        cfg.task = EXAMPLE_TASK
+        resolve_task(cfg)
+    scope = cfg.get('default_scope', 'mmseg')
+    init_default_scope(scope)
+    return scope, cfg.model.to_dict() if 'model' in cfg else None
 
 
 def parse_args(argv=None):

@@ -83,9 +83,9 @@ class Report:
         """Read one image and its annotation; record what is wrong."""
         try:
             results = LoadImageFromFile()(dict(info))
-            results = LoadAnnotations()(results)
             check_label_file(info['seg_map_path'], strict=True)
-        except LabelMapError as error:  # its values were cast: not counted
+            results = LoadAnnotations()(results)
+        except LabelMapError as error:  # mmseg would cast it: not counted
             self.not_8bit.append(str(error))
             return
         except Exception as error:  # any unreadable file is a finding

@@ -263,7 +263,6 @@ def check_local_model(model_name, kwargs: dict) -> None:
             f'TimmViT never loads weights through timm ({sources[0]}='
             f'{kwargs[sources[0]]!r}): give the file as checkpoint=PATH '
             '(see docs/pretrained.md)')
-    kwargs.pop('pretrained', None)
 
 
 @MODELS.register_module()
@@ -297,6 +296,7 @@ class TimmViT(BaseModule):
         super().__init__()
         import timm
         check_local_model(model_name, kwargs)
+        kwargs.pop('pretrained', None)  # False or absent: timm gets False
         kwargs.setdefault('num_classes', 0)
         kwargs.setdefault('global_pool', '')
         self.model = timm.create_model(model_name, pretrained=False, **kwargs)
