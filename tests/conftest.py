@@ -1,13 +1,19 @@
 import http.server
+import os
 import threading
 
 import pytest
+import torch
 from mmengine.registry import init_default_scope
 
 from tiny_runs import DUMP_HOOK, make_demo_data, module_env
 
 
 def pytest_configure(config):
+    workers = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', 1))
+    if workers > 1:  # a share of the cores each: the tiny models run
+        # slower when the workers' thread pools contend for the same cores
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
     config.addinivalue_line(
         'markers', 'tool: starts processes (a tool run as a user runs it, '
         'distributed runs, signals); -m "not tool" is the fast tier')

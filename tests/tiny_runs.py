@@ -14,8 +14,10 @@ import socket
 import subprocess
 import sys
 import textwrap
+import traceback
 from contextlib import redirect_stderr, redirect_stdout
 
+from mmseg_cvpt.engine.cli import run_tool
 from tool_loading import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -128,19 +130,47 @@ def run_in_process_unchecked(name, argv):
     ``__main__`` does (``main()`` reading ``sys.argv``): ``(the exception
     it ended with or None, what it printed)`` (its runner's logger writes
     to the stream it finds at start)."""
-    forget_visualizers()
     module = load_tool(name)
+    try:
+        output = as_main(name, argv, module.main)
+    except Exception as error:  # the test decides
+        return error, error.output
+    return None, output
+
+
+def run_cli_in_process(name, argv):
+    """Run ``tools/<name>`` with ``argv`` in this process as its command
+    line does (``run_tool(main)``: an input error is one line and status
+    2): ``(exit status, what it printed)``."""
+    module = load_tool(name)
+    try:
+        as_main(name, argv, lambda: run_tool(module.main))
+    except SystemExit as end:
+        code = end.code if isinstance(end.code, int) else 1
+        return code, end.output
+    except Exception as error:  # a traceback, as the process would end
+        return 1, error.output + ''.join(
+            traceback.format_exception(error))
+    raise AssertionError(f'{name}: run_tool returned without exiting')
+
+
+def as_main(name, argv, call):
+    """``call()`` with ``sys.argv`` of ``tools/<name> argv`` and its output
+    collected: returned, or on an exception (SystemExit too) set as its
+    ``output``. Visualizers of earlier runs are forgotten first."""
+    forget_visualizers()
     saved = sys.argv
     sys.argv = [osp.join(REPO, 'tools', name)] + [str(a) for a in argv]
     out = io.StringIO()
     try:
         with redirect_stdout(out), redirect_stderr(out):
-            module.main()
-    except Exception as error:  # the test decides
-        return error, out.getvalue()
+            call()
+    except BaseException as error:
+        error.output = out.getvalue()
+        raise
     finally:
         sys.argv = saved
-    return None, out.getvalue()
+    return out.getvalue()
 
 
 def run_in_process(name, argv):
