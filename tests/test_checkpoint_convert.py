@@ -15,6 +15,7 @@ from timm.models.vision_transformer import _load_weights
 
 from mmseg_cvpt.models.checkpoint_convert import (convert_timm_vit,
                                                   load_and_convert)
+from tool_loading import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOOL = osp.join(REPO, 'tools', 'model_converters', 'vit2mmseg.py')
@@ -58,9 +59,26 @@ def assert_same_features(timm_model, mmseg_model):
     assert diff < 1e-5, f'max abs diff {diff}'
 
 
-def run_tool(*args):
-    return subprocess.run([sys.executable, TOOL, *map(str, args)],
-                          capture_output=True, text=True, cwd=REPO)
+@pytest.fixture
+def run_tool(monkeypatch, capsys):
+    """``run_tool(*args)``: tools/model_converters/vit2mmseg.py ARGS as its
+    command line runs it (``run_tool(main)``: an input error is one line on
+    stderr and status 2), in this process: the finished run's
+    ``returncode``, ``stdout`` and ``stderr``. Another error is raised, as
+    the process would end with its traceback."""
+    module = load_tool('model_converters/vit2mmseg.py')
+
+    def run(*args):
+        argv = [TOOL, *map(str, args)]
+        monkeypatch.setattr(sys, 'argv', argv)
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as end:
+            module.run_tool(module.main)
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(argv, end.value.code, out.out,
+                                           out.err)
+
+    return run
 
 
 def random_jax_npz(path):
@@ -100,8 +118,7 @@ def random_jax_npz(path):
     return arrays
 
 
-@pytest.mark.tool
-def test_timm_pth_via_cli_and_mmseg_init_weights(tmp_path):
+def test_timm_pth_via_cli_and_mmseg_init_weights(tmp_path, run_tool):
     model = timm_vit()
     src = tmp_path / 'timm_vit.pth'
     torch.save({'model': model.state_dict()}, src)
@@ -149,8 +166,7 @@ def test_jax_npz_matches_timm_loader(tmp_path):
     assert_same_features(reference, backbone)
 
 
-@pytest.mark.tool
-def test_cli_src_format_jax_on_npz(tmp_path):
+def test_cli_src_format_jax_on_npz(tmp_path, run_tool):
     src, dst = tmp_path / 'w.npz', tmp_path / 'w_mmseg.pth'
     random_jax_npz(src)
     proc = run_tool(src, dst, '--src-format', 'jax')
@@ -159,8 +175,7 @@ def test_cli_src_format_jax_on_npz(tmp_path):
     assert dst.is_file()
 
 
-@pytest.mark.tool
-def test_missing_file(tmp_path):
+def test_missing_file(tmp_path, run_tool):
     missing = tmp_path / 'nope.pth'
     with pytest.raises(FileNotFoundError, match='checkpoint not found'):
         load_and_convert(str(missing))

@@ -7,8 +7,8 @@ import copy
 import glob
 import json
 import os
-import re
 import os.path as osp
+import re
 import shutil
 import sys
 from contextlib import contextmanager
@@ -34,7 +34,8 @@ from test_classification import tiny_options
 from test_reliability import log_lines
 from test_segmentation_workflow import tiny_vit
 from tiny_runs import (DEMO_CFG, REPO, VPT_CFG, data_options, run,
-                       run_unchecked, tool, write_config)
+                       run_cli_in_process, run_in_process,
+                       run_in_process_unchecked, write_config)
 from tool_loading import load_tool
 
 pytestmark = pytest.mark.filterwarnings('ignore:pkg_resources is deprecated')
@@ -268,25 +269,26 @@ def predictions(folder):
     return {osp.basename(f): open(f, 'rb').read() for f in files}
 
 
-def our_test_tool(seg_run, demo_root, tmp_path, monkeypatch, checkpoint,
-                  out, *extra):
-    """Our tools/test.py on ``checkpoint``; its predictions."""
-    argv = [seg_run['config'], checkpoint, '--work-dir', str(tmp_path),
-            '--out', str(tmp_path / out), *extra, '--cfg-options',
-            *data_options(demo_root)]
-    monkeypatch.setattr(sys, 'argv', ['test.py', *argv])
-    load_tool('test.py').main()
+def our_test_tool(seg_run, demo_root, tmp_path, checkpoint, out, *extra):
+    """Our tools/test.py on ``checkpoint``, in this process; its
+    predictions (the tool's exception raised as it is)."""
+    error, _ = run_in_process_unchecked('test.py', [
+        seg_run['config'], checkpoint, '--work-dir', str(tmp_path), '--out',
+        str(tmp_path / out), *extra, '--cfg-options', *data_options(demo_root)
+    ])
+    if error is not None:
+        raise error
     return predictions(tmp_path / out)
 
 
 @pytest.mark.tool
-def test_test_tools(seg_run, seg_base, demo_root, tmp_path, monkeypatch):
+def test_test_tools(seg_run, seg_base, demo_root, tmp_path):
     """mmseg's own tools/test.py on the tuned-only checkpoint predicts what
     ours does on the full one; without the base mmseg's tool fails naming
     it, and ours takes the moved base with --base-checkpoint."""
     def test_ours(checkpoint, out, *extra):
-        return our_test_tool(seg_run, demo_root, tmp_path, monkeypatch,
-                             checkpoint, out, *extra)
+        return our_test_tool(seg_run, demo_root, tmp_path, checkpoint, out,
+                             *extra)
 
     expected = test_ours(seg_run['full'], 'full')
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
@@ -416,13 +418,12 @@ DAMAGE = {'.pth': r'1 zip entries fail their CRC-32 check: \S+/data/\d+ '
                                     'MultiTaskModel', 'load_checkpoint',
                                     'init_model'])
 def test_damaged_package_is_refused(seg_run, packages, demo_root, tmp_path,
-                                    monkeypatch, client, suffix):
+                                    client, suffix):
     damaged = packages['damaged' + suffix]
     with pytest.raises(CheckpointFileError,
                        match=f'{damaged} is damaged: {DAMAGE[suffix]}'):
         if client == 'tools/test.py':
-            our_test_tool(seg_run, demo_root, tmp_path, monkeypatch, damaged,
-                          'out')
+            our_test_tool(seg_run, demo_root, tmp_path, damaged, 'out')
         elif client == 'export_task':
             export_task(damaged, str(tmp_path / 'out.pth'))
         elif client == 'MultiTaskModel':
@@ -476,7 +477,7 @@ def test_safetensors_package_equals_the_pth_one(seg_run, packages, client):
 
 
 def test_safetensors_package_in_our_tools(seg_run, packages, demo_root,
-                                          tmp_path, monkeypatch):
+                                          tmp_path):
     """No pickle in the file: tensors plus meta as JSON in the header;
     tools/test.py, MultiTaskModel and export_task (back to .pth, and
     --full to .safetensors) give what the .pth package gives."""
@@ -485,10 +486,10 @@ def test_safetensors_package_in_our_tools(seg_run, packages, demo_root,
         header = json.loads(file.metadata()['mmseg_cvpt.meta'])
     pth = torch.load(packages['.pth'])
     assert header == as_json(pth['meta'])
-    assert our_test_tool(seg_run, demo_root, tmp_path, monkeypatch,
+    assert our_test_tool(seg_run, demo_root, tmp_path,
                          packages['.safetensors'], 'st') == our_test_tool(
-                             seg_run, demo_root, tmp_path, monkeypatch,
-                             packages['.pth'], 'pth')
+                             seg_run, demo_root, tmp_path, packages['.pth'],
+                             'pth')
     data = dict(inputs=list(
         torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)))
     got, expected = (MultiTaskModel(dict(task=packages[suffix])).predict(data)
@@ -735,7 +736,6 @@ def poison_data(key, value):
     return change
 
 
-@pytest.mark.tool
 def test_config_text_is_never_run(seg_run, demo_root, seg_base, tmp_path):
     """A package or runner checkpoint whose config would run a command:
     export_task, MultiTaskModel, tools/test.py and --resume read the config
@@ -767,7 +767,7 @@ def test_config_text_is_never_run(seg_run, demo_root, seg_base, tmp_path):
             export_task(data, str(tmp_path / 'none.pth'))
         with pytest.raises(ValueError, match='which no registry holds'):
             MultiTaskModel(dict(task=data))
-    run(tool('test.py') + [
+    run_in_process('test.py', [
         seg_run['config'], text_only, '--work-dir', str(tmp_path / 'test'),
         '--cfg-options'
     ] + data_options(demo_root))
@@ -793,7 +793,6 @@ def vpt_run(demo_root, seg_base, tmp_path_factory):
                 package=str(work_dir / 'task.pth'))
 
 
-@pytest.mark.tool
 def test_checkpoint_of_another_method_is_refused(vpt_run, seg_run, demo_root,
                                                  tmp_path):
     """The VPT demo's checkpoint and package with the CVPT demo config: an
@@ -804,13 +803,13 @@ def test_checkpoint_of_another_method_is_refused(vpt_run, seg_run, demo_root,
         r"config " \
         r"builds CVPTViT \(.*ca_position=3, ca_weights='shared'; "
     for checkpoint in (vpt_run['checkpoint'], vpt_run['package']):
-        proc = run_unchecked(tool('test.py') + [
+        status, out = run_cli_in_process('test.py', [
             seg_run['config'], checkpoint, '--work-dir',
             str(tmp_path / 'test'), '--cfg-options'
         ] + data_options(demo_root))
-        assert proc.returncode != 0
-        assert re.search(both, proc.stdout), proc.stdout[-3000:]
-        assert not re.search(r'mIoU: \d', proc.stdout)
+        assert status != 0
+        assert re.search(both, out), out[-3000:]
+        assert not re.search(r'mIoU: \d', out)
     with pytest.raises(RuntimeError, match=both):
         MultiTaskModel().add_task('vpt', vpt_run['package'],
                                   config=seg_run['config'])

@@ -3,6 +3,7 @@ and Eva modules (DINOv2 with and without registers, CLIP, SigLIP, EVA-02),
 small models built and saved here."""
 import math
 import os.path as osp
+import sys
 
 import pytest
 import timm
@@ -14,7 +15,7 @@ from timm.layers import apply_rot_embed_cat
 from mmseg_cvpt.apis import build_model
 from mmseg_cvpt.engine import load_config
 from mmseg_cvpt.models import calibrate_prompts
-from tiny_runs import REPO, check_test_output, data_options, run, tool
+from tiny_runs import REPO, check_test_output, data_options, run_in_process
 
 # (timm model, configured input size, patch size)
 MODELS_UNDER_TEST = [
@@ -463,17 +464,28 @@ def test_demo_configs_load_the_shipped_dinov2_style_vit():
             assert torch.equal(value, weights[key]), (config, key)
 
 
-@pytest.mark.tool
-def test_timm_demo_trains_and_tests_with_aug_test(tmp_path, demo_root):
+@pytest.fixture
+def dynamo_reset():
+    """Forget dynamo's compiled code after the test: a compiled run in this
+    process leaves it (and its recompilation counts) on the code objects
+    of our modules for the next test."""
+    yield
+    torch._dynamo.reset()
+
+
+def test_timm_demo_trains_and_tests_with_aug_test(tmp_path, demo_root,
+                                                  dynamo_reset):
     """tools/train.py on the timm demo (CVPT) with ``--amp --compile``: bf16
     autocast (AutocastOptimWrapper on a CPU), mmengine's compiled train
     step (the config's ``compile`` dict gives the backend: dynamo's graphs
     run eagerly, without inductor's C++ build, for speed; the compiled
     graphs' numbers are checked in test_precision_and_compile.py); then
-    tools/test.py --aug-test on its tuned-only checkpoint."""
+    tools/test.py --aug-test on its tuned-only checkpoint. Both in this
+    process, the compiled code forgotten first (dynamo_reset)."""
+    torch._dynamo.reset()
     work_dir = tmp_path / 'train'
-    out = run(tool('train.py') + [
-        TIMM_DEMO['cvpt'], '--work-dir', str(work_dir), '--amp', '--compile',
+    out = run_in_process('train.py', [
+        TIMM_DEMO['cvpt'], '--work-dir', work_dir, '--amp', '--compile',
         '--cfg-options', *data_options(demo_root, 1),
         'compile.backend=eager'])
     if not torch.cuda.is_available():
@@ -483,22 +495,39 @@ def test_timm_demo_trains_and_tests_with_aug_test(tmp_path, demo_root):
     saved = torch.load(checkpoint, weights_only=False)['state_dict']
     assert not any(k.startswith('backbone.model.') or '_orig_mod' in k
                    for k in saved)
-    out = run(tool('test.py') + [TIMM_DEMO['cvpt'], str(checkpoint),
-                                 '--aug-test', '--work-dir',
-                                 str(tmp_path / 'test'), '--cfg-options'] +
-              data_options(demo_root))
+    out = run_in_process('test.py', [
+        TIMM_DEMO['cvpt'], checkpoint, '--aug-test', '--work-dir',
+        tmp_path / 'test', '--cfg-options', *data_options(demo_root)])
     check_test_output(out, str(tmp_path / 'test'))
     assert 'views of' in out
 
 
-@pytest.mark.tool
-def test_dinov2_style_pretraining_is_bit_exact(tmp_path):
+@pytest.fixture
+def torch_globals(monkeypatch):
+    """Restore what tools/misc/pretrain_tiny_vit.py sets for the process
+    after the test: torch's threads, deterministic algorithms, the global
+    RNG state, and ``sys.path`` (the tool puts tools/misc first)."""
+    monkeypatch.setattr(sys, 'path', list(sys.path))
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    rng = torch.get_rng_state()
+    yield
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+    torch.set_rng_state(rng)
+
+
+def test_dinov2_style_pretraining_is_bit_exact(tmp_path, torch_globals):
     """--style dinov2 writes a timm checkpoint of the demo's DINOv2-style
-    ViT, the same bytes every run."""
+    ViT, the same bytes every run (two runs in this process: the tool seeds
+    torch and its data generators and sets one thread and deterministic
+    algorithms itself)."""
     paths = [tmp_path / f'run{i}.pth' for i in (1, 2)]
     for path in paths:
-        run(tool('misc/pretrain_tiny_vit.py') +
-            [str(path), '--style', 'dinov2', '--steps', '3', '--batch', '8'])
+        run_in_process('misc/pretrain_tiny_vit.py',
+                       [path, '--style', 'dinov2', '--steps', '3', '--batch',
+                        '8'])
     first, second = (open(path, 'rb').read() for path in paths)
     assert first == second
     weights = torch.load(paths[0], weights_only=True)

@@ -17,7 +17,7 @@ import textwrap
 import traceback
 from contextlib import redirect_stderr, redirect_stdout
 
-from mmseg_cvpt.engine.cli import run_tool
+from mmseg_cvpt.engine.cli import forget_visualizers, run_tool
 from tool_loading import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -110,19 +110,6 @@ def start(args, env=None, stdout=subprocess.PIPE):
         stdout=stdout,
         stderr=subprocess.STDOUT,
         text=True)
-
-
-def forget_visualizers():
-    """Drop the visualizers earlier runners of this process made. mmseg's
-    configs name theirs 'visualizer', and mmengine hands a runner the
-    existing instance of that name, with the earlier run's folder: its
-    scalars (validation mIoU) would be written there."""
-    from mmengine.visualization import Visualizer
-    classes = [Visualizer]
-    while classes:
-        cls = classes.pop()
-        cls._instance_dict.clear()
-        classes += cls.__subclasses__()
 
 
 def run_in_process_unchecked(name, argv):

@@ -7,12 +7,15 @@ config that cannot be used: :data:`INPUT_ERRORS`) ends the tool with
 on a bad option; anything else is a problem of ours and keeps its traceback.
 ``--debug`` (every tool's option, :func:`add_debug_argument`) shows the
 traceback of input errors too. Called in-process (``main(argv)``), the tools
-raise as before.
+raise as before. :func:`run_as_command` runs a tool script in this
+interpreter as its command line would (one interpreter start for several
+tools).
 """
 import argparse
 import os.path as osp
+import runpy
 import sys
-from typing import Callable
+from typing import Callable, List
 
 from mmengine.config.utils import ConfigParsingError
 
@@ -56,3 +59,34 @@ def run_tool(main: Callable) -> None:
         print(f'{prog}: error: {one_line(error)}', file=sys.stderr)
         sys.exit(2)
     sys.exit(status if isinstance(status, int) else 0)
+
+
+def forget_visualizers() -> None:
+    """Drop the visualizers that earlier runners of this process made.
+    mmseg's configs name theirs 'visualizer', and mmengine hands a new
+    runner the existing instance of that name, with the earlier run's
+    folder: the new run's scalars (its mIoU) would be written there."""
+    from mmengine.visualization import Visualizer
+    classes = [Visualizer]
+    while classes:
+        cls = classes.pop()
+        cls._instance_dict.clear()
+        classes += cls.__subclasses__()
+
+
+def run_as_command(argv: List[str]) -> int:
+    """Run the tool script ``argv[0]`` with the arguments ``argv[1:]`` in
+    this interpreter, as ``python argv...`` would; its exit status."""
+    forget_visualizers()
+    saved = sys.argv
+    sys.argv = list(argv)
+    try:
+        runpy.run_path(argv[0], run_name='__main__')
+    except SystemExit as end:
+        if end.code is None or isinstance(end.code, int):
+            return end.code or 0
+        print(end.code, file=sys.stderr)
+        return 1
+    finally:
+        sys.argv = saved
+    return 0

@@ -18,11 +18,12 @@ for ``vitb_vtab_fgvc.py`` the classification ones (give the task:
    training, then ``tools/test.py --aug-test`` for the multi-scale mIoU;
    classification (mmpretrain configs): top-1 from that validation.
 
-Each run also reports its trainable parameters (counted in the model the
-config builds: what the method tunes and the heads), the median train time
-per iteration, the peak memory (CPU: the training process's peak resident
-set; GPU: the runner's logged peak of allocated memory) and the
-checkpoint's size.
+A run's two tools run one after the other in one process (one interpreter
+start). Each run also reports its trainable parameters (counted in the
+model the config builds: what the method tunes and the heads), the median
+train time per iteration, the peak memory (CPU: the process's peak
+resident set at the end of training; GPU: the runner's logged peak of
+allocated memory) and the checkpoint's size.
 
 A run's key is everything that changes its result: method, P, seed, the
 method config (path and content, its bases included), the options
@@ -53,6 +54,7 @@ import hashlib
 import json
 import os
 import os.path as osp
+import resource
 import statistics
 import subprocess
 import sys
@@ -71,6 +73,7 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEFAULT_CONFIG = 'configs/cvpt/upernet_vittiny_ade20k_demo.py'
+STEPS_OPTION = '--run-steps'  # how launch() starts a run's child process
 
 
 @dataclass(frozen=True)
@@ -251,19 +254,70 @@ def read_json_lines(pattern: str) -> List[dict]:
     return lines
 
 
-def launch(command: List[str], log: str, threads: int) -> int:
-    """Run ``command``, output to ``log``; its peak resident set in KiB."""
+#: in a step's command: the checkpoint the training step wrote last
+LAST_CHECKPOINT = '<the checkpoint the training wrote last>'
+
+
+def launch(steps: List[List[str]], logs: List[str], train_dir: str,
+           threads: int) -> int:
+    """Run the tools ``steps`` (argv lists: tools/train.py, then
+    tools/test.py on :data:`LAST_CHECKPOINT` of ``train_dir``) one after
+    the other in one child process (one interpreter start), the output of
+    each to its log; the child's peak resident set in KiB after the first
+    step (the training's)."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads),
                MKL_NUM_THREADS=str(threads))
-    with open(log, 'w') as out:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out,
-                                   stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(process.pid, 0)
+    spec = osp.join(osp.dirname(logs[0]), 'steps.json')
+    write_atomic(
+        json.dumps(dict(steps=steps, logs=logs, train_dir=train_dir)).encode(),
+        spec)
+    with open(logs[0], 'w') as out:
+        process = subprocess.Popen(
+            [sys.executable, osp.abspath(__file__), STEPS_OPTION, spec],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        _, status, _ = os.wait4(process.pid, 0)
     code = os.waitstatus_to_exitcode(status)
-    if code:
-        raise RuntimeError(f'{osp.basename(command[1])} exited with {code}; '
-                           f'see {log}')
-    return usage.ru_maxrss
+    with open(spec) as file:
+        done = len(json.load(file).get('peaks_kib', []))
+    if code or done < len(steps):
+        raise RuntimeError(f'{osp.basename(steps[done][1])} exited with '
+                           f'{code or 1}; see {logs[done]}')
+    with open(spec) as file:
+        return json.load(file)['peaks_kib'][0]
+
+
+def last_checkpoint(train_dir: str) -> str:
+    with open(osp.join(train_dir, 'last_checkpoint')) as file:
+        return file.read().strip()
+
+
+def run_steps(spec: str) -> int:
+    """The child process of :func:`launch`: each step as its command line
+    runs it, in this interpreter, its output to its log (file descriptors 1
+    and 2); after each, the process's peak resident set (KiB) added to the
+    spec's ``peaks_kib``. The first failing step's status ends it."""
+    from mmseg_cvpt.engine.cli import run_as_command
+    with open(spec) as file:
+        todo = json.load(file)
+    todo['peaks_kib'] = []
+    for argv, log in zip(todo['steps'], todo['logs']):
+        argv = [last_checkpoint(todo['train_dir']) if a == LAST_CHECKPOINT
+                else a for a in argv[1:]]  # argv[0]: the interpreter
+        sys.stdout.flush()
+        sys.stderr.flush()
+        out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(out, 1)
+        os.dup2(out, 2)
+        os.close(out)
+        code = run_as_command(argv)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if code:
+            return code
+        todo['peaks_kib'].append(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        write_atomic(json.dumps(todo).encode(), spec)
+    return 0
 
 
 def metric_of(lines: List[dict], key: str) -> Optional[float]:
@@ -279,11 +333,17 @@ def train_and_evaluate(run: Run, config: str, work: str, args) -> dict:
              train_dir]
     if osp.isfile(osp.join(train_dir, 'last_checkpoint')):
         train.append('--resume')
-    train_log = osp.join(work, 'train.log')
-    peak_kib = launch(train + ['--cfg-options', *options], train_log,
-                      args.threads)
-    with open(osp.join(train_dir, 'last_checkpoint')) as file:
-        checkpoint = file.read().strip()
+    steps = [train + ['--cfg-options', *options]]
+    logs = [osp.join(work, 'train.log')]
+    test_dir = osp.join(work, 'test_aug')
+    if not args.no_aug_test and not args.classification:
+        steps.append([
+            sys.executable, 'tools/test.py', config, LAST_CHECKPOINT,
+            '--aug-test', '--work-dir', test_dir, '--cfg-options', *options
+        ])
+        logs.append(osp.join(work, 'test_aug.log'))
+    peak_kib = launch(steps, logs, train_dir, args.threads)
+    checkpoint = last_checkpoint(train_dir)
     scalars = read_json_lines(osp.join(train_dir, '*', 'vis_data',
                                        'scalars.json'))
     iteration_times = [line['time'] for line in scalars
@@ -301,12 +361,8 @@ def train_and_evaluate(run: Run, config: str, work: str, args) -> dict:
                           if iteration_times else None),
         peak_mib=max(gpu_memory) if gpu_memory else peak_kib / 1024,
         checkpoint_kib=osp.getsize(checkpoint) / 1024,
-        checkpoint=checkpoint, log=train_log)
-    if not classification and not args.no_aug_test:
-        test_dir = osp.join(work, 'test_aug')
-        launch([sys.executable, 'tools/test.py', config, checkpoint,
-                '--aug-test', '--work-dir', test_dir, '--cfg-options',
-                *options], osp.join(work, 'test_aug.log'), args.threads)
+        checkpoint=checkpoint, log=logs[0])
+    if len(steps) > 1:
         result['accuracy_ms'] = metric_of(
             read_json_lines(osp.join(test_dir, '*', '*.json')), 'mIoU')
     return result
@@ -511,8 +567,10 @@ def parse_args(argv=None) -> argparse.Namespace:
             parser.error(str(error))
         except Exception as error:  # whatever stops the config loading
             parser.error(f'the {method} config does not load: {error!r}')
+    cfg = read_config(args.config)
+    # classification (mmpretrain configs): top-1, no multi-scale test
+    args.classification = cfg.get('default_scope') == 'mmpretrain'
     if args.iters:
-        cfg = read_config(args.config)
         if 'max_epochs' in cfg.get('train_cfg', {}):
             parser.error('--iters: this config trains by epoch '
                          '(train_cfg.max_epochs); give --cfg-options '
@@ -573,4 +631,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
+    if sys.argv[1:2] == [STEPS_OPTION]:  # a run's child process
+        sys.exit(run_steps(sys.argv[2]))
     sys.exit(main())
