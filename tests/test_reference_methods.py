@@ -14,8 +14,7 @@ from mmseg.registry import MODELS
 import mmseg_cvpt  # noqa: F401  (registers the backbones)
 from mmseg_cvpt.engine import load_config
 from tiny_runs import (REPO, check_test_output, data_options, parse_counts,
-                       printed_miou, run, run_in_process, tool,
-                       validation_metric)
+                       printed_miou, run, run_in_process, validation_metric)
 from tool_loading import count_params_output
 
 DIMS, HEADS, LAYERS = 32, 4, 3
@@ -323,15 +322,16 @@ def test_merged_lora_checkpoint_runs_in_stock_mmseg(tmp_path, demo_root):
     """tools/export_task.py --merge: a full checkpoint without LoRA tensors
     and a config without custom_imports, which mmseg's own tools/test.py
     evaluates (mmseg_cvpt never imported) to the mIoU of the unmerged
-    model under our tools/test.py."""
+    model under our tools/test.py (in this process: mmseg's runs in its
+    own)."""
     import mmseg
     config = osp.join(REPO, 'configs', 'lora', DEMOS['mmseg'])
     work_dir = tmp_path / 'train'
-    run(tool('train.py') + [config, '--work-dir', str(work_dir),
-                            '--cfg-options'] + data_options(demo_root, 2))
+    run_in_process('train.py', [config, '--work-dir', work_dir,
+                                '--cfg-options', *data_options(demo_root, 2)])
     tuned = str(work_dir / 'iter_2.pth')
     merged = str(tmp_path / 'merged.pth')
-    run(tool('export_task.py') + [tuned, '--merge', '--out', merged])
+    run_in_process('export_task.py', [tuned, '--merge', '--out', merged])
     saved = torch.load(merged, weights_only=True)
     assert not any('updates' in k for k in saved['state_dict'])
     assert 'backbone.layers.0.attn.attn.in_proj_weight' in saved['state_dict']
@@ -339,9 +339,9 @@ def test_merged_lora_checkpoint_runs_in_stock_mmseg(tmp_path, demo_root):
     assert 'mmseg_cvpt' not in stock_config.read_text()
     test_options = [o for o in data_options(demo_root)
                     if not o.startswith('train_dataloader')]
-    ours = run(tool('test.py') + [config, tuned, '--work-dir',
-                                  str(tmp_path / 'ours'), '--cfg-options'] +
-               test_options)
+    ours = run_in_process('test.py', [config, tuned, '--work-dir',
+                                      tmp_path / 'ours', '--cfg-options',
+                                      *test_options])
     stock_test = osp.join(osp.dirname(mmseg.__file__), '.mim', 'tools',
                           'test.py')
     stock = run([sys.executable, stock_test, str(stock_config), merged,
