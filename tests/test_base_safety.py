@@ -19,7 +19,7 @@ from test_pretrained_demo import SHIPPED
 from test_task_packages import (  # noqa: F401 (fixtures)
     assert_same_state, base_moved, seg_base, seg_run,
     state_of, train_demo)
-from tiny_runs import data_options, run, tool
+from tiny_runs import data_options, run_in_process
 
 pytestmark = pytest.mark.filterwarnings('ignore:pkg_resources is deprecated')
 # the shipped demo ViT's fingerprint, as it was before the canonical form
@@ -94,7 +94,6 @@ def test_unreadable_recorded_base_falls_back(seg_run, seg_base, tmp_path):
         load_into_demo(cfg, relative)
 
 
-@pytest.mark.tool
 def test_fp16_base_trains_tests_and_exports(demo_root, tmp_path):
     weights = torch.load(SHIPPED)
     assert fingerprint(weights) == SHIPPED_FINGERPRINT  # fp32: unchanged
@@ -107,9 +106,10 @@ def test_fp16_base_trains_tests_and_exports(demo_root, tmp_path):
     runner = train_demo(demo_root, tmp_path / 'train', 2, base)
     tuned = str(tmp_path / 'train' / 'iter_2.pth')
     runner.cfg.dump(str(tmp_path / 'config.py'))
-    run(tool('test.py') + [str(tmp_path / 'config.py'), tuned, '--work-dir',
-                           str(tmp_path / 'test'), '--cfg-options'] +
-        data_options(demo_root))
+    run_in_process('test.py', [
+        str(tmp_path / 'config.py'), tuned, '--work-dir',
+        str(tmp_path / 'test'), '--cfg-options'
+    ] + data_options(demo_root))
     package = str(tmp_path / 'task.pth')
     export_task(tuned, package)
     model = load_into_demo(runner.cfg, package)

@@ -5,7 +5,6 @@ import csv
 import io
 import json
 import os.path as osp
-import subprocess
 import sys
 from contextlib import redirect_stdout
 from statistics import mean
@@ -16,6 +15,7 @@ from mmengine import Config
 from mmseg_cvpt.datasets import (FGVC, TASKS, VTAB1k, VTAB_GROUPS,
                                  resolve_task)
 from mmseg_cvpt.datasets.results_table import load_rows, write_table
+from tiny_runs import run_cli_in_process
 from tool_loading import load_tool
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -47,13 +47,12 @@ def print_config(config, *options):
     return out.getvalue()
 
 
-@pytest.mark.tool
 def test_print_config_resolves_dtd():
-    """The documented command, as a subprocess."""
-    out = subprocess.run(
-        [sys.executable, 'tools/misc/print_config.py', CONFIGS['cvpt'],
-         '--cfg-options', 'task=dtd'],
-        cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    """The documented command, as its command line runs it (in this
+    process)."""
+    status, out = run_cli_in_process(
+        'misc/print_config.py', [CONFIGS['cvpt'], '--cfg-options', 'task=dtd'])
+    assert status == 0, out[-3000:]
     assert 'num_classes=47' in out
     assert 'num_prompts=10' in out
     assert 'lr=0.001' in out

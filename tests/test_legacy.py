@@ -16,7 +16,7 @@ import torch
 
 from mmseg_cvpt.apis.task_package import build_model
 from mmseg_cvpt.engine import check_loaded_state, load_config
-from tiny_runs import REPO, data_options, run, tool
+from tiny_runs import REPO, data_options, run_in_process
 
 FIXTURE = osp.join(REPO, 'tests', 'legacy', '3af09e5')
 METHODS = ('cvpt', 'vpt', 'bpt', 'davpt', 'baseline')
@@ -48,7 +48,6 @@ def test_legacy_state_dict_gives_the_same_outputs(method):
     assert (logits - fixture['logits']).abs().max() < TOLERANCE
 
 
-@pytest.mark.tool
 def test_legacy_runner_checkpoint_resumes(tmp_path, demo_root):
     """A tuned-only runner checkpoint of the earlier code resumes: the
     frozen ViT comes back from the config's pretrained checkpoint (the
@@ -59,7 +58,7 @@ def test_legacy_runner_checkpoint_resumes(tmp_path, demo_root):
     checkpoint = work_dir / 'iter_2.pth'
     shutil.copy(osp.join(FIXTURE, 'runner', 'iter_2.pth'), checkpoint)
     (work_dir / 'last_checkpoint').write_text(str(checkpoint))
-    out = run(tool('train.py') + [
+    out = run_in_process('train.py', [
         demo_config('cvpt'), '--work-dir', str(work_dir), '--resume',
         '--cfg-options'
     ] + data_options(demo_root, iters=4))

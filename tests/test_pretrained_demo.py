@@ -14,8 +14,8 @@ from mmseg.registry import MODELS
 
 from mmseg_cvpt.apis.task_package import build_model
 from mmseg_cvpt.engine import load_config
-from tiny_runs import (DEMO_CFG, REPO, data_options, run, run_unchecked,
-                       saved_miou, tool, validation_metric)
+from tiny_runs import (DEMO_CFG, REPO, data_options, pretrain_tiny_vit, run,
+                       run_unchecked, saved_miou, tool, validation_metric)
 from tool_loading import load_tool
 
 SHIPPED = osp.join(REPO, 'pretrain', 'vit_tiny_demo_mmseg.pth')
@@ -47,12 +47,10 @@ def assert_loads_exactly(checkpoint):
 def pretrained(tmp_path_factory):
     """A handful of pretraining steps: (mmseg checkpoint, its output)."""
     out = tmp_path_factory.mktemp('pretrain') / 'vit_tiny_demo_mmseg.pth'
-    output = run(tool('misc/pretrain_tiny_vit.py') +
-                 [str(out), '--steps', '3', '--batch', '8'])
+    output = pretrain_tiny_vit(out, '--steps', '3', '--batch', '8')
     return str(out), output
 
 
-@pytest.mark.tool
 def test_pretraining_writes_timm_and_converted_checkpoints(pretrained):
     checkpoint, output = pretrained
     timm_path = checkpoint.replace('_mmseg', '_timm')
@@ -66,13 +64,11 @@ def test_pretraining_writes_timm_and_converted_checkpoints(pretrained):
                        timm['blocks.3.attn.qkv.weight'])
 
 
-@pytest.mark.tool
 def test_pretraining_is_bit_exact(pretrained, tmp_path):
     """The same command writes the same bytes (the shipped file's claim)."""
     checkpoint, _ = pretrained
     again = tmp_path / 'vit_tiny_demo_mmseg.pth'
-    run(tool('misc/pretrain_tiny_vit.py') +
-        [str(again), '--steps', '3', '--batch', '8'])
+    pretrain_tiny_vit(again, '--steps', '3', '--batch', '8')
 
     def digest(path):
         with open(path, 'rb') as file:

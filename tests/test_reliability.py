@@ -29,7 +29,7 @@ from mmseg_cvpt.engine import (check_loaded_state, check_train_inputs,
                                remove_stale_temporaries)
 from mmseg_cvpt.engine.checkpoint import atomic_text_writes
 from tiny_runs import (DEMO_CFG, REPO, data_options, free_port, module_env,
-                       run, run_unchecked, start, tool, tool_env,
+                       run, run_cli_in_process, start, tool, tool_env,
                        write_config)
 from tool_loading import load_tool
 
@@ -46,7 +46,6 @@ def build_demo_model(**backbone):
 
 
 # ---- 1. checkpoints of another architecture ------------------------------
-@pytest.mark.tool
 def test_test_tool_refuses_checkpoint_of_another_architecture(
         demo_root, tmp_path):
     """A 96-wide checkpoint for the 64-wide demo model: an error naming the
@@ -54,16 +53,16 @@ def test_test_tool_refuses_checkpoint_of_another_architecture(
     ckpt = tmp_path / 'wide.pth'
     torch.save(
         dict(state_dict=build_demo_model(embed_dims=96).state_dict()), ckpt)
-    proc = run_unchecked(
-        tool('test.py') +
+    status, out = run_cli_in_process(
+        'test.py',
         [DEMO_CFG, str(ckpt), '--work-dir',
          str(tmp_path / 'test'), '--cfg-options'] + data_options(demo_root))
-    assert proc.returncode != 0
+    assert status != 0
     # every width-dependent tensor, the ViT's final norm included
     assert 'The checkpoint does not fit the model: 59 tensors of another ' \
         'shape: backbone.cls_token (1, 1, 96) (model: (1, 1, 64))' \
-        in proc.stdout, proc.stdout[-3000:]
-    assert not re.search(r'mIoU: \d', proc.stdout)
+        in out, out[-3000:]
+    assert not re.search(r'mIoU: \d', out)
 
 
 @pytest.fixture(scope='module')
@@ -491,17 +490,15 @@ def test_empty_image_folder_is_named(check_dataset, demo_root, tmp_path,
     assert f'Data set folder is empty: {images}' in out
 
 
-@pytest.mark.tool
-def test_train_reports_all_missing_inputs_before_the_config_dump(tmp_path):
+def test_train_reports_all_missing_inputs_before_the_config_dump(
+        tmp_path, monkeypatch):
     """The ViT-B config with neither its data nor its pretrained weights:
     one error names both, before the runner prints the config."""
     cfg = osp.join(REPO, 'configs', 'cvpt', 'upernet_vitb_ade20k.py')
-    proc = run_unchecked(
-        tool('train.py') + [cfg, '--work-dir',
-                            str(tmp_path / 'work')],
-        cwd=tmp_path)
-    assert proc.returncode != 0
-    out = proc.stdout
+    monkeypatch.chdir(tmp_path)  # the config's relative paths start here
+    status, out = run_cli_in_process(
+        'train.py', [cfg, '--work-dir', str(tmp_path / 'work')])
+    assert status != 0
     data = tmp_path / 'data' / 'ade' / 'ADEChallengeData2016' / 'images'
     assert f'Data set folder not found: {data}/training' in out, out[-3000:]
     assert f'Data set folder not found: {data}/validation' in out

@@ -1,8 +1,10 @@
 """End-to-end checks of the segmentation workflow on tiny CPU runs.
 
-The tools run as a user runs them (subprocesses from the repository root) on
-a few synthetic 64x64 scenes of tools/misc/make_ade20k_demo.py with the demo
-config (configs/cvpt/upernet_vittiny_ade20k_demo.py). The package must be
+The tools run as their command lines run them, in this process
+(tests/tiny_runs.py; distributed training and a fresh interpreter outside the
+repo are processes), on a few synthetic 64x64 scenes of
+tools/misc/make_ade20k_demo.py with the demo config
+(configs/cvpt/upernet_vittiny_ade20k_demo.py). The package must be
 installed (``pip install -e .``) for ``mmseg_cvpt::`` configs to resolve.
 """
 import os.path as osp
@@ -14,8 +16,8 @@ import torch
 import mmseg_cvpt.engine  # noqa: F401  (torch.load of runner checkpoints)
 from tiny_runs import (BASELINE_CFG, CVPT_CFG, DEMO_CFG, VPT_CFG,
                        check_test_output, data_options, dist_train_demo,
-                       parse_counts, run, run_in_process, run_unchecked,
-                       tool, train_demo, validation_metric, write_config)
+                       parse_counts, run, run_cli_in_process, run_in_process,
+                       train_demo, validation_metric, write_config)
 from tool_loading import load_tool
 
 pytestmark = pytest.mark.filterwarnings('ignore:pkg_resources is deprecated')
@@ -132,27 +134,31 @@ model = dict(backbone=dict(num_prompts=50))
 '''
 
 
-@pytest.mark.tool
-def test_inherit_via_tools(tmp_path):
-    """A config outside the repo builds through our tools (ViT-B, P=50)."""
+def test_inherit_via_tools(tmp_path, monkeypatch):
+    """A config outside the repo builds through our tools (ViT-B, P=50),
+    run in this process from the config's folder (that a fresh interpreter
+    outside the repo resolves ``mmseg_cvpt::`` bases: test_inherit_via_import
+    below)."""
     cfg = write_config(tmp_path / 'my_cvpt.py', DOWNSTREAM)
-    counts = parse_counts(
-        run(tool('analysis/count_params.py') + [cfg], cwd=tmp_path))
+    monkeypatch.chdir(tmp_path)
+    status, out = run_cli_in_process('analysis/count_params.py', [cfg])
+    assert status == 0, out[-6000:]
+    counts = parse_counts(out)
     assert counts['backbone'] == 12 * 50 * 768
     # train.py stops before training, naming the missing data set
-    proc = run_unchecked(
-        tool('train.py') + [cfg, '--work-dir', str(tmp_path / 'work')],
-        cwd=tmp_path)
-    assert proc.returncode != 0
+    status, out = run_cli_in_process(
+        'train.py', [cfg, '--work-dir', tmp_path / 'work'])
+    assert status != 0
     expected = osp.join(str(tmp_path), 'data', 'ade', 'ADEChallengeData2016',
                         'images', 'training')
-    assert f'Data set folder not found: {expected}' in proc.stdout, \
-        proc.stdout[-3000:]
+    assert f'Data set folder not found: {expected}' in out, out[-3000:]
 
 
 @pytest.mark.tool
 def test_inherit_via_import(tmp_path):
-    """``import mmseg_cvpt`` is all a script needs before Config.fromfile."""
+    """``import mmseg_cvpt`` is all a script needs before Config.fromfile:
+    a fresh interpreter outside the repo (a process: this one has imported
+    and registered everything already)."""
     cfg = write_config(tmp_path / 'my_cvpt.py', DOWNSTREAM)
     script = ('import mmseg_cvpt\n'
               'from mmengine.config import Config\n'

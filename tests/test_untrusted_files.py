@@ -4,13 +4,14 @@ deep JSON and files that are no checkpoint are errors naming the file, and
 the tools end such input with one line and exit status 2. Tiny demo
 models, CPU, no training."""
 import json
-import os
 import os.path as osp
 import pickle
+import re
 import struct
 import sys
 
 import pytest
+import timm
 import torch
 from mmengine.runner import load_checkpoint
 from mmseg.registry import MODELS
@@ -26,7 +27,7 @@ from mmseg_cvpt.engine.file_arguments import (DROP, FILE_ARGUMENTS, REFUSE,
                                               strip_file_arguments)
 from mmseg_cvpt.models.families.timm_vit import TimmViT
 from test_reliability import log_lines
-from tiny_runs import DEMO_CFG, REPO, run_unchecked, tool
+from tiny_runs import DEMO_CFG, REPO, run_cli_in_process
 from tool_loading import load_tool
 
 pytestmark = pytest.mark.filterwarnings('ignore:pkg_resources is deprecated')
@@ -200,21 +201,26 @@ def test_shipped_configs_file_arguments_have_decisions():
 
 
 # ---- timm names -------------------------------------------------------------
-def online_at(url):
-    """The environment of a process whose Hugging Face Hub is ``url``,
-    online (``HF_HUB_OFFLINE`` unset)."""
-    env = dict(os.environ, HF_ENDPOINT=url)
-    env.pop('HF_HUB_OFFLINE', None)
-    return env
+def online_at(url, monkeypatch):
+    """Make this process's Hugging Face Hub ``url``, online: the
+    environment (``HF_ENDPOINT`` set, ``HF_HUB_OFFLINE`` unset) and what
+    huggingface_hub read from it at import."""
+    from huggingface_hub import constants
+    monkeypatch.setenv('HF_ENDPOINT', url)
+    monkeypatch.delenv('HF_HUB_OFFLINE', raising=False)
+    monkeypatch.setattr(constants, 'ENDPOINT', url)
+    monkeypatch.setattr(constants, 'HUGGINGFACE_CO_URL_TEMPLATE',
+                        url + '/{repo_id}/resolve/{revision}/{filename}')
+    monkeypatch.setattr(constants, 'HF_HUB_OFFLINE', False)
 
 
-@pytest.mark.tool
 def test_hf_hub_timm_name_in_a_package_is_refused(packages, tmp_path,
-                                                  http_server):
+                                                  http_server, monkeypatch):
     """A package naming ``hf-hub:ORG/NAME`` is refused by name, by
-    tools/export_task.py and MultiTaskModel, in processes whose Hub is the
-    local server and online: no request. timm itself, in the same
-    environment, fetches the model's config.json from that server."""
+    tools/export_task.py and MultiTaskModel, in this process with its Hub
+    made the local server and online: no request. timm itself, in the same
+    process, fetches the model's config.json from that server (so the Hub
+    is that server indeed)."""
     url, requests = http_server
     poisoned = with_config(packages['timm', '.safetensors'],
                            tmp_path / 'p.safetensors',
@@ -222,17 +228,16 @@ def test_hf_hub_timm_name_in_a_package_is_refused(packages, tmp_path,
                                    'hf-hub:org/name'))
     refused = ("model_name='hf-hub:org/name' names a model outside timm's "
                'registry (hf-hub:)')
-    out = run_unchecked(tool('export_task.py') + [
-        poisoned, '--out', str(tmp_path / 'out.pth')], env=online_at(url))
-    assert out.returncode == 2
-    assert f'export_task.py: error: TimmViT: {refused}' in out.stdout
-    out = run_unchecked([sys.executable, '-c', (
-        'from mmseg_cvpt.apis import MultiTaskModel\n'
-        f'MultiTaskModel(dict(task={poisoned!r}))')], env=online_at(url))
-    assert out.returncode == 1 and refused in out.stdout
+    online_at(url, monkeypatch)
+    status, out = run_cli_in_process('export_task.py', [
+        poisoned, '--out', str(tmp_path / 'out.pth')])
+    assert status == 2
+    assert f'export_task.py: error: TimmViT: {refused}' in out
+    with pytest.raises(ValueError, match=re.escape(refused)):
+        MultiTaskModel(dict(task=poisoned))
     assert requests == []
-    run_unchecked([sys.executable, '-c', 'import timm; timm.create_model('
-                   "'hf-hub:org/name', pretrained=False)"], env=online_at(url))
+    with pytest.raises(Exception):  # the server answers 404
+        timm.create_model('hf-hub:org/name', pretrained=False)
     assert '/org/name/resolve/main/config.json' in requests
 
 

@@ -2,7 +2,8 @@
 checkpoints, a warning on ``--resume``, an error with ``--strict-resume``.
 
 One 2-process run (tools/dist_train.sh, two gloo ranks) of 2 iterations;
-its work dir is copied and resumed with 1 process, as a user would.
+its work dir is copied and resumed with 1 process, as a user would: that
+process is this one (tools/train.py as its command line runs it).
 """
 import os
 import re
@@ -12,7 +13,7 @@ import pytest
 import torch
 
 from tiny_runs import (DEMO_CFG, data_options, dist_train_demo,
-                       run_unchecked, tool)
+                       run_cli_in_process)
 
 pytestmark = pytest.mark.filterwarnings('ignore:pkg_resources is deprecated')
 
@@ -29,12 +30,13 @@ def two_ranks(demo_root, tmp_path_factory):
 
 
 def resume(work_dir, demo_root, iters, *flags):
-    """``tools/train.py --resume`` with 1 process, on to ``iters``."""
-    return run_unchecked(
-        tool('train.py') +
-        [DEMO_CFG, '--work-dir',
-         str(work_dir), '--resume', *flags, '--cfg-options'] +
-        data_options(demo_root) + [f'train_cfg.max_iters={iters}'])
+    """``tools/train.py --resume`` with 1 process (this one), on to
+    ``iters``: ``(exit status, what it printed)``."""
+    return run_cli_in_process(
+        'train.py',
+        [DEMO_CFG, '--work-dir', work_dir, '--resume', *flags,
+         '--cfg-options'] + data_options(demo_root) +
+        [f'train_cfg.max_iters={iters}'])
 
 
 def copy_run(two_ranks, work_dir):
@@ -57,18 +59,17 @@ def test_resume_with_another_world_size_warns(two_ranks, demo_root,
     """2 processes resumed with 1: a warning naming both, the run goes on;
     resuming that 1-process run with 1 process (strict) says nothing."""
     work_dir = copy_run(two_ranks, tmp_path / 'work')
-    proc = resume(work_dir, demo_root, 3)
-    assert proc.returncode == 0, proc.stdout[-6000:]
-    assert 'resumed epoch: 0, iter: 2' in proc.stdout
-    assert MISMATCH.findall(proc.stdout) == [('2', '1')]
+    status, out = resume(work_dir, demo_root, 3)
+    assert status == 0, out[-6000:]
+    assert 'resumed epoch: 0, iter: 2' in out
+    assert MISMATCH.findall(out) == [('2', '1')]
     assert ('the effective batch size (per-process batch 2 x world size) '
-            'changes from 4 to 2 and the data order changes') in proc.stdout
-    assert 'resume with 2 processes (bash tools/dist_train.sh' in proc.stdout
+            'changes from 4 to 2 and the data order changes') in out
+    assert 'resume with 2 processes (bash tools/dist_train.sh' in out
     assert world_size_of(work_dir / 'iter_3.pth') == 1
 
-    proc = resume(work_dir, demo_root, 4, '--strict-resume')
-    assert proc.returncode == 0, proc.stdout[-6000:]
-    out = proc.stdout
+    status, out = resume(work_dir, demo_root, 4, '--strict-resume')
+    assert status == 0, out[-6000:]
     assert 'resumed epoch: 0, iter: 3' in out
     assert not MISMATCH.search(out)
     assert 'records no world size' not in out
@@ -81,14 +82,14 @@ def test_strict_resume_refuses_another_world_size(two_ranks, demo_root,
     """--strict-resume: the same resume is a one-line error naming both
     world sizes and the fix, before any training."""
     work_dir = copy_run(two_ranks, tmp_path / 'work')
-    proc = resume(work_dir, demo_root, 3, '--strict-resume')
-    assert proc.returncode != 0
+    status, out = resume(work_dir, demo_root, 3, '--strict-resume')
+    assert status != 0
     errors = [
-        line for line in proc.stdout.splitlines()
+        line for line in out.splitlines()
         if '--strict-resume: the checkpoint was saved with world size 2, '
         'this run has world size 1' in line
     ]
-    assert len(errors) == 1, proc.stdout[-6000:]
+    assert len(errors) == 1, out[-6000:]
     assert 'WorldSizeMismatchError' in errors[0] or \
         errors[0].startswith('train.py: error: ')
     assert 'resume with 2 processes' in errors[0]

@@ -169,6 +169,20 @@ def run_in_process(name, argv):
     return out
 
 
+def pretrain_tiny_vit(*argv):
+    """tools/misc/pretrain_tiny_vit.py in this process; what it printed.
+    The torch settings it makes for its exact bytes (one thread,
+    deterministic algorithms) are restored after."""
+    import torch
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    try:
+        return run_in_process('misc/pretrain_tiny_vit.py', argv)
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+
+
 def tool(name):
     return [sys.executable, osp.join(REPO, 'tools', name)]
 
