@@ -1,5 +1,4 @@
 import http.server
-import os
 import threading
 
 import pytest
@@ -10,10 +9,11 @@ from tiny_runs import DUMP_HOOK, make_demo_data, module_env
 
 
 def pytest_configure(config):
-    workers = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', 1))
-    if workers > 1:  # a share of the cores each: the tiny models run
-        # slower when the workers' thread pools contend for the same cores
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+    # One torch thread, as tool_env gives the tools' processes: a result
+    # compared bit for bit with a tool's is computed the same way, and the
+    # tiny models run faster so than with pytest-xdist's workers contending
+    # for the same cores.
+    torch.set_num_threads(1)
     config.addinivalue_line(
         'markers', 'tool: starts processes (a tool run as a user runs it, '
         'distributed runs, signals); -m "not tool" is the fast tier')
