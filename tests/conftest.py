@@ -1,3 +1,4 @@
+import gc
 import http.server
 import threading
 
@@ -17,6 +18,18 @@ def pytest_configure(config):
     config.addinivalue_line(
         'markers', 'tool: starts processes (a tool run as a user runs it, '
         'distributed runs, signals); -m "not tool" is the fast tier')
+
+
+@pytest.fixture(scope='session', autouse=True)
+def imports_left_out_of_garbage_collection():
+    """mmengine's datasets run a full garbage collection when built (two
+    per run); in a test process most objects are the imported modules',
+    which never become garbage: frozen (``gc.freeze``), a collection passes
+    them over (0.7 s a run less)."""
+    gc.collect()
+    gc.freeze()
+    yield
+    gc.unfreeze()
 
 
 @pytest.fixture(autouse=True)
