@@ -144,8 +144,12 @@ def run_cli_in_process(name, argv):
 def as_main(name, argv, call):
     """``call()`` with ``sys.argv`` of ``tools/<name> argv`` and its output
     collected: returned, or on an exception (SystemExit too) set as its
-    ``output``. Visualizers of earlier runs are forgotten first."""
+    ``output``. Visualizers of earlier runs are forgotten first; the
+    loggers that the tool's runners made are closed after (mmengine's
+    current logger is the one it was before)."""
+    from mmengine.logging import MMLogger
     forget_visualizers()
+    loggers = set(MMLogger._instance_dict)
     saved = sys.argv
     sys.argv = [osp.join(REPO, 'tools', name)] + [str(a) for a in argv]
     out = io.StringIO()
@@ -157,6 +161,9 @@ def as_main(name, argv, call):
         raise
     finally:
         sys.argv = saved
+        for made in set(MMLogger._instance_dict) - loggers:
+            for handler in MMLogger._instance_dict.pop(made).handlers:
+                handler.close()
     return out.getvalue()
 
 
