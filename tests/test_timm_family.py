@@ -3,7 +3,6 @@ and Eva modules (DINOv2 with and without registers, CLIP, SigLIP, EVA-02),
 small models built and saved here."""
 import math
 import os.path as osp
-import sys
 
 import pytest
 import timm
@@ -15,7 +14,8 @@ from timm.layers import apply_rot_embed_cat
 from mmseg_cvpt.apis import build_model
 from mmseg_cvpt.engine import load_config
 from mmseg_cvpt.models import calibrate_prompts
-from tiny_runs import REPO, check_test_output, data_options, run_in_process
+from tiny_runs import (REPO, check_test_output, data_options,
+                       pretrain_tiny_vit, run_in_process)
 
 # (timm model, configured input size, patch size)
 MODELS_UNDER_TEST = [
@@ -481,7 +481,9 @@ def test_timm_demo_trains_and_tests_with_aug_test(tmp_path, demo_root,
     run eagerly, without inductor's C++ build, for speed; the compiled
     graphs' numbers are checked in test_precision_and_compile.py); then
     tools/test.py --aug-test on its tuned-only checkpoint. Both in this
-    process, the compiled code forgotten first (dynamo_reset)."""
+    process: dynamo's code of earlier tests is forgotten before the
+    training (it compiles afresh, as in a new process), this one's after
+    (dynamo_reset)."""
     torch._dynamo.reset()
     work_dir = tmp_path / 'train'
     out = run_in_process('train.py', [
@@ -502,32 +504,15 @@ def test_timm_demo_trains_and_tests_with_aug_test(tmp_path, demo_root,
     assert 'views of' in out
 
 
-@pytest.fixture
-def torch_globals(monkeypatch):
-    """Restore what tools/misc/pretrain_tiny_vit.py sets for the process
-    after the test: torch's threads, deterministic algorithms, the global
-    RNG state, and ``sys.path`` (the tool puts tools/misc first)."""
-    monkeypatch.setattr(sys, 'path', list(sys.path))
-    threads = torch.get_num_threads()
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    rng = torch.get_rng_state()
-    yield
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
-    torch.set_rng_state(rng)
-
-
-def test_dinov2_style_pretraining_is_bit_exact(tmp_path, torch_globals):
+def test_dinov2_style_pretraining_is_bit_exact(tmp_path):
     """--style dinov2 writes a timm checkpoint of the demo's DINOv2-style
     ViT, the same bytes every run (two runs in this process: the tool seeds
     torch and its data generators and sets one thread and deterministic
     algorithms itself)."""
     paths = [tmp_path / f'run{i}.pth' for i in (1, 2)]
     for path in paths:
-        run_in_process('misc/pretrain_tiny_vit.py',
-                       [path, '--style', 'dinov2', '--steps', '3', '--batch',
-                        '8'])
+        pretrain_tiny_vit(path, '--style', 'dinov2', '--steps', '3',
+                          '--batch', '8')
     first, second = (open(path, 'rb').read() for path in paths)
     assert first == second
     weights = torch.load(paths[0], weights_only=True)

@@ -178,16 +178,23 @@ def run_in_process(name, argv):
 
 def pretrain_tiny_vit(*argv):
     """tools/misc/pretrain_tiny_vit.py in this process; what it printed.
-    The torch settings it makes for its exact bytes (one thread,
-    deterministic algorithms) are restored after."""
+    What it sets for the process for its exact bytes is restored after:
+    torch's threads, deterministic algorithms, the global RNG state and
+    ``sys.path`` (the tool puts tools/misc first)."""
     import torch
+    path = list(sys.path)
     threads = torch.get_num_threads()
     deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    rng = torch.get_rng_state()
     try:
         return run_in_process('misc/pretrain_tiny_vit.py', argv)
     finally:
+        sys.path[:] = path
         torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(deterministic)
+        torch.use_deterministic_algorithms(deterministic,
+                                           warn_only=warn_only)
+        torch.set_rng_state(rng)
 
 
 def tool(name):
