@@ -78,14 +78,18 @@ def hook_module(tmp_path):
     return module_env(tmp_path, 'dump_trainable_hook', DUMP_HOOK)
 
 
-#: the longest tests (minutes of tool runs each): collected first, so that
+#: the longest tests (tool runs, processes): collected first, so that
 #: pytest-xdist starts them first and its workers finish together
 LONGEST_FIRST = (
     'test_compare_methods_runs_every_method_once_per_setting',
     'test_timm_demo_trains_and_tests_with_aug_test',
-    'test_merged_lora_checkpoint_runs_in_stock_mmseg',
     'test_compare_methods_on_classification',
+    'test_stopped_peer_ends_the_other_rank_with_an_error',
     'test_compare_methods_reruns_changed_settings',
+    'test_test_tools',
+    'test_dist_train_two_cpu_ranks',
+    'test_two_ranks_hold_the_same_mapping',
+    'test_two_ranks_end_with_identical_whitening',
 )
 
 

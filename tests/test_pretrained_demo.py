@@ -14,7 +14,7 @@ from mmseg.registry import MODELS
 
 from mmseg_cvpt.apis.task_package import build_model
 from mmseg_cvpt.engine import load_config
-from tiny_runs import (DEMO_CFG, REPO, data_options, pretrain_tiny_vit, run,
+from tiny_runs import (DEMO_CFG, REPO, data_options, pretrain_tiny_vit,
                        run_unchecked, saved_miou, tool, validation_metric)
 from tool_loading import load_tool
 
@@ -51,6 +51,7 @@ def pretrained(tmp_path_factory):
     return str(out), output
 
 
+@pytest.mark.xdist_group('pretrained')
 def test_pretraining_writes_timm_and_converted_checkpoints(pretrained):
     checkpoint, output = pretrained
     timm_path = checkpoint.replace('_mmseg', '_timm')
@@ -64,6 +65,7 @@ def test_pretraining_writes_timm_and_converted_checkpoints(pretrained):
                        timm['blocks.3.attn.qkv.weight'])
 
 
+@pytest.mark.xdist_group('pretrained')
 def test_pretraining_is_bit_exact(pretrained, tmp_path):
     """The same command writes the same bytes (the shipped file's claim)."""
     checkpoint, _ = pretrained
@@ -284,16 +286,15 @@ def cls_demo_root(tmp_path_factory):
 
 
 @pytest.mark.tool
-def test_compare_methods_on_classification(tmp_path, cls_demo_root):
+def test_compare_methods_on_classification(tmp_path, cls_demo_root, capsys):
     """The classification path: head-only (configs/baseline/
     vitb_vtab_fgvc.py), LoRA and CVPT on the classification demo's dtd,
     top-1 from the validation; --iters is refused for an epoch schedule."""
     config = tiny_classification_configs(tmp_path / 'configs', cls_demo_root)
     out = str(tmp_path / 'compare')
-    args = tool('analysis/compare_methods.py') + [
-        '--config', config, '--methods', 'baseline', 'lora', 'cvpt',
-        '--prompts', '2', '--out', out, '--cfg-options', 'task=dtd']
-    run(args)
+    args = ['--config', config, '--methods', 'baseline', 'lora', 'cvpt',
+            '--prompts', '2', '--out', out, '--cfg-options', 'task=dtd']
+    assert compare(args) == 0
     rows = read_rows(out)
     assert [(r['method'], r['prompts'], r['metric']) for r in rows] == [
         ('head-only', '0', 'top-1'), ('LoRA', '0', 'top-1'),
@@ -304,5 +305,8 @@ def test_compare_methods_on_classification(tmp_path, cls_demo_root):
             validation_metric(train_dir, 'accuracy/top1'), abs=0.01)
     assert int(rows[1]['trainable']) - int(rows[0]['trainable']) == \
         4 * 2 * 8 * 32
-    proc = run_unchecked(args + ['--iters', '2'])
-    assert proc.returncode == 2 and 'trains by epoch' in proc.stdout
+    with pytest.raises(SystemExit) as error:
+        load_tool('analysis/compare_methods.py').parse_args(
+            args + ['--iters', '2'])
+    assert error.value.code == 2
+    assert 'trains by epoch' in capsys.readouterr().err
