@@ -11,6 +11,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -29,8 +30,8 @@ from mmseg_cvpt.engine import (check_loaded_state, check_train_inputs,
                                remove_stale_temporaries)
 from mmseg_cvpt.engine.checkpoint import atomic_text_writes
 from tiny_runs import (DEMO_CFG, REPO, data_options, free_port, module_env,
-                       run, run_cli_in_process, start, tool, tool_env,
-                       write_config)
+                       run_cli_in_process, run_in_process, start, tool,
+                       tool_env, write_config)
 from tool_loading import load_tool
 
 pytestmark = pytest.mark.filterwarnings('ignore:pkg_resources is deprecated')
@@ -197,8 +198,9 @@ def kill_when_paused(args, env):
 
 @pytest.fixture(scope='module')
 def interrupted(demo_root, tmp_path_factory):
-    """An uninterrupted 8-iteration run and one killed after iteration 6;
-    both checkpoint and validate at iteration 4."""
+    """An uninterrupted 8-iteration run (in this process) and one killed
+    after iteration 6 (a process); both checkpoint and validate at
+    iteration 4."""
     tmp = tmp_path_factory.mktemp('resume')
     env = module_env(tmp, 'test_hooks', HOOKS)
     cfg = write_config(tmp / 'resume.py', RESUME_CFG.format(base=DEMO_CFG))
@@ -207,10 +209,13 @@ def interrupted(demo_root, tmp_path_factory):
         WITH_HOOK.format(base=cfg, at=4, action='link'))
     killed_cfg = write_config(
         tmp / 'killed.py', WITH_HOOK.format(base=cfg, at=6, action='pause'))
-    run(tool('train.py') +
-        [straight_cfg, '--work-dir',
-         str(tmp / 'straight'), '--cfg-options'] + data_options(demo_root),
-        env=env)
+    sys.path.insert(0, str(tmp))  # test_hooks, for the run in this process
+    try:
+        run_in_process('train.py', [straight_cfg, '--work-dir',
+                                    tmp / 'straight', '--cfg-options',
+                                    *data_options(demo_root)])
+    finally:
+        sys.path.remove(str(tmp))
     kill_when_paused(
         tool('train.py') +
         [killed_cfg, '--work-dir',
@@ -221,12 +226,12 @@ def interrupted(demo_root, tmp_path_factory):
 
 
 def resume(interrupted, demo_root, work_dir):
-    """Copy the killed run's work dir to ``work_dir``; ``--resume`` there."""
+    """Copy the killed run's work dir to ``work_dir``; ``--resume`` there
+    (in this process)."""
     shutil.copytree(interrupted.killed, work_dir)
-    return work_dir, lambda: run(
-        tool('train.py') +
-        [interrupted.cfg, '--work-dir',
-         str(work_dir), '--resume', '--cfg-options'] + data_options(demo_root))
+    return work_dir, lambda: run_in_process(
+        'train.py', [interrupted.cfg, '--work-dir', work_dir, '--resume',
+                     '--cfg-options', *data_options(demo_root)])
 
 
 def assert_same_weights(straight_dir, resumed_dir):

@@ -15,8 +15,9 @@ import torch
 from mmseg_cvpt.engine import NonFiniteTrainingError
 from mmseg_cvpt.engine.run_lock import LOCK_NAME
 from tiny_runs import (DEMO_CFG, data_options, free_port, run,
-                       run_in_process, run_in_process_unchecked,
-                       run_unchecked, start, tool, tool_env, write_config)
+                       run_cli_in_process, run_in_process,
+                       run_in_process_unchecked, start, tool, tool_env,
+                       write_config)
 
 pytestmark = pytest.mark.filterwarnings('ignore:pkg_resources is deprecated')
 
@@ -155,15 +156,14 @@ def test_second_training_in_a_busy_work_dir_is_refused(demo_root, busy):
     """Two trainings in one work dir both ran and shared its files; now the
     second is refused before it writes anything, naming the holder."""
     work_dir, holder = busy
-    proc = run_unchecked(tool('train.py') + [
-        DEMO_CFG, '--work-dir', str(work_dir), '--cfg-options',
+    status, out = run_cli_in_process('train.py', [
+        DEMO_CFG, '--work-dir', work_dir, '--cfg-options',
         *data_options(demo_root, iters=2)])
-    assert proc.returncode == 2  # one line, no traceback: bad input
-    assert 'Traceback' not in proc.stdout
+    assert status == 2  # one line, no traceback: bad input
+    assert 'Traceback' not in out
     assert (f'train.py: error: {work_dir} is in use by another training '
             f'({work_dir / LOCK_NAME}: PID {holder.pid} on host '
-            f'{socket.gethostname()}, started ') in proc.stdout, \
-        proc.stdout[-3000:]
+            f'{socket.gethostname()}, started ') in out, out[-3000:]
     assert [p.name for p in work_dir.iterdir()] == [LOCK_NAME]
 
 
