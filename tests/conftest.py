@@ -4,8 +4,10 @@ import threading
 
 import pytest
 import torch
-from mmengine.registry import init_default_scope
+from mmengine.logging import MessageHub, MMLogger
+from mmengine.registry import DefaultScope, init_default_scope
 
+from mmseg_cvpt.engine.cli import forget_visualizers
 from tiny_runs import DUMP_HOOK, make_demo_data, module_env
 
 
@@ -34,9 +36,26 @@ def imports_left_out_of_garbage_collection():
 
 @pytest.fixture(autouse=True)
 def mmseg_default_scope():
-    """Start every test in mmseg's scope: a runner-based test leaves its own
-    default scope (mmpretrain for classification) behind."""
+    """Start every test in mmseg's scope, without the runs of earlier tests:
+    a runner-based test leaves its own default scope (mmpretrain for
+    classification) behind, and mmengine keeps a run's default scope,
+    message hub and logger under the run's name (config file name and
+    start second): a run of the same config in the same second would be
+    handed the earlier run's, in whatever scope it was current."""
+    forget_runs()
     init_default_scope('mmseg')
+
+
+def forget_runs():
+    """Drop mmengine's per-run instances (default scopes, message hubs,
+    loggers, closed; visualizers) but its own default ones."""
+    for manager in (DefaultScope, MessageHub, MMLogger):
+        for name in list(manager._instance_dict):
+            if name != 'mmengine':
+                made = manager._instance_dict.pop(name)
+                for handler in getattr(made, 'handlers', ()):
+                    handler.close()
+    forget_visualizers()
 
 
 @pytest.fixture(scope='session')
