@@ -136,6 +136,29 @@ model = dict(backbone=dict(num_prompts=50))
 '''
 
 
+def test_config_formatting_and_package_lookups_are_remembered():
+    """Importing mmseg_cvpt makes mmengine format a config text with yapf
+    once per process (pretty_text: the same text as yapf's own formatting)
+    and ask once whether a scope's package is installed."""
+    from mmengine.config import Config
+    from mmengine.config import config as config_module
+    from yapf.yapflib.yapf_api import FormatCode
+    style = dict(based_on_style='pep8',
+                 blank_line_before_nested_class_or_def=True,
+                 split_before_expression_after_opening_paren=True)
+    raw = Config.fromfile(DEMO_CFG, format_python_code=False).pretty_text
+    cfg = Config.fromfile(DEMO_CFG)
+    text = cfg.pretty_text
+    assert text == FormatCode(raw, style_config=style)[0]
+    formatted = config_module.FormatCode.cache_info()
+    assert [cfg.pretty_text for _ in range(3)] == [text] * 3
+    now = config_module.FormatCode.cache_info()
+    assert (now.misses, now.hits) == (formatted.misses, formatted.hits + 3)
+    assert config_module.is_installed('mmseg')
+    assert 'mmseg' in config_module.is_installed.found
+    assert not config_module.is_installed('no_such_package_here')
+
+
 def test_inherit_via_tools(tmp_path, monkeypatch):
     """A config outside the repo builds through our tools (ViT-B, P=50),
     run in this process from the config's folder (that a fresh interpreter
