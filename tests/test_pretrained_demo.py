@@ -51,7 +51,6 @@ def pretrained(tmp_path_factory):
     return str(out), output
 
 
-@pytest.mark.xdist_group('pretrained')
 def test_pretraining_writes_timm_and_converted_checkpoints(pretrained):
     checkpoint, output = pretrained
     timm_path = checkpoint.replace('_mmseg', '_timm')
@@ -65,7 +64,6 @@ def test_pretraining_writes_timm_and_converted_checkpoints(pretrained):
                        timm['blocks.3.attn.qkv.weight'])
 
 
-@pytest.mark.xdist_group('pretrained')
 def test_pretraining_is_bit_exact(pretrained, tmp_path):
     """The same command writes the same bytes (the shipped file's claim)."""
     checkpoint, _ = pretrained

@@ -243,7 +243,6 @@ def assert_same_weights(straight_dir, resumed_dir):
 
 
 @pytest.mark.tool
-@pytest.mark.xdist_group('interrupted')
 def test_resume_after_kill_is_exact_with_validation_at_the_checkpoint(
         interrupted, demo_root, tmp_path):
     """kill -9 at iteration 6, --resume from iteration 4, where validation
@@ -256,7 +255,6 @@ def test_resume_after_kill_is_exact_with_validation_at_the_checkpoint(
 
 
 @pytest.mark.tool
-@pytest.mark.xdist_group('interrupted')
 def test_resume_falls_back_when_last_checkpoint_is_empty(
         interrupted, demo_root, tmp_path):
     """An empty last_checkpoint (killed while mmengine rewrote it) and the
@@ -276,7 +274,6 @@ def test_resume_falls_back_when_last_checkpoint_is_empty(
 
 
 @pytest.mark.tool
-@pytest.mark.xdist_group('interrupted')
 def test_resume_in_a_copied_work_dir_uses_its_own_checkpoint(
         interrupted, demo_root, tmp_path):
     """The copy's last_checkpoint names the original folder's iter_4.pth:
@@ -294,7 +291,6 @@ def test_resume_in_a_copied_work_dir_uses_its_own_checkpoint(
 
 
 @pytest.mark.tool  # the interrupted fixture's runs are processes
-@pytest.mark.xdist_group('interrupted')
 def test_last_checkpoint_is_replaced_not_rewritten(interrupted):
     """The straight run wrote last_checkpoint at iterations 4 and 8; the
     link taken after iteration 4 still holds the old file's content."""

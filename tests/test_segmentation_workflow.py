@@ -109,7 +109,6 @@ def test_dist_train_two_cpu_ranks(demo_root, tmp_path, hook_module):
 
 # ---- test-time augmentation -----------------------------------------------
 @pytest.mark.parametrize('flag', ['--aug-test', '--tta'])
-@pytest.mark.xdist_group('demo_checkpoint')
 def test_aug_test_runs_12_views(demo_root, demo_checkpoint, tmp_path, flag):
     out = run_in_process('test.py', [
         DEMO_CFG, demo_checkpoint, flag, '--work-dir', tmp_path,
@@ -119,7 +118,6 @@ def test_aug_test_runs_12_views(demo_root, demo_checkpoint, tmp_path, flag):
     check_test_output(out, str(tmp_path))
 
 
-@pytest.mark.xdist_group('demo_checkpoint')
 def test_single_scale_test(demo_root, demo_checkpoint, tmp_path):
     out = run_in_process('test.py', [
         DEMO_CFG, demo_checkpoint, '--work-dir', tmp_path, '--cfg-options',

@@ -15,10 +15,7 @@ import torch
 from tiny_runs import (DEMO_CFG, data_options, dist_train_demo,
                        run_cli_in_process)
 
-pytestmark = [
-    pytest.mark.filterwarnings('ignore:pkg_resources is deprecated'),
-    pytest.mark.xdist_group('two_ranks'),  # one worker trains them once
-]
+pytestmark = pytest.mark.filterwarnings('ignore:pkg_resources is deprecated')
 
 MISMATCH = re.compile(r'saved with world size (\d+) in a run with world '
                       r'size (\d+)')

@@ -7,6 +7,7 @@ The tools run as subprocesses from the repository root on a few synthetic
 import glob
 import io
 import json
+import logging
 import os
 import os.path as osp
 import re
@@ -144,15 +145,21 @@ def run_cli_in_process(name, argv):
 def as_main(name, argv, call):
     """``call()`` with ``sys.argv`` of ``tools/<name> argv`` and its output
     collected: returned, or on an exception (SystemExit too) set as its
-    ``output``. Visualizers of earlier runs are forgotten first; the
-    loggers that the tool's runners made are closed after (mmengine's
-    current logger is the one it was before)."""
+    ``output``. Visualizers of earlier runs are forgotten first; mmengine's
+    loggers made before write to the output meanwhile, and the loggers that
+    the tool's runners made are closed after (the current logger is the
+    one it was before)."""
     from mmengine.logging import MMLogger
     forget_visualizers()
     loggers = set(MMLogger._instance_dict)
     saved = sys.argv
     sys.argv = [osp.join(REPO, 'tools', name)] + [str(a) for a in argv]
     out = io.StringIO()
+    # the loggers made before write to the streams they found then
+    streams = [(handler, handler.setStream(out))
+               for logger in list(MMLogger._instance_dict.values())
+               for handler in logger.handlers
+               if type(handler) is logging.StreamHandler]
     try:
         with redirect_stdout(out), redirect_stderr(out):
             call()
@@ -161,6 +168,8 @@ def as_main(name, argv, call):
         raise
     finally:
         sys.argv = saved
+        for handler, stream in streams:
+            handler.setStream(stream)
         for made in set(MMLogger._instance_dict) - loggers:
             for handler in MMLogger._instance_dict.pop(made).handlers:
                 handler.close()
