@@ -155,11 +155,14 @@ def as_main(name, argv, call):
     saved = sys.argv
     sys.argv = [osp.join(REPO, 'tools', name)] + [str(a) for a in argv]
     out = io.StringIO()
-    # the loggers made before write to the streams they found then
-    streams = [(handler, handler.setStream(out))
+    # the loggers made before write to the streams they found then (which
+    # may be closed by now: pytest's capture of an earlier test)
+    streams = [(handler, handler.stream)
                for logger in list(MMLogger._instance_dict.values())
                for handler in logger.handlers
                if type(handler) is logging.StreamHandler]
+    for handler, _ in streams:
+        handler.stream = out
     try:
         with redirect_stdout(out), redirect_stderr(out):
             call()
@@ -169,7 +172,7 @@ def as_main(name, argv, call):
     finally:
         sys.argv = saved
         for handler, stream in streams:
-            handler.setStream(stream)
+            handler.stream = stream
         for made in set(MMLogger._instance_dict) - loggers:
             for handler in MMLogger._instance_dict.pop(made).handlers:
                 handler.close()
