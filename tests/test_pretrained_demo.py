@@ -15,7 +15,7 @@ from mmseg.registry import MODELS
 from mmseg_cvpt.apis.task_package import build_model
 from mmseg_cvpt.engine import load_config
 from tiny_runs import (DEMO_CFG, REPO, data_options, pretrain_tiny_vit,
-                       run_unchecked, saved_miou, tool, validation_metric)
+                       saved_miou, validation_metric)
 from tool_loading import load_tool
 
 SHIPPED = osp.join(REPO, 'pretrain', 'vit_tiny_demo_mmseg.pth')
@@ -137,17 +137,17 @@ def test_compare_methods_reruns_changed_settings(tmp_path, demo_root):
     assert sorted(iters) == ['train_cfg.max_iters=1', 'train_cfg.max_iters=2']
 
 
-@pytest.mark.tool
-def test_compare_methods_refuses_a_bad_out(tmp_path):
+def test_compare_methods_refuses_a_bad_out(tmp_path, capsys):
     a_file = tmp_path / 'comparison.md'
     a_file.write_text('not a folder')
     for out, message in ((a_file, 'is a file, not a folder'),
                          (a_file / 'sub', 'cannot be created')):
-        proc = run_unchecked(tool('analysis/compare_methods.py') +
-                             ['--out', str(out)])
-        assert proc.returncode == 2, proc.stdout[-3000:]
-        assert f'error: --out {out}: {message}' in proc.stdout
-        assert 'Traceback' not in proc.stdout
+        with pytest.raises(SystemExit) as error:
+            compare(['--out', str(out)])
+        printed = capsys.readouterr().err
+        assert error.value.code == 2, printed[-3000:]
+        assert f'error: --out {out}: {message}' in printed
+        assert 'Traceback' not in printed
 
 
 def test_compare_methods_refuses_iters_past_the_schedule(tmp_path, capsys):
