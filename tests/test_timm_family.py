@@ -468,9 +468,12 @@ def test_demo_configs_load_the_shipped_dinov2_style_vit():
 def dynamo_reset():
     """Forget dynamo's compiled code after the test: a compiled run in this
     process leaves it (and its recompilation counts) on the code objects
-    of our modules for the next test."""
+    of our modules for the next test; and dynamo's settings as they were
+    (tools/train.py sets one for compiled runs)."""
+    settings = torch._dynamo.config.get_config_copy()
     yield
     torch._dynamo.reset()
+    torch._dynamo.config.load_config(settings)
 
 
 def test_timm_demo_trains_and_tests_with_aug_test(tmp_path, demo_root,
@@ -483,8 +486,12 @@ def test_timm_demo_trains_and_tests_with_aug_test(tmp_path, demo_root,
     tools/test.py --aug-test on its tuned-only checkpoint. Both in this
     process: dynamo's code of earlier tests is forgotten before the
     training (it compiles afresh, as in a new process), this one's after
-    (dynamo_reset)."""
+    (dynamo_reset). mmseg's accuracy (a boolean mask) is traced in the
+    train step's graph, not a graph break that makes dynamo give up the
+    step and retrace it frame by frame."""
+    from torch._dynamo.utils import counters
     torch._dynamo.reset()
+    counters.clear()
     work_dir = tmp_path / 'train'
     out = run_in_process('train.py', [
         TIMM_DEMO['cvpt'], '--work-dir', work_dir, '--amp', '--compile',
@@ -493,6 +500,9 @@ def test_timm_demo_trains_and_tests_with_aug_test(tmp_path, demo_root,
     if not torch.cuda.is_available():
         assert "type='AutocastOptimWrapper'" in out
     assert 'Model has been "compiled"' in out
+    breaks = '\n'.join(counters['graph_break'])
+    assert 'Tensor.backward()' in breaks  # the compiled step did run
+    assert 'aten.nonzero' not in breaks
     checkpoint = work_dir / 'iter_1.pth'
     saved = torch.load(checkpoint, weights_only=False)['state_dict']
     assert not any(k.startswith('backbone.model.') or '_orig_mod' in k

@@ -32,7 +32,8 @@ from mmseg_cvpt.engine import (add_run_arguments, amp_optim_wrapper,
                                end_distributed, find_resume_checkpoint,
                                load_config, remove_stale_temporaries,
                                report_lost_peers, set_strict_resume,
-                               start_distributed, train_lock)
+                               start_distributed, trace_data_dependent_shapes,
+                               train_lock)
 from mmseg_cvpt.engine.cli import add_debug_argument, run_tool
 
 # mmengine re-imports the deprecated pkg_resources for every `pkg::` base
@@ -82,6 +83,8 @@ def main():
         cfg.optim_wrapper = amp_optim_wrapper(cfg.optim_wrapper)
     if args.compile and not cfg.get('compile'):
         cfg.compile = True
+    if cfg.get('compile'):
+        trace_data_dependent_shapes()
     if args.strict_resume:
         set_strict_resume(cfg)
 

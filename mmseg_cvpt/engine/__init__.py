@@ -38,7 +38,8 @@ from .hooks import AtomicCheckpointHook, CheckpointCheckHook, RNGStateHook
 from .loading import check_loaded_state
 from .non_finite import NonFiniteCheckHook, NonFiniteTrainingError
 from .optimizers import TrainableOptimWrapperConstructor
-from .precision import AutocastOptimWrapper, amp_optim_wrapper
+from .precision import (AutocastOptimWrapper, amp_optim_wrapper,
+                        trace_data_dependent_shapes)
 from .preflight import check_train_inputs
 from .proxy_mapping import ClassProxyHook
 from .results_hook import TaskResultsHook
@@ -63,6 +64,7 @@ __all__ = [
     'check_train_inputs', 'TaskResultsHook', 'ViewCountingSegTTAModel',
     'PromptCalibrationHook', 'ClassProxyHook', 'preserved_rng_states',
     'TunedCheckpointHook', 'AutocastOptimWrapper', 'amp_optim_wrapper',
+    'trace_data_dependent_shapes',
     'NonFiniteCheckHook', 'NonFiniteTrainingError', 'start_distributed',
     'WorkDirBusyError', 'train_lock', 'work_dir_lock', 'WorldSizeCheckHook',
     'WorldSizeMismatchError', 'set_strict_resume'

@@ -1,4 +1,5 @@
-"""Mixed precision: bf16 autocast where the device runs it, fp16 otherwise.
+"""Mixed precision (bf16 autocast where the device runs it, fp16
+otherwise) and the compiled train step.
 
 ``amp_optim_wrapper(cfg.optim_wrapper)`` is what ``tools/train.py --amp``
 does to a config's optimiser wrapper:
@@ -15,6 +16,15 @@ stays a no-op. Under autocast the matrix products run in the low precision
 and the parameters, optimiser states and reductions stay float32; our
 precision-critical parts leave autocast themselves (BPT's statistics in
 float64, DA-VPT's losses in float32).
+
+``trace_data_dependent_shapes()`` is what ``tools/train.py`` does before a
+compiled run (``--compile`` or the config's ``compile``): mmseg's decode
+heads compute their accuracy with a boolean mask (``accuracy``: the pixels
+that are not ``ignore_index``), whose output shape depends on the data.
+Dynamo cannot break the graph there inside the optimiser wrapper's
+(autocast) context, so it would give up the whole train step and retrace
+it frame by frame, each nested call again (a third of a tiny run's time);
+traced as a dynamic shape, the forward is one graph.
 """
 from contextlib import contextmanager
 from typing import Union
@@ -85,3 +95,9 @@ def amp_optim_wrapper(optim_wrapper: dict) -> dict:
                     loss_scale='dynamic')
     return dict(optim_wrapper, type='AutocastOptimWrapper', dtype=dtype,
                 device_type='cpu')
+
+
+def trace_data_dependent_shapes() -> None:
+    """Let dynamo trace operators whose output shape depends on the data
+    (boolean masks, ``nonzero``) instead of breaking the graph there."""
+    torch._dynamo.config.capture_dynamic_output_shape_ops = True
