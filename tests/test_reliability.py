@@ -29,9 +29,9 @@ from mmseg_cvpt.engine import (check_loaded_state, check_train_inputs,
                                find_resume_checkpoint, load_config,
                                remove_stale_temporaries)
 from mmseg_cvpt.engine.checkpoint import atomic_text_writes
-from tiny_runs import (DEMO_CFG, REPO, data_options, free_port, module_env,
-                       run_cli_in_process, run_in_process, start, tool,
-                       tool_env, write_config)
+from tiny_runs import (DEMO_CFG, REPO, built_once, data_options, free_port,
+                       module_env, run_cli_in_process, run_in_process, start,
+                       tool, tool_env, write_config)
 from tool_loading import load_tool
 
 pytestmark = pytest.mark.filterwarnings('ignore:pkg_resources is deprecated')
@@ -200,8 +200,17 @@ def kill_when_paused(args, env):
 def interrupted(demo_root, tmp_path_factory):
     """An uninterrupted 8-iteration run (in this process) and one killed
     after iteration 6 (a process); both checkpoint and validate at
-    iteration 4."""
-    tmp = tmp_path_factory.mktemp('resume')
+    iteration 4. One pair of runs for the whole session: the tests copy
+    the killed one and read the other."""
+    tmp = built_once(tmp_path_factory, 'resume_after_kill',
+                     lambda folder: run_and_kill(folder, demo_root))
+    return types.SimpleNamespace(
+        cfg=str(tmp / 'resume.py'), straight=tmp / 'straight',
+        killed=tmp / 'killed')
+
+
+def run_and_kill(tmp, demo_root):
+    """The runs of ``interrupted`` in the folder ``tmp``."""
     env = module_env(tmp, 'test_hooks', HOOKS)
     cfg = write_config(tmp / 'resume.py', RESUME_CFG.format(base=DEMO_CFG))
     straight_cfg = write_config(
@@ -221,8 +230,6 @@ def interrupted(demo_root, tmp_path_factory):
         [killed_cfg, '--work-dir',
          str(tmp / 'killed'), '--cfg-options'] + data_options(demo_root),
         env)
-    return types.SimpleNamespace(
-        cfg=cfg, straight=tmp / 'straight', killed=tmp / 'killed')
 
 
 def resume(interrupted, demo_root, work_dir):

@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from mmseg_cvpt.engine import NonFiniteTrainingError
+from mmseg_cvpt.engine import NonFiniteTrainingError, run_lock
 from mmseg_cvpt.engine.run_lock import LOCK_NAME
 from tiny_runs import (DEMO_CFG, data_options, free_port, run,
                        run_cli_in_process, run_in_process,
@@ -131,10 +131,13 @@ def test_check_does_not_change_a_healthy_run(demo_root, tmp_path):
 
 
 # ---- one training per work dir --------------------------------------------
+# the lock module read alone (mmengine, not the 6 s of mmseg_cvpt's imports)
 HOLD_LOCK = '''
-import sys, time
-from mmseg_cvpt.engine import work_dir_lock
-with work_dir_lock(sys.argv[1]):
+import importlib.util, sys, time
+spec = importlib.util.spec_from_file_location('run_lock', sys.argv[2])
+run_lock = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(run_lock)
+with run_lock.work_dir_lock(sys.argv[1]):
     print('locked', flush=True)
     time.sleep(600)
 '''
@@ -144,7 +147,8 @@ with work_dir_lock(sys.argv[1]):
 def busy(tmp_path):
     """A work dir whose lock a live process holds (the process)."""
     work_dir = tmp_path / 'work'
-    holder = start([sys.executable, '-c', HOLD_LOCK, str(work_dir)])
+    holder = start([sys.executable, '-c', HOLD_LOCK, str(work_dir),
+                    run_lock.__file__])
     assert holder.stdout.readline() == 'locked\n'
     yield work_dir, holder
     holder.kill()

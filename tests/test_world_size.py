@@ -12,7 +12,7 @@ import shutil
 import pytest
 import torch
 
-from tiny_runs import (DEMO_CFG, data_options, dist_train_demo,
+from tiny_runs import (DEMO_CFG, built_once, data_options, dist_train_demo,
                        run_cli_in_process)
 
 pytestmark = pytest.mark.filterwarnings('ignore:pkg_resources is deprecated')
@@ -23,10 +23,12 @@ MISMATCH = re.compile(r'saved with world size (\d+) in a run with world '
 
 @pytest.fixture(scope='module')
 def two_ranks(demo_root, tmp_path_factory):
-    """The work dir of a 2-process run, checkpointed at iteration 2."""
-    work_dir = tmp_path_factory.mktemp('world_size') / 'two_ranks'
-    dist_train_demo(DEMO_CFG, work_dir, demo_root, 2, dict(os.environ))
-    return work_dir
+    """The work dir of a 2-process run, checkpointed at iteration 2 (one
+    run for the whole session: the tests copy it)."""
+    return built_once(
+        tmp_path_factory, 'world_size_two_ranks',
+        lambda work_dir: dist_train_demo(DEMO_CFG, work_dir, demo_root, 2,
+                                         dict(os.environ)))
 
 
 def resume(work_dir, demo_root, iters, *flags):

@@ -11,6 +11,7 @@ import logging
 import os
 import os.path as osp
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -289,6 +290,34 @@ def free_port():
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
+
+
+def built_once(tmp_path_factory, name, build):
+    """The folder ``name``, filled by ``build(folder)`` once per test
+    session, for runs that tests only read or copy (a two-rank training, a
+    killed one): with pytest-xdist the first worker that asks builds it in
+    the session's shared temporary folder while the others wait on a lock
+    file, then read it; without, in this process's temporary folder. The
+    folder is built where it stays (work dirs record their own paths); a
+    build that fails is removed, and the next test to ask builds again."""
+    if os.environ.get('PYTEST_XDIST_WORKER') is None:
+        folder = tmp_path_factory.mktemp(name)
+        build(folder)
+        return folder
+    from filelock import FileLock
+    root = tmp_path_factory.getbasetemp().parent  # shared by the workers
+    folder, done = root / name, root / f'{name}.done'
+    with FileLock(str(root / f'{name}.lock')):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            try:
+                build(folder)
+            except BaseException:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
+            done.touch()
+    return folder
 
 
 def write_config(path, text):
