@@ -1,16 +1,22 @@
 """The shape of the core: what VPTViT and CVPTViT share knows no add-on."""
+import csv
 import inspect
+import os
 import os.path as osp
 import re
+import sys
 
+import pytest
 import torch
 from mmseg.registry import MODELS
 
+from mmseg_cvpt.methods import METHODS
 from mmseg_cvpt.models import CVPTViT, VPTViT
 from mmseg_cvpt.models.backbones.frozen_base import FrozenBase
 from mmseg_cvpt.models.prompt_cache import PromptCache
 from test_fast_paths import TINY
-from tiny_runs import REPO
+from tiny_runs import REPO, data_options, validation_metric
+from tool_loading import load_tool
 
 # the concepts of BPT and DA-VPT
 ADD_ON_WORDS = ('whiten', 'calibrat', 'guidance', 'guided', 'prox', 'bpt',
@@ -35,18 +41,25 @@ def test_shared_core_names_no_add_on():
 
 
 # ---- docs/architecture.md's worked example ----------------------------------
+def page_code():
+    """The python blocks of docs/architecture.md: the method's module and
+    its config."""
+    text = open(osp.join(REPO, 'docs', 'architecture.md')).read()
+    return re.findall(r'```python\n(.*?)```', text, re.S)[:2]
+
+
+@pytest.fixture
 def example_method():
     """The ``ParallelAdapterViT`` of docs/architecture.md, run from the
-    page."""
-    text = open(osp.join(REPO, 'docs', 'architecture.md')).read()
-    code = re.search(r'```python\n(.*?)```', text, re.S).group(1)
+    page (which registers the method too: taken out of the registry
+    after the test)."""
     namespace = {}
-    exec(compile(code, 'docs/architecture.md', 'exec'), namespace)
-    return namespace['ParallelAdapterViT']
+    exec(compile(page_code()[0], 'docs/architecture.md', 'exec'), namespace)
+    yield namespace['ParallelAdapterViT']
+    METHODS.pop('parallel_adapter', None)
 
 
-def test_worked_example_is_a_method_on_the_core():
-    example_method()
+def test_worked_example_is_a_method_on_the_core(example_method):
     torch.manual_seed(0)
     model = MODELS.build(dict(TINY, type='ParallelAdapterViT', _scope_='mmseg',
                               drop_path_rate=0.3))
@@ -63,7 +76,50 @@ def test_worked_example_is_a_method_on_the_core():
         assert torch.equal(new, old)  # zero-initialised, frozen ViT in eval
     sum(out.sum() for out in model(images)).backward()
     assert all(p.grad is not None for n, p in model.named_parameters()
-               if n in trainable and n.endswith('2.weight'))
+               if n in trainable and n.endswith('up.weight'))
     with torch.no_grad():
-        model.adapters[0][2].bias.fill_(1.)
+        model.adapters[0].up.bias.fill_(1.)
     assert not torch.equal(model(images)[0], plain(images)[0])
+
+
+@pytest.mark.tool  # compare_methods.py trains each method in a process
+def test_worked_example_method_is_listed_and_run_by_compare_methods(
+        tmp_path, demo_root, monkeypatch, capsys):
+    """The page's method, its config and its registry entry, and nothing
+    else: compare_methods.py lists it, trains it (tools/train.py in its
+    own process, which imports the module through the config) and reports
+    what the run logged."""
+    module, config = page_code()
+    (tmp_path / 'parallel_adapter.py').write_text(module)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv('PYTHONPATH', os.pathsep.join(
+        [str(tmp_path), os.environ.get('PYTHONPATH', '')]))
+    folder = tmp_path / 'configs' / 'parallel_adapter'
+    folder.mkdir(parents=True)
+    config = config.replace(
+        "'../baseline/", repr(osp.join(REPO, 'configs', 'baseline', ''))[:-1])
+    (folder / 'upernet_vittiny_ade20k_demo.py').write_text(config)
+    import parallel_adapter  # noqa: F401  (the class and the entry)
+    try:
+        compare = load_tool('analysis/compare_methods.py')
+        assert METHODS['parallel_adapter'].label == 'parallel adapter'
+        with pytest.raises(SystemExit):
+            compare.parse_args(['--help'])
+        assert 'parallel_adapter = parallel adapter' in ' '.join(
+            capsys.readouterr().out.split())
+        out = str(tmp_path / 'compare')
+        assert compare.main([
+            '--methods', 'parallel_adapter', '--prompts', '2', '--iters',
+            '2', '--no-aug-test', '--out', out, '--config',
+            str(folder / 'upernet_vittiny_ade20k_demo.py'), '--cfg-options',
+            *data_options(demo_root)]) == 0
+    finally:
+        METHODS.pop('parallel_adapter', None)
+        sys.modules.pop('parallel_adapter', None)
+    with open(osp.join(out, 'comparison.csv')) as file:
+        rows = list(csv.DictReader(file))
+    assert [(r['method'], r['prompts'], r['status']) for r in rows] == [
+        ('parallel adapter', '0', 'trained')]
+    run_dir = osp.dirname(osp.dirname(rows[0]['checkpoint']))
+    assert float(rows[0]['accuracy']) == pytest.approx(
+        validation_metric(osp.join(run_dir, 'train')), abs=0.01)

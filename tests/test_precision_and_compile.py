@@ -11,6 +11,7 @@ from mmseg.registry import DATASETS
 
 import mmseg_cvpt  # noqa: F401  (registers the backbones)
 from mmseg_cvpt.engine import amp_optim_wrapper, load_config
+from mmseg_cvpt.methods import BUILT_IN
 from mmseg_cvpt.models.losses import proxy_anchor_loss
 from tiny_runs import REPO
 
@@ -140,17 +141,9 @@ def test_checkpointing_gives_the_same_gradients(family, name, num_prompts):
 
 
 # ---- bf16 ------------------------------------------------------------------
-DEMO_METHODS = {  # method -> its demo config
-    'vpt': 'vpt/upernet_vittiny_ade20k_demo.py',
-    'cvpt': 'cvpt/upernet_vittiny_ade20k_demo.py',
-    'bpt': 'bpt/upernet_vittiny_ade20k_demo.py',
-    'davpt': 'davpt/upernet_vittiny_ade20k_demo.py',
-    'bias': 'bias/upernet_vittiny_ade20k_demo.py',
-    'vpt_bias': 'bias/vpt_upernet_vittiny_ade20k_demo.py',
-    'lora': 'lora/upernet_vittiny_ade20k_demo.py',
-    'adaptformer': 'adaptformer/upernet_vittiny_ade20k_demo.py',
-    'rein': 'rein/upernet_vittiny_ade20k_demo.py',
-    'full': 'baseline/full_upernet_vittiny_ade20k_demo.py',
+DEMO_METHODS = {  # method -> its demo config (the registry's), + DINOv2's
+    **{method.name: method.config('upernet_vittiny_ade20k_demo.py')
+       for method in BUILT_IN if method.name != 'baseline'},
     'cvpt_dinov2': 'cvpt/upernet_vittiny_dinov2_ade20k_demo.py',
 }
 

@@ -14,6 +14,7 @@ from mmseg.registry import MODELS
 
 from mmseg_cvpt.apis.task_package import build_model
 from mmseg_cvpt.engine import load_config
+from mmseg_cvpt.methods import BUILT_IN
 from tiny_runs import (DEMO_CFG, REPO, data_options, pretrain_tiny_vit,
                        saved_miou, validation_metric)
 from tool_loading import load_tool
@@ -169,8 +170,7 @@ def test_compare_methods_refuses_iters_past_the_schedule(tmp_path, capsys):
         assert tool_module.parse_args(out + argv).iters == int(argv[1])
 
 
-ALL_METHODS = ['baseline', 'bias', 'vpt', 'vpt_bias', 'cvpt', 'bpt', 'davpt',
-               'lora', 'adaptformer', 'rein', 'full']
+ALL_METHODS = [method.name for method in BUILT_IN]  # the registry's
 
 
 def trainable_in(config, **options):

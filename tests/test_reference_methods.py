@@ -13,6 +13,7 @@ from mmseg.registry import MODELS
 
 import mmseg_cvpt  # noqa: F401  (registers the backbones)
 from mmseg_cvpt.engine import load_config
+from mmseg_cvpt.methods import METHODS
 from tiny_runs import (REPO, check_test_output, data_options, parse_counts,
                        printed_miou, run, run_in_process, validation_metric)
 from tool_loading import count_params_output
@@ -153,7 +154,10 @@ def test_lora_trains_exactly_its_updates_and_counts_4lrd():
     assert sum(p.numel() for p in every.parameters()
                if p.requires_grad) == 8 * LAYERS * 4 * DIMS
     with pytest.raises(ValueError, match='targets must be'):
-        build('LoRAViT', targets=('q', 'fc1'))
+        build('LoRAViT', targets=('q', 'q'))
+    with pytest.raises(ValueError, match=r"LoRA targets \['fc3'\] are not "
+                       'projections of this ViT'):
+        build('LoRAViT', targets=('q', 'fc3'))
     with pytest.raises(ValueError, match='has no prompts'):
         build('LoRAViT', num_prompts=4)
 
@@ -266,12 +270,8 @@ def test_bias_tuning_trains_exactly_the_biases(family, num_prompts):
 
 # ---- the demos, through the tools ------------------------------------------
 DEMO_CONFIGS = {  # (folder, name prefix) of each method's demo config
-    'bias': ('bias', ''),
-    'vpt_bias': ('bias', 'vpt_'),
-    'lora': ('lora', ''),
-    'adaptformer': ('adaptformer', ''),
-    'rein': ('rein', ''),
-    'full': ('baseline', 'full_'),
+    name: (METHODS[name].folder, METHODS[name].prefix)
+    for name in ('bias', 'vpt_bias', 'lora', 'adaptformer', 'rein', 'full')
 }
 DEMOS = {'mmseg': 'upernet_vittiny_ade20k_demo.py',
          'timm': 'upernet_vittiny_dinov2_ade20k_demo.py'}

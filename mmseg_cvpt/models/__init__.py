@@ -1,8 +1,8 @@
-from .backbones import (AdaptFormerViT, CVPTViT, LoRAViT,
+from .backbones import (AdaptFormerViT, CVPTViT, FrozenViTBackbone, LoRAViT,
                         PromptedVisionTransformer, ReinViT, VPTViT,
                         find_addon, find_prompted_backbone)
 from .classification import ClsTokenViT
-from .families import MMSegViT, TimmViT, Tokens
+from .families import Block, FrozenViTFamily, MMSegViT, TimmViT, Tokens
 from .guidance import ProxyGuidance
 from .guided import GuidedEncoderDecoder, GuidedImageClassifier
 from .losses import proxy_anchor_loss
@@ -12,9 +12,9 @@ from .prompts import (BilinearPrompts, LayerPrompts, PromptProvider,
 from .tuned_state import backbone_of, tuned_state_dict
 
 __all__ = [
-    'PromptedVisionTransformer', 'VPTViT', 'CVPTViT', 'LoRAViT',
-    'AdaptFormerViT', 'ReinViT', 'MMSegViT', 'TimmViT',
-    'Tokens',
+    'FrozenViTBackbone', 'PromptedVisionTransformer', 'VPTViT', 'CVPTViT',
+    'LoRAViT', 'AdaptFormerViT', 'ReinViT', 'FrozenViTFamily', 'Block',
+    'MMSegViT', 'TimmViT', 'Tokens',
     'find_prompted_backbone', 'find_addon', 'PromptProvider', 'LayerPrompts',
     'WhitenedPrompts', 'BilinearPrompts', 'calibrate_prompts',
     'prompt_query_statistics', 'ClsTokenViT', 'ProxyGuidance',

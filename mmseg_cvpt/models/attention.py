@@ -30,31 +30,225 @@ optional ``residual`` r and return r + CA(x); the folded form adds it inside
 its output matrix product (``torch.addmm``), saving two passes over the
 tokens.
 
-Some blocks add to the projections (timm's EVA-02 and q / k-normed ViTs;
-``nn.MultiheadAttention`` adds nothing). An attention object may then have
+An attention is read through an :class:`AttentionView`, whose optional
+extras are declared attributes (None or False where the attention has
+none; nothing is probed for):
 
-* ``q_norm``, ``k_norm``: per-head norms of the queries and keys;
-* ``rotate(t)``: the rotary embedding of the patch tokens, which are the
-  last tokens of t (..., N, H, d); prefix tokens and prompts are never
-  rotated;
+* ``q_norm``, ``k_norm``: per-head norms of the queries and keys (timm's
+  q / k-normed ViTs, EVA-02 has none);
+* ``rotary``: the patch tokens' queries and keys are rotated by the rotary
+  embedding ``rope`` of the forward the view is bound to (EVA-02's RoPE);
+  the patches are the last tokens of the sequence, and prefix tokens and
+  prompts are never rotated;
 * ``out_norm``: a norm of the merged heads before W_o (EVA's sub-LN);
-
-* ``project(x, start, stop)``: rows start:stop of the packed projection
-  of x, where a method adapts it (LoRA: x W^T + b + s drop(x) A^T B^T);
-* ``add_to_projection(target, delta)``: W_t += delta in its own weights
-  (t in q, k, v, o), where the weights are not ``nn.MultiheadAttention``'s;
+* ``projection_hook``: a method's additions to the projections' outputs
+  (:class:`ProjectionHook`; LoRA: x W^T + b + s drop(x) A^T B^T),
 
 so that q = rotate(q_norm(x W_q^T + b_q)) for the token stream x,
 k = rotate(k_norm(x W_k^T + b_k)) for its keys and k_norm(P W_k^T + b_k)
-for prompts', and the output is out_norm(A V) W_o^T + b_o. The folded
-form needs logits linear in x and an output linear in A: only without
-q_norm, rotary embedding and out_norm (``is_foldable``).
+for prompts', and the output is out_norm(A V) W_o^T + b_o. One notion
+decides the fast forms: ``extras``, the set of those present. The folded
+form needs logits linear in x and an output linear in A, with the packed
+weights as they are (``foldable``: none of q_norm, rotary, out_norm and a
+projection hook); an attention that is its projections alone (``plain``:
+no extras) is what an ``nn.MultiheadAttention`` of its own can stand in
+for. Prompts as keys and values (``self_attention_with_prompts``) apply to
+every view.
+
+Every function here takes a view or an ``nn.MultiheadAttention`` (read
+through :func:`attention_view`).
 """
-from typing import NamedTuple, Optional, Tuple
+import copy
+from typing import FrozenSet, NamedTuple, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+
+#: the projections of an attention: q, k, v (the packed in-projection's
+#: rows) and o (out_proj)
+PROJECTIONS = ('q', 'k', 'v', 'o')
+
+
+class ProjectionHook:
+    """What a method adds to a block's linear projections: for each of
+    its ``targets`` t (q, k, v, o of the attention; the MLP's own linear
+    names, e.g. fc1 and fc2), y_t = x W_t^T + b_t + ``update(t, x)``."""
+
+    targets: Tuple[str, ...] = ()
+
+    def update(self, target: str, x: Tensor) -> Tensor:
+        """The addition to projection ``target``'s output for its input x
+        (..., D_in): (..., D_out)."""
+        raise NotImplementedError
+
+
+class AttentionView:
+    """A multi-head attention read as ``nn.MultiheadAttention``'s packed
+    projections: ``in_proj_weight`` [W_q; W_k; W_v] (3 D x D),
+    ``in_proj_bias`` (3 D) or None, ``out_proj`` (a Linear), ``num_heads``,
+    ``embed_dim``, ``dropout`` (of the attention probabilities), ``training``
+    and ``module`` (the attention's ``nn.Module``), plus the declared extras
+    of the module docstring. Built once per block by its family; ``bound``
+    and ``with_hook`` give shallow copies (the same weights)."""
+
+    module: nn.Module
+    q_norm: Optional[nn.Module] = None
+    k_norm: Optional[nn.Module] = None
+    out_norm: Optional[nn.Module] = None
+    rotary: bool = False
+    rope: Optional[Tensor] = None
+    projection_hook: Optional[ProjectionHook] = None
+
+    # ---- the weights (families implement these for their modules) ---------
+    @property
+    def in_proj_weight(self) -> Tensor:
+        raise NotImplementedError
+
+    @property
+    def in_proj_bias(self) -> Optional[Tensor]:
+        raise NotImplementedError
+
+    @property
+    def out_proj(self) -> nn.Module:
+        raise NotImplementedError
+
+    @property
+    def num_heads(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def dropout(self) -> float:
+        raise NotImplementedError
+
+    def add_to_projection(self, target: str, delta: Tensor) -> None:
+        """W_t += delta in the attention's own weights, t in
+        ``PROJECTIONS`` (call under ``torch.no_grad``)."""
+        raise NotImplementedError
+
+    def rotate(self, t: Tensor) -> Tensor:
+        """The rotary embedding of the last tokens of t (..., N, H, d) (the
+        patches), for a ``rotary`` view bound to a forward's ``rope``."""
+        raise NotImplementedError(f'{type(self).__name__} does not rotate')
+
+    # ---- derived ----------------------------------------------------------
+    @property
+    def embed_dim(self) -> int:
+        return self.out_proj.out_features
+
+    @property
+    def training(self) -> bool:
+        return self.module.training
+
+    @property
+    def extras(self) -> FrozenSet[str]:
+        """The extras this attention has, among q_norm, k_norm, rotary,
+        out_norm and projection_hook."""
+        present = (('q_norm', self.q_norm), ('k_norm', self.k_norm),
+                   ('rotary', self.rotary or None),
+                   ('out_norm', self.out_norm),
+                   ('projection_hook', self.projection_hook))
+        return frozenset(name for name, value in present
+                         if value is not None)
+
+    @property
+    def foldable(self) -> bool:
+        """Whether cross-attention to prompts folds into the projections
+        (see ``fold_prompts``): no q norm, rotary embedding, output norm
+        or projection hook."""
+        return not self.extras & {'q_norm', 'rotary', 'out_norm',
+                                  'projection_hook'}
+
+    @property
+    def plain(self) -> bool:
+        """Whether the attention is its projections alone, as an
+        ``nn.MultiheadAttention``."""
+        return not self.extras
+
+    def bound(self, rope: Optional[Tensor]) -> 'AttentionView':
+        """This view for a forward whose patches rotate by ``rope``."""
+        view = copy.copy(self)
+        view.rope = rope
+        return view
+
+    def with_hook(self, hook: Optional[ProjectionHook]) -> 'AttentionView':
+        """This view with a method's projection hook."""
+        view = copy.copy(self)
+        view.projection_hook = hook
+        return view
+
+    def parameters(self):
+        """The attention's tensors and its hook's, which its results
+        depend on (``..prompt_cache`` keys on them)."""
+        yield from self.module.parameters()
+        if isinstance(self.projection_hook, nn.Module):
+            yield from self.projection_hook.parameters()
+
+    def buffers(self):
+        yield from self.module.buffers()
+
+    def state_dict(self) -> dict:
+        """The weights under ``nn.MultiheadAttention``'s names."""
+        state = dict(in_proj_weight=self.in_proj_weight,
+                     **{f'out_proj.{k}': v
+                        for k, v in self.out_proj.state_dict().items()})
+        if self.in_proj_bias is not None:
+            state['in_proj_bias'] = self.in_proj_bias
+        return state
+
+
+class MultiheadAttentionView(AttentionView):
+    """An ``nn.MultiheadAttention`` (batch first), which has no extras: its
+    own packed weights."""
+
+    def __init__(self, module: nn.MultiheadAttention):
+        self.module = module
+
+    @property
+    def in_proj_weight(self) -> Tensor:
+        return self.module.in_proj_weight
+
+    @property
+    def in_proj_bias(self) -> Optional[Tensor]:
+        return self.module.in_proj_bias
+
+    @property
+    def out_proj(self) -> nn.Module:
+        return self.module.out_proj
+
+    @property
+    def num_heads(self) -> int:
+        return self.module.num_heads
+
+    @property
+    def embed_dim(self) -> int:
+        return self.module.embed_dim
+
+    @property
+    def dropout(self) -> float:
+        return self.module.dropout
+
+    def add_to_projection(self, target: str, delta: Tensor) -> None:
+        if target == 'o':
+            self.module.out_proj.weight += delta
+        else:
+            start = PROJECTIONS.index(target) * self.embed_dim
+            self.module.in_proj_weight[start:start + self.embed_dim] += delta
+
+
+#: what the functions below take
+Attention = Union[AttentionView, nn.MultiheadAttention]
+
+
+def attention_view(attention: Attention) -> AttentionView:
+    """``attention`` as a view (an ``nn.MultiheadAttention`` wrapped)."""
+    if isinstance(attention, AttentionView):
+        return attention
+    if isinstance(attention, nn.MultiheadAttention):
+        return MultiheadAttentionView(attention)
+    raise TypeError(f'an AttentionView or nn.MultiheadAttention, not '
+                    f'{type(attention).__name__}')
 
 
 def split_heads(x: Tensor, num_heads: int) -> Tensor:
@@ -69,91 +263,63 @@ def merge_heads(x: Tensor) -> Tensor:
     return x.reshape(*x.shape[:-2], -1)
 
 
-def packed_projection(mha: nn.MultiheadAttention, x: Tensor, start: int,
+def packed_projection(attention: AttentionView, x: Tensor, start: int,
                       stop: int) -> Tensor:
     """Rows ``start:stop`` of the frozen packed projection:
     x W[start:stop]^T + b[start:stop]."""
-    bias = mha.in_proj_bias
-    return F.linear(x, mha.in_proj_weight[start:stop],
+    bias = attention.in_proj_bias
+    return F.linear(x, attention.in_proj_weight[start:stop],
                     None if bias is None else bias[start:stop])
 
 
-def _in_proj(mha: nn.MultiheadAttention, x: Tensor, start: int,
+def _in_proj(attention: AttentionView, x: Tensor, start: int,
              stop: int) -> Tensor:
-    """Rows ``start:stop`` of the packed projection, through the attention's
-    own ``project`` where it adapts the projection (LoRA)."""
-    project = getattr(mha, 'project', None)
-    if project is not None:
-        return project(x, start, stop)
-    return packed_projection(mha, x, start, stop)
+    """Rows ``start:stop`` of the packed projection, plus the projection
+    hook's updates of the q, k, v among them."""
+    out = packed_projection(attention, x, start, stop)
+    hook = attention.projection_hook
+    if hook is None:
+        return out
+    dims = attention.embed_dim
+    for index, target in enumerate('qkv'):
+        row = index * dims - start
+        if target in hook.targets and 0 <= row < stop - start:
+            out[..., row:row + dims] += hook.update(target, x)
+    return out
 
 
-def _dropout_p(mha: nn.MultiheadAttention) -> float:
-    return mha.dropout if mha.training else 0.
+def _dropout_p(attention: AttentionView) -> float:
+    return attention.dropout if attention.training else 0.
 
 
 # ---- what some blocks add: q / k norms, rotary embedding, output norm -------
-def _normed(mha: nn.Module, name: str, x: Tensor) -> Tensor:
-    norm = getattr(mha, name, None)
-    return x if norm is None else norm(x)
-
-
-def _normed_and_rotated(mha: nn.Module, norm: str, t: Tensor,
-                        rotate: bool) -> Tensor:
-    t = _normed(mha, norm, t)
-    rotation = getattr(mha, 'rotate', None) if rotate else None
-    return t if rotation is None else rotation(t)
-
-
-def token_queries(mha: nn.Module, q: Tensor, rotate: bool = True) -> Tensor:
+def token_queries(attention: AttentionView, q: Tensor,
+                  rotate: bool = True) -> Tensor:
     """rotate(q_norm(q)) for per-head queries q (..., N, H, d) of the token
     stream (patches last); ``rotate=False`` for prefix tokens alone."""
-    return _normed_and_rotated(mha, 'q_norm', q, rotate)
+    if attention.q_norm is not None:
+        q = attention.q_norm(q)
+    return attention.rotate(q) if rotate and attention.rotary else q
 
 
-def token_keys(mha: nn.Module, k: Tensor) -> Tensor:
+def token_keys(attention: AttentionView, k: Tensor) -> Tensor:
     """rotate(k_norm(k)) for per-head keys k (..., N, H, d) whose last
     tokens are the patches."""
-    return _normed_and_rotated(mha, 'k_norm', k, rotate=True)
+    if attention.k_norm is not None:
+        k = attention.k_norm(k)
+    return attention.rotate(k) if attention.rotary else k
 
 
-def output_of(mha: nn.Module, merged: Tensor) -> Tensor:
-    """out_norm(A V) W_o^T + b_o of the merged heads (..., N, D)."""
-    return mha.out_proj(_normed(mha, 'out_norm', merged))
-
-
-def is_foldable(mha: nn.Module) -> bool:
-    """Whether CA's logits are linear in the queries' tokens and its output
-    linear in the attention probabilities (no q norm, rotary embedding or
-    output norm) with the packed weights as they are (no ``project``), as
-    the folded form needs."""
-    return all(getattr(mha, name, None) is None
-               for name in ('q_norm', 'rotate', 'out_norm', 'project'))
-
-
-#: the projections of an attention: q, k, v (the packed in-projection's
-#: rows) and o (out_proj)
-PROJECTIONS = ('q', 'k', 'v', 'o')
-
-
-def add_to_projection(mha: nn.Module, target: str, delta: Tensor) -> None:
-    """W_t += delta (D x D) in the attention's own weights, t in
-    ``PROJECTIONS`` (call under ``torch.no_grad``)."""
-    adder = getattr(mha, 'add_to_projection', None)
-    if adder is not None:
-        adder(target, delta)
-    elif target == 'o':
-        mha.out_proj.weight += delta
-    else:
-        start = PROJECTIONS.index(target) * mha.embed_dim
-        mha.in_proj_weight[start:start + mha.embed_dim] += delta
-
-
-def is_plain(mha: nn.Module) -> bool:
-    """Whether the attention is its projections alone, as an
-    ``nn.MultiheadAttention`` (no q / k norm, rotary embedding or output
-    norm)."""
-    return is_foldable(mha) and getattr(mha, 'k_norm', None) is None
+def output_of(attention: AttentionView, merged: Tensor) -> Tensor:
+    """out_norm(A V) W_o^T + b_o of the merged heads (..., N, D) (plus the
+    projection hook's update of o)."""
+    if attention.out_norm is not None:
+        merged = attention.out_norm(merged)
+    out = attention.out_proj(merged)
+    hook = attention.projection_hook
+    if hook is not None and 'o' in hook.targets:
+        out = out + hook.update('o', merged)
+    return out
 
 
 def _heads(x: Tensor, num_heads: int) -> Tensor:
@@ -161,16 +327,18 @@ def _heads(x: Tensor, num_heads: int) -> Tensor:
     return x.unflatten(-1, (num_heads, -1))
 
 
-def queries_of(mha: nn.MultiheadAttention, x: Tensor,
+def queries_of(attention: Attention, x: Tensor,
                rotate: bool = True) -> Tensor:
     """q = W_q x + b_q for tokens x (..., N, D) (q norm and rotary
     embedding where the attention has them; ``rotate=False`` for prefix
     tokens alone, x (..., D))."""
-    q = _heads(_in_proj(mha, x, 0, mha.embed_dim), mha.num_heads)
-    return token_queries(mha, q, rotate).flatten(-2)
+    attention = attention_view(attention)
+    q = _heads(_in_proj(attention, x, 0, attention.embed_dim),
+               attention.num_heads)
+    return token_queries(attention, q, rotate).flatten(-2)
 
 
-def query_key_vectors(mha: nn.MultiheadAttention, x: Tensor) -> Tensor:
+def query_key_vectors(attention: Attention, x: Tensor) -> Tensor:
     """z = W_k^T (W_q x + b_q) for tokens x (..., N, D), as rows: q W_k.
 
     The image-dependent part of the logit between a query token x and a key
@@ -178,17 +346,18 @@ def query_key_vectors(mha: nn.MultiheadAttention, x: Tensor) -> Tensor:
     (W_q x + b_q)^T (W_k p + b_k) = z^T p + q^T b_k. Only for keys linear
     in p: an attention with a key norm has no such z.
     """
-    if getattr(mha, 'k_norm', None) is not None:
+    attention = attention_view(attention)
+    if attention.k_norm is not None:
         raise ValueError(
             'this attention normalises its keys (k_norm), so its logits are '
             'not linear in the prompt and have no statistics z z^T: BPT '
             "(WhitenedPrompts, BilinearPrompts) cannot whiten its prompts; "
             "use prompt_cfg=dict(type='LayerPrompts') on q/k-normed models")
-    return queries_of(mha, x) @ mha.in_proj_weight[mha.embed_dim:2 *
-                                                   mha.embed_dim]
+    dims = attention.embed_dim
+    return queries_of(attention, x) @ attention.in_proj_weight[dims:2 * dims]
 
 
-def _packed_qkv(mha: nn.MultiheadAttention,
+def _packed_qkv(attention: Attention,
                 x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
     """Q, K, V = x [W_q; W_k; W_v]^T + b for x (B, N, D), each (B, H, N, d),
     with q / k norms and rotary embedding where the attention has them.
@@ -197,35 +366,37 @@ def _packed_qkv(mha: nn.MultiheadAttention,
     without norms or rotation).
     """
     batch, num_tokens, _ = x.shape
-    qkv = _in_proj(mha, x, 0, 3 * mha.embed_dim)
-    q, k, v = qkv.reshape(batch, num_tokens, 3, mha.num_heads,
+    qkv = _in_proj(attention, x, 0, 3 * attention.embed_dim)
+    q, k, v = qkv.reshape(batch, num_tokens, 3, attention.num_heads,
                           -1).unbind(2)
-    q, k = token_queries(mha, q), token_keys(mha, k)
+    q, k = token_queries(attention, q), token_keys(attention, k)
     return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
 
 
-def _attend(mha: nn.MultiheadAttention, q: Tensor, k: Tensor,
+def _attend(attention: Attention, q: Tensor, k: Tensor,
             v: Tensor) -> Tensor:
     """SDPA of per-head (B, H, N, d) queries, keys and values, then the
     output (``output_of``); SDPA's output is already laid out as
     (B, N, H, d)."""
     out = F.scaled_dot_product_attention(
-        q, k, v, dropout_p=_dropout_p(mha))
-    return output_of(mha, merge_heads(out))
+        q, k, v, dropout_p=_dropout_p(attention))
+    return output_of(attention, merge_heads(out))
 
 
-def self_attention(mha: nn.MultiheadAttention, x: Tensor) -> Tensor:
+def self_attention(attention: Attention, x: Tensor) -> Tensor:
     """Self-attention of x (B, N, D): Q, K, V = x [W_q; W_k; W_v]^T + b."""
-    return _attend(mha, *_packed_qkv(mha, x))
+    attention = attention_view(attention)
+    return _attend(attention, *_packed_qkv(attention, x))
 
 
-def packed_keys_values(mha: nn.MultiheadAttention, x: Tensor) -> Tensor:
+def packed_keys_values(attention: Attention, x: Tensor) -> Tensor:
     """[K, V] = x [W_k; W_v]^T + [b_k; b_v] for x (..., D): (..., 2 D)."""
-    dims = mha.embed_dim
-    return _in_proj(mha, x, dims, 3 * dims)
+    attention = attention_view(attention)
+    dims = attention.embed_dim
+    return _in_proj(attention, x, dims, 3 * dims)
 
 
-def self_attention_with_prompts(mha: nn.MultiheadAttention, x: Tensor,
+def self_attention_with_prompts(attention: Attention, x: Tensor,
                                 prompt_kv: Tensor) -> Tensor:
     """Self-attention of x (B, N, D) that also attends to m prompts, given by
     their ``packed_keys_values`` ``prompt_kv`` = [K^P, V^P] (m, 2 D), shared
@@ -241,31 +412,36 @@ def self_attention_with_prompts(mha: nn.MultiheadAttention, x: Tensor,
     so that the patches' keys are the last, as a rotary embedding takes
     them (k_norm acts on every key alike).
     """
+    attention = attention_view(attention)
     batch, _, dims = x.shape
-    heads = mha.num_heads
-    q = token_queries(mha, _heads(_in_proj(mha, x, 0, dims), heads))
+    heads = attention.num_heads
+    q = token_queries(attention,
+                      _heads(_in_proj(attention, x, 0, dims), heads))
     kv = torch.cat((prompt_kv.expand(batch, -1, -1),
-                    packed_keys_values(mha, x)), dim=1)
+                    packed_keys_values(attention, x)), dim=1)
     k, v = kv.unflatten(-1, (2, heads, dims // heads)).unbind(2)
-    k = token_keys(mha, k)
-    return _attend(mha, q.transpose(1, 2), k.transpose(1, 2),
+    k = token_keys(attention, k)
+    return _attend(attention, q.transpose(1, 2), k.transpose(1, 2),
                    v.transpose(1, 2))
 
 
 # ---- cross-attention to prompts, unfolded ----------------------------------
-def prompt_keys_values(mha: nn.MultiheadAttention,
+def prompt_keys_values(attention: Attention,
                        prompts: Tensor) -> Tuple[Tensor, Tensor]:
     """Keys and values of the prompts P (m, D), once for the whole batch.
 
     K = k_norm(P W_k^T + b_k) (no rotary embedding), V = P W_v^T + b_v,
     returned per head as (H, m, d).
     """
-    keys, values = packed_keys_values(mha, prompts).chunk(2, dim=-1)
-    keys = _normed(mha, 'k_norm', _heads(keys, mha.num_heads))
-    return keys.transpose(-3, -2), split_heads(values, mha.num_heads)
+    attention = attention_view(attention)
+    keys, values = packed_keys_values(attention, prompts).chunk(2, dim=-1)
+    keys = _heads(keys, attention.num_heads)
+    if attention.k_norm is not None:
+        keys = attention.k_norm(keys)
+    return keys.transpose(-3, -2), split_heads(values, attention.num_heads)
 
 
-def cross_attention(mha: nn.MultiheadAttention,
+def cross_attention(attention: Attention,
                     x: Tensor,
                     keys: Tensor,
                     values: Tensor,
@@ -281,14 +457,17 @@ def cross_attention(mha: nn.MultiheadAttention,
     CA(x, P) when a residual is given, gamma = ``out_scale`` (D,) (a layer
     scale) or 1.
     """
+    attention = attention_view(attention)
     batch, num_tokens, dims = x.shape
-    queries = token_queries(mha, _heads(_in_proj(mha, x, 0, dims),
-                                        mha.num_heads))
-    queries = queries.reshape(1, batch * num_tokens, mha.num_heads, -1)
+    queries = token_queries(
+        attention, _heads(_in_proj(attention, x, 0, dims),
+                          attention.num_heads))
+    queries = queries.reshape(1, batch * num_tokens, attention.num_heads, -1)
     out = F.scaled_dot_product_attention(
         queries.transpose(1, 2), keys[None], values[None],
-        dropout_p=_dropout_p(mha))
-    out = output_of(mha, merge_heads(out).reshape(batch, num_tokens, dims))
+        dropout_p=_dropout_p(attention))
+    out = output_of(attention,
+                    merge_heads(out).reshape(batch, num_tokens, dims))
     if out_scale is not None:
         out = out * out_scale
     return out if residual is None else residual + out
@@ -308,7 +487,7 @@ class FoldedPrompts(NamedTuple):
     out_bias: Optional[Tensor]
 
 
-def fold_prompts(mha: nn.MultiheadAttention, prompts: Tensor,
+def fold_prompts(attention: Attention, prompts: Tensor,
                  out_scale: Optional[Tensor] = None) -> FoldedPrompts:
     """M, c and U of the folded form, for each head h:
 
@@ -322,26 +501,28 @@ def fold_prompts(mha: nn.MultiheadAttention, prompts: Tensor,
     W_o. Costs 4 m D^2 multiply-adds per layer, independent of the batch.
     Fold in the mode the result is used in: b_o is folded only when the
     attention probabilities are not dropped out. Only for an attention
-    ``is_foldable``.
+    ``foldable``.
     """
-    if not is_foldable(mha):
+    attention = attention_view(attention)
+    if not attention.foldable:
         raise ValueError('fold_prompts: this attention has a q norm, rotary '
                          'embedding or output norm, which do not fold; use '
                          'cross_attention')
-    dims, heads = mha.embed_dim, mha.num_heads
+    dims, heads = attention.embed_dim, attention.num_heads
     head_dims = dims // heads
-    keys, values = prompt_keys_values(mha, prompts)  # (H, m, d)
+    keys, values = prompt_keys_values(attention, prompts)  # (H, m, d)
     keys = keys * head_dims**-0.5
-    w_q = mha.in_proj_weight[:dims].view(heads, head_dims, dims)
+    w_q = attention.in_proj_weight[:dims].view(heads, head_dims, dims)
     logit_weight = torch.matmul(keys, w_q).flatten(0, 1)  # (H m, D)
     logit_bias = None
-    if mha.in_proj_bias is not None:
-        b_q = mha.in_proj_bias[:dims].view(heads, head_dims, 1)
+    if attention.in_proj_bias is not None:
+        b_q = attention.in_proj_bias[:dims].view(heads, head_dims, 1)
         logit_bias = torch.matmul(keys, b_q).flatten()  # (H m)
-    w_o = mha.out_proj.weight.view(dims, heads, head_dims).permute(1, 2, 0)
+    w_o = attention.out_proj.weight.view(dims, heads,
+                                         head_dims).permute(1, 2, 0)
     out_values = torch.matmul(values, w_o).flatten(0, 1)  # U: (H m, D)
-    out_bias = mha.out_proj.bias
-    if out_bias is not None and _dropout_p(mha) == 0:
+    out_bias = attention.out_proj.bias
+    if out_bias is not None and _dropout_p(attention) == 0:
         out_values = out_values + out_bias / heads
         out_bias = None
     if out_scale is not None:
@@ -388,22 +569,23 @@ def head_softmax(logits: Tensor) -> Tensor:
     return short_row_softmax(logits)  # no autograd node to build
 
 
-def folded_cross_attention(mha: nn.MultiheadAttention,
+def folded_cross_attention(attention: Attention,
                            x: Tensor,
                            folded: FoldedPrompts,
                            residual: Optional[Tensor] = None) -> Tensor:
     """CA(x, P) = sum_h softmax(x M_h + c_h) U_h + b_o for x (B, N, D), plus
     ``residual`` when given (added by the output matrix product itself)."""
+    attention = attention_view(attention)
     logits = F.linear(x, folded.logit_weight, folded.logit_bias)
-    probs = head_softmax(logits.unflatten(-1, (mha.num_heads, -1)))
+    probs = head_softmax(logits.unflatten(-1, (attention.num_heads, -1)))
     probs = probs.flatten(-2)
-    if _dropout_p(mha) > 0:
-        if folded.out_bias is None and mha.out_proj.bias is not None:
+    if _dropout_p(attention) > 0:
+        if folded.out_bias is None and attention.out_proj.bias is not None:
             raise ValueError(
                 'these prompts were folded without attention dropout (b_o '
                 'is inside U) but the attention now drops out: call '
                 'fold_prompts in the mode the result is used in')
-        probs = F.dropout(probs, _dropout_p(mha))
+        probs = F.dropout(probs, _dropout_p(attention))
     if residual is None:
         out = torch.matmul(probs, folded.out_values)
     else:
@@ -412,19 +594,26 @@ def folded_cross_attention(mha: nn.MultiheadAttention,
     return out if folded.out_bias is None else out + folded.out_bias
 
 
-def prefer_folded(mha: nn.MultiheadAttention, num_prompts: int,
+def prefer_folded(attention: Attention, num_prompts: int,
                   with_grad: bool) -> bool:
+    """Whether to run the folded form: only for an attention that is
+    ``foldable``, where it costs fewer multiply-adds
+    (``folded_is_cheaper``)."""
+    attention = attention_view(attention)
+    return attention.foldable and folded_is_cheaper(
+        attention.embed_dim, attention.num_heads, num_prompts, with_grad)
+
+
+def folded_is_cheaper(dims: int, heads: int, num_prompts: int,
+                      with_grad: bool) -> bool:
     """Whether the folded form costs fewer multiply-adds per token.
 
     Forward: folded 2 H m D vs unfolded 2 D^2 + 2 m D (break-even
     m = D / (H - 1)). With gradients to the prompts (weights frozen) the
     backward adds 4 H m D (folded: gradients of x, M, U) vs 2 D^2 + 4 m D, so
-    break-even moves to m = 2 D / (3 (H - 1)). Never for an attention
-    that is not ``is_foldable``.
+    break-even moves to m = 2 D / (3 (H - 1)).
     """
-    if not is_foldable(mha):
-        return False
-    dims, heads, m = mha.embed_dim, mha.num_heads, num_prompts
+    m = num_prompts
     if with_grad:
         return 6 * heads * m * dims < 4 * dims * dims + 6 * m * dims
     return heads * m * dims < dims * dims + m * dims

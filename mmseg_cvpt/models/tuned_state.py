@@ -5,10 +5,10 @@ from typing import Optional, Tuple
 
 from torch import nn
 
-from .backbones import PromptedVisionTransformer, find_prompted_backbone
+from .backbones import FrozenViTBackbone, find_prompted_backbone
 
 
-def backbone_of(model: nn.Module) -> Tuple[PromptedVisionTransformer, str]:
+def backbone_of(model: nn.Module) -> Tuple[FrozenViTBackbone, str]:
     """The prompted backbone of a model and the prefix of its keys in the
     model's state dict, e.g. 'backbone.' or 'backbone.vit.'."""
     backbone = find_prompted_backbone(model)

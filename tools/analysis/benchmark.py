@@ -5,7 +5,8 @@ ViT-B/16 (mmseg layout; ``--arch dinov2_b14``: timm's DINOv2-B/14 with
 four registers, at 518 for instance; random weights: costs do not depend on
 the values) at each input size; P = 0 is the frozen ViT (every method with
 no prompts is the same network). The methods are the rows of ``METHODS`` (a
-label, a backbone config and a multiply-add formula each): VPT-deep in its
+label, a backbone config and a multiply-add formula each: the registered
+methods' of ``mmseg_cvpt.methods``): VPT-deep in its
 reference form (every prompted layer on the whole sequence, as published)
 and in its fast form (prompts as keys and values only), CVPT, BPT (fast
 VPT-deep with bilinear prompts) and DA-VPT (fast VPT-deep with its guidance
@@ -30,6 +31,10 @@ Example (the run in docs/performance.md)::
         --device cpu --out work_dirs/benchmark
     python tools/analysis/benchmark.py --arch dinov2_b14 --sizes 518 \
         --prompts 0 200 --batch 2 --repeats 4 --out work_dirs/benchmark_dinov2
+    # our LoRA against HF peft's on timm's ViT-B/16 (pip install -r
+    # requirements/peers.txt)
+    python tools/analysis/benchmark.py --peers --sizes 224 --batch 2 \
+        --repeats 6 --threads 2 --out work_dirs/peers
 """
 import argparse
 import statistics
@@ -45,17 +50,11 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from mmseg.registry import MODELS  # noqa: E402
 
+from mmseg_cvpt import methods as registry  # noqa: E402
 from mmseg_cvpt.engine.cli import add_debug_argument, run_tool  # noqa: E402
-from mmseg_cvpt.models.backbones.adaptformer_vit import (  # noqa: E402
-    adaptformer_macs)
-from mmseg_cvpt.models.backbones.cvpt_vit import cvpt_macs  # noqa: E402
-from mmseg_cvpt.models.backbones.lora_vit import lora_macs  # noqa: E402
-from mmseg_cvpt.models.backbones.rein_vit import rein_macs  # noqa: E402
-from mmseg_cvpt.models.backbones.vpt_vit import (  # noqa: E402
-    vpt_macs, vpt_reference_macs)
+from mmseg_cvpt.models.backbones.vpt_vit import \
+    vpt_reference_macs  # noqa: E402
 from mmseg_cvpt.models.costs import Shape, frozen_macs, shape_of  # noqa: E402
-from mmseg_cvpt.models.guidance import proxy_guidance_macs  # noqa: E402
-from mmseg_cvpt.models.prompts import bilinear_prompts_macs  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark_report import (DEFINITIONS, machine,  # noqa: E402
@@ -95,34 +94,6 @@ def at_size(arch: dict, size: int) -> dict:
 
 
 # ---- the methods ----------------------------------------------------------
-BPT_RANK = 50  # p of BPT's bilinear prompts (configs/bpt: m = p = 50)
-DAVPT_PROXIES = 20  # k of DA-VPT (configs/davpt), at most P
-DAVPT_CLASSES = 150  # C: ADE20K's classes, mapped onto the k proxies
-
-
-def bpt_rank(s: Shape) -> int:
-    return min(BPT_RANK, s.dims)
-
-
-def davpt_proxies(s: Shape) -> int:
-    return min(DAVPT_PROXIES, s.prompts)
-
-
-def bpt_macs(s: Shape) -> Tuple[int, int]:
-    """Fast VPT-deep with bilinear prompts (inference computes the product,
-    then finds the prompts' keys and values cached)."""
-    train, infer = vpt_macs(s)
-    product_train, product_infer = bilinear_prompts_macs(s, bpt_rank(s))
-    return train + product_train, infer + product_infer
-
-
-def davpt_macs(s: Shape) -> Tuple[int, int]:
-    """Fast VPT-deep with DA-VPT's guidance of the last layer."""
-    train, infer = vpt_macs(s)
-    guidance = proxy_guidance_macs(s, davpt_proxies(s), DAVPT_CLASSES)
-    return train + guidance, infer
-
-
 @dataclass(frozen=True)
 class Method:
     label: str
@@ -131,33 +102,18 @@ class Method:
     with_prompts: bool = True  # measured at each P (else once, at P = 0)
 
 
-def bpt_backbone(s: Shape) -> dict:
-    return dict(type='VPTViT', prompt_cfg=dict(type='BilinearPrompts',
-                                               rank=bpt_rank(s)))
-
-
-def davpt_backbone(s: Shape) -> dict:
-    return dict(type='VPTViT', addons=dict(guidance=dict(
-        type='ProxyGuidance', num_guided=davpt_proxies(s))))
-
-
+#: the frozen ViT, VPT-deep's reference form, then every registered method
+#: with a cost formula (mmseg_cvpt.methods)
 METHODS = {
     'frozen': Method('frozen ViT', lambda s: dict(type='VPTViT'), frozen_macs),
     'vpt_reference': Method(
         'VPT-deep (reference form)',
         lambda s: dict(type='VPTViT', prompt_form='reference'),
         vpt_reference_macs),
-    'vpt': Method('VPT-deep', lambda s: dict(type='VPTViT'), vpt_macs),
-    'cvpt': Method('CVPT', lambda s: dict(type='CVPTViT'), cvpt_macs),
-    'bpt': Method('BPT (VPT-deep, bilinear)', bpt_backbone, bpt_macs),
-    'davpt': Method('DA-VPT (VPT-deep, guided)', davpt_backbone, davpt_macs),
-    'lora': Method('LoRA (q, v; r = 8)', lambda s: dict(type='LoRAViT'),
-                   lora_macs, with_prompts=False),
-    'adaptformer': Method('AdaptFormer (b = 64)',
-                          lambda s: dict(type='AdaptFormerViT'),
-                          adaptformer_macs, with_prompts=False),
-    'rein': Method('Rein (m = 100, r = 16)', lambda s: dict(type='ReinViT'),
-                   rein_macs, with_prompts=False),
+    **{name: Method(method.cost_label, method.backbone_for, method.cost,
+                    method.uses_prompts)
+       for name, method in registry.METHODS.items()
+       if method.cost is not None},
 }
 PROMPT_METHODS = [key for key in METHODS if key != 'frozen']
 
@@ -268,6 +224,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='retake a timed step (up to 3 times, after '
                         'waiting up to 15 s for calm) when other processes '
                         'used more than this share of the CPUs during it')
+    parser.add_argument('--peers', action='store_true',
+                        help='instead: our LoRA against HF peft\'s LoRA on '
+                        'timm\'s ViT-B/16 at each size (train step and '
+                        'inference; needs requirements/peers.txt)')
     parser.add_argument('--out', type=Path,
                         default=Path('work_dirs/benchmark'))
     add_debug_argument(parser)
@@ -331,7 +291,7 @@ def build(config: Config, arch: dict) -> nn.Module:
             torch.eye(shape.dims).repeat(shape.layers, 1, 1))
     guidance = model.addons.get('guidance')
     if guidance is not None:  # as ClassProxyHook does, before any class
-        guidance.initialise(DAVPT_CLASSES)  # means exist
+        guidance.initialise(registry.DAVPT_CLASSES)  # means exist
         guidance.recluster()
     return model
 
@@ -493,10 +453,32 @@ def measure_size(size: int, prompt_counts: List[int], args,
     return list(rows.values())
 
 
+def measure_peers(args) -> None:
+    """--peers: ``peer_lora``'s table at each size, to ``peers.md``."""
+    import peer_lora
+    peer_lora.import_peft()
+    command = 'python ' + ' '.join([sys.argv[0]] + sys.argv[1:])
+    tables = []
+    for size in args.sizes:
+        print(f'{size}x{size}:', flush=True)
+        rows = peer_lora.measure(size, args.batch, args.repeats,
+                                 args.device, args.clock, args.max_others)
+        tables.append(peer_lora.table(
+            rows, command, f'timm {peer_lora.MODEL} at {size}, batch '
+            f'{args.batch}, {torch.get_num_threads()} threads, device '
+            f'{args.device}, {args.repeats} rounds, medians; '
+            f'{machine()}'))
+    report = '\n\n'.join(tables)
+    (args.out / 'peers.md').write_text(report + '\n')
+    print('\n' + report + f'\n\nWrote {args.out}/peers.md')
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.peers:
+        return measure_peers(args)
     print(DEFINITIONS)
     print(f'\nMachine: {machine()}\n', flush=True)
     prompts_for = dict(args.prompts_for)

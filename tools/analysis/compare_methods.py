@@ -1,7 +1,8 @@
 """Train every method under the same schedule and seed, and compare them.
 
-The methods' configs are the namesakes of ``--config`` in the method
-folders (``METHODS``: folder and name prefix): for
+The methods are those of the package's registry (``mmseg_cvpt.methods``),
+their configs the namesakes of ``--config`` in the method folders (each
+method's folder and name prefix): for
 ``configs/cvpt/upernet_vittiny_ade20k_demo.py`` (the default, the embedded
 demo) they are ``configs/{baseline,vpt,cvpt,bpt,davpt,lora,adaptformer,
 rein,bias}/upernet_vittiny_ade20k_demo.py``, VPT+Bias's
@@ -65,6 +66,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
+from mmseg_cvpt.methods import METHODS, method_of_config
+
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from report_files import NO_MATPLOTLIB, pyplot, write_csv  # noqa: E402
 
@@ -76,27 +79,6 @@ DEFAULT_CONFIG = 'configs/cvpt/upernet_vittiny_ade20k_demo.py'
 STEPS_OPTION = '--run-steps'  # how launch() starts a run's child process
 
 
-@dataclass(frozen=True)
-class Method:
-    folder: str  # configs/<folder>/<prefix><setting>.py
-    prefix: str
-    label: str
-    with_prompts: bool  # run once per P (else once)
-
-
-METHODS = {
-    'baseline': Method('baseline', '', 'head-only', False),
-    'bias': Method('bias', '', 'Bias', False),
-    'vpt': Method('vpt', '', 'VPT-deep', True),
-    'vpt_bias': Method('bias', 'vpt_', 'VPT+Bias', True),
-    'cvpt': Method('cvpt', '', 'CVPT', True),
-    'bpt': Method('bpt', '', 'BPT', True),
-    'davpt': Method('davpt', '', 'DA-VPT', True),
-    'lora': Method('lora', '', 'LoRA', False),
-    'adaptformer': Method('adaptformer', '', 'AdaptFormer', False),
-    'rein': Method('rein', '', 'Rein', False),
-    'full': Method('baseline', 'full_', 'full fine-tuning', False),
-}
 ALIASES = {'head_only': 'baseline'}  # the name before the other methods
 COLUMNS = [  # (key, header, format)
     ('method', 'method', '{}'),
@@ -124,12 +106,9 @@ class Run:
 
 def setting_of(config: str) -> str:
     """The setting's name: the config's file name without the prefix of
-    the method whose folder it is in (``vpt_``, ``full_``)."""
-    folder, name = osp.basename(osp.dirname(config)), osp.basename(config)
-    prefixes = sorted((m.prefix for m in METHODS.values()
-                       if m.folder == folder and name.startswith(m.prefix)),
-                      key=len)
-    return name[len(prefixes[-1]):] if prefixes else name
+    the method whose config it is (``vpt_``, ``full_``)."""
+    method, name = method_of_config(config), osp.basename(config)
+    return name[len(method.prefix):] if method else name
 
 
 def method_config(config: str, method: str) -> str:
@@ -180,7 +159,7 @@ def runs_of(methods: List[str], prompts: List[int],
     return [
         Run(method, p, seed)
         for method in methods
-        for p in (prompts if METHODS[method].with_prompts else [0])
+        for p in (prompts if METHODS[method].uses_prompts else [0])
         for seed in seeds
     ]
 
@@ -227,7 +206,7 @@ def prompt_key(config: str) -> str:
 
 def run_options(run: Run, config: str, args) -> List[str]:
     options = [f'randomness.seed={run.seed}'] + args.cfg_options
-    if METHODS[run.method].with_prompts:
+    if METHODS[run.method].uses_prompts:
         options.append(f'{prompt_key(config)}={run.prompts}')
     return options
 
@@ -561,7 +540,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         try:
             config = method_config(args.config, method)
             config_digest(config)
-            if METHODS[method].with_prompts:
+            if METHODS[method].uses_prompts:
                 prompt_key(config)
         except FileNotFoundError as error:
             parser.error(str(error))

@@ -1,7 +1,8 @@
 """Count the trainable parameters of a segmentor config.
 
 Builds the model on the CPU without loading weights (ViT-B takes a few
-seconds) and prints the trainable parameters of the backbone, of each head
+seconds) and prints the method whose config it is (``mmseg_cvpt.methods``),
+the trainable parameters of the backbone, of each head
 (neck included) and in total, with the total size of the model, then each
 trainable backbone tensor (prompts, BPT's bilinear factors, ...).
 
@@ -21,6 +22,7 @@ from mmseg.registry import MODELS
 
 from mmseg_cvpt.engine import load_config
 from mmseg_cvpt.engine.cli import add_debug_argument, run_tool
+from mmseg_cvpt.methods import method_of_config
 
 # mmengine re-imports the deprecated pkg_resources for every `pkg::` base
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
@@ -70,6 +72,9 @@ def main(argv=None):
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     model = MODELS.build(cfg.model)
     counts = count_trainable(model)
+    method = method_of_config(args.config)
+    if method is not None:
+        print(f'Method: {method.label} ({method.backbone})')
     print(f'Trainable parameters of {args.config}:')
     for name, value in counts.items():
         print(f'  {name:<18}{value:>14,}')

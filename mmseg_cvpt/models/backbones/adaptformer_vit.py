@@ -2,14 +2,13 @@
 models/custom_modules.py): a bottleneck adapter parallel to each frozen
 block's MLP."""
 import math
-from typing import List, Tuple
+from typing import Tuple
 
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 
 from ..costs import Shape, block_backward, frozen_macs
-from ..families import Block, Tokens
-from .prompted_vit import PromptedVisionTransformer
+from .prompted_vit import FrozenViTBackbone
 
 
 class Adapter(nn.Module):
@@ -33,9 +32,9 @@ class Adapter(nn.Module):
 
 
 @MODELS.register_module()
-class AdaptFormerViT(PromptedVisionTransformer):
+class AdaptFormerViT(FrozenViTBackbone):
     """AdaptFormer on every block of a frozen ViT (its "parallel" adapter,
-    input option "none": the un-normalised x'):
+    input option "none": the un-normalised x'), as the blocks' MLP hooks:
 
         x' = x + SA(LN1(x))
         x  = x' + MLP(LN2(x')) + s * up(dropout(ReLU(down(x'))))
@@ -44,8 +43,7 @@ class AdaptFormerViT(PromptedVisionTransformer):
         bottleneck (int): the adapter's width. Default 64.
         scale (float): s, fixed. Default 0.1.
         dropout (float): dropout between ReLU and up. Default 0.1.
-        See ``PromptedVisionTransformer`` for the other arguments (no
-        prompts).
+        See ``FrozenViTBackbone`` for the other arguments (no prompts).
     """
 
     uses_prompts = False
@@ -60,15 +58,10 @@ class AdaptFormerViT(PromptedVisionTransformer):
         self.adapters = nn.ModuleList(
             Adapter(self.vit.embed_dims, bottleneck, scale, dropout)
             for _ in self.vit.blocks)
+        self.hook_blocks(mlp=list(self.adapters))
 
     def structure(self) -> dict:
         return dict(super().structure(), adapter='parallel, input x')
-
-    def forward_block(self, index: int, block: Block, tokens: Tokens,
-                      prompts: List[Tensor]) -> Tokens:
-        x = block.attention_residual(tokens.x)
-        return tokens.replace_x(
-            block.mlp_residual(x) + self.adapters[index](x))
 
 
 # ---- cost (docs/performance.md) -------------------------------------------

@@ -1,18 +1,18 @@
 """CVPT: prompts enter through cross-attention (Cross Visual Prompt Tuning,
 ICCV 2025, arXiv 2408.14961)."""
-from types import SimpleNamespace
 from typing import Callable, List, Optional, Tuple
 
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 
-from ..attention import (cross_attention, fold_prompts,
-                         folded_cross_attention, is_plain, prefer_folded,
-                         prompt_keys_values)
+from ..attention import (AttentionView, MultiheadAttentionView,
+                         cross_attention, fold_prompts,
+                         folded_cross_attention, folded_is_cheaper,
+                         prefer_folded, prompt_keys_values)
 from ..costs import Shape, frozen_macs
 from ..families import Block, Tokens
 from ..prompt_cache import grad_reaches, tensors_of
-from .prompted_vit import PromptedVisionTransformer
+from .prompted_vit import FrozenViTBackbone
 
 # ca(x, r) = r + CA(x): the folded form adds the residual r inside its
 # output matrix product.
@@ -55,7 +55,7 @@ CA_WEIGHTS = ('shared', 'copy', 'random')
 
 
 @MODELS.register_module()
-class CVPTViT(PromptedVisionTransformer):
+class CVPTViT(FrozenViTBackbone):
     """Cross Visual Prompt Tuning of a frozen ViT.
 
     Prompts never join the token sequence (every layer leaves the tokens'
@@ -84,7 +84,7 @@ class CVPTViT(PromptedVisionTransformer):
             self-attention) or 'random' (own weights, random init).
         ca_trainable (bool, optional): whether own CA weights train. Defaults
             to True for 'copy' and 'random'; 'shared' weights are frozen.
-        See ``PromptedVisionTransformer`` for the other arguments.
+        See ``FrozenViTBackbone`` for the other arguments.
     """
 
     def __init__(self,
@@ -110,6 +110,8 @@ class CVPTViT(PromptedVisionTransformer):
         self.ca_trainable = (ca_weights != 'shared'
                              and ca_trainable is not False)
         self.cross_attns = self._build_cross_attentions()
+        self.cross_attn_views = [MultiheadAttentionView(cross_attn)
+                                 for cross_attn in self.cross_attns or ()]
         self.vit_weights_loaded()
 
     def structure(self) -> dict:
@@ -125,7 +127,7 @@ class CVPTViT(PromptedVisionTransformer):
         cross_attns = nn.ModuleList()
         for block in self.vit.blocks[:self.prompt_depth]:
             source = block.attention
-            if not is_plain(source):
+            if not source.plain:
                 raise NotImplementedError(
                     f"ca_weights={self.ca_weights!r} gives each layer an "
                     'nn.MultiheadAttention of its own, without the q / k '
@@ -147,12 +149,12 @@ class CVPTViT(PromptedVisionTransformer):
         for block, cross_attn in zip(self.vit.blocks, self.cross_attns):
             cross_attn.load_state_dict(block.attention.state_dict())
 
-    def prompt_attention(self, index: int, tokens: Tokens) -> nn.Module:
+    def prompt_attention(self, index: int, tokens: Tokens) -> AttentionView:
         """The cross-attention's weights: the block's own self-attention
         ('shared') or the layer's own ('copy', 'random')."""
         if self.cross_attns is None:
             return super().prompt_attention(index, tokens)
-        return self.cross_attns[index]
+        return self.cross_attn_views[index]
 
     def block_without_prompts(self, index: int, block: Block,
                               tokens: Tokens) -> Tuple[Tensor, Tokens]:
@@ -180,7 +182,7 @@ class CVPTViT(PromptedVisionTransformer):
 
         return tokens.replace_x(self.block_with_ca(block, tokens.x, observed))
 
-    def prompt_cross_attention(self, index: int, mha: nn.Module,
+    def prompt_cross_attention(self, index: int, mha: AttentionView,
                                prompts: List[Tensor],
                                scale: Optional[Tensor] = None) -> CrossAttn:
         """(x, r) -> r + gamma CA(x, P_i), gamma the block's layer scale
@@ -223,9 +225,8 @@ def cvpt_step_macs(s: Shape, with_grad: bool) -> int:
     again); inference uses the cached one. Layer 1's self-attention needs
     no gradient (its input needs none).
     """
-    mha = SimpleNamespace(embed_dim=s.dims, num_heads=s.heads)
     num, m, dims = s.tokens, s.prompts, s.dims
-    if prefer_folded(mha, m, with_grad):
+    if folded_is_cheaper(dims, s.heads, m, with_grad):
         forward = 2 * num * s.heads * m * dims
         backward = 4 * num * s.heads * m * dims
         layer1_without = num * s.heads * m * dims

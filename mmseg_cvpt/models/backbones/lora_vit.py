@@ -1,134 +1,81 @@
 """LoRA (Hu et al., 2021; microsoft/LoRA's loralib): low-rank updates of a
-frozen ViT's attention projections."""
+frozen ViT's linear projections, through the blocks' projection hooks."""
 import copy
 import math
-from typing import List, Sequence, Tuple
+from typing import Dict, Sequence, Tuple
 
 import torch
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 
-from ..attention import (PROJECTIONS, add_to_projection, packed_projection,
-                         self_attention)
+from ..attention import PROJECTIONS, ProjectionHook
 from ..costs import Shape, frozen_macs
-from ..families import Block, Tokens
-from .prompted_vit import PromptedVisionTransformer
+from .prompted_vit import FrozenViTBackbone
 
 
-class LowRankUpdates(nn.Module):
+class LowRankUpdates(nn.Module, ProjectionHook):
     """One block's updates, W_t' = W_t + (alpha / r) B_t A_t for each target
-    projection t: A_t (r x D) kaiming-uniform(a = sqrt 5), B_t (D x r) zeros
-    (loralib's initialisation: the block starts as the frozen one)."""
+    projection t (out x in): A_t (r x in) kaiming-uniform(a = sqrt 5), B_t
+    (out x r) zeros (loralib's initialisation: the block starts as the
+    frozen one). As the block's projection hook it adds
+    (alpha / r) drop(x) A_t^T B_t^T to projection t's output."""
 
-    def __init__(self, dims: int, rank: int, targets: Sequence[str],
-                 scale: float):
+    def __init__(self, shapes: Dict[str, Tuple[int, int]], rank: int,
+                 scale: float, dropout: nn.Module):
         super().__init__()
-        self.targets = tuple(targets)
+        self.targets = tuple(shapes)
         self.scale = scale
+        self.dropout = dropout
         self.down = nn.ParameterDict(
-            {t: nn.Parameter(torch.empty(rank, dims)) for t in targets})
+            {t: nn.Parameter(torch.empty(rank, shapes[t][1]))
+             for t in self.targets})
         self.up = nn.ParameterDict(
-            {t: nn.Parameter(torch.zeros(dims, rank)) for t in targets})
+            {t: nn.Parameter(torch.zeros(shapes[t][0], rank))
+             for t in self.targets})
         for weight in self.down.values():
             nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
 
     def delta(self, target: str) -> Tensor:
-        """(alpha / r) B_t A_t (D x D)."""
+        """(alpha / r) B_t A_t (out x in)."""
         return self.scale * self.up[target] @ self.down[target]
 
     def update(self, target: str, x: Tensor) -> Tensor:
-        """(alpha / r) x A_t^T B_t^T for (dropped-out) tokens x (..., D)."""
-        return self.scale * (x @ self.down[target].T) @ self.up[target].T
-
-
-class LowRankOutput:
-    """The output projection with its update: y = x W_o^T + b_o + s x A^T
-    B^T (``weight`` and ``bias`` are the frozen ones)."""
-
-    def __init__(self, out_proj: nn.Module, updates: LowRankUpdates,
-                 dropout: nn.Module):
-        self.base, self.updates, self.dropout = out_proj, updates, dropout
-        self.weight, self.bias = out_proj.weight, out_proj.bias
-
-    def __call__(self, x: Tensor) -> Tensor:
-        return self.base(x) + self.updates.update('o', self.dropout(x))
-
-
-class LowRankAttention:
-    """A block's attention seen with its updates: the packed projection's
-    rows are x W^T + b + (alpha / r) drop(x) A_t^T B_t^T for the targets
-    q, k, v among them (``..attention`` calls ``project``); everything else
-    (norms, rotary embedding, heads) is the block's."""
-
-    def __init__(self, attention: nn.Module, updates: LowRankUpdates,
-                 update_dropout: nn.Module):
-        self.base, self.updates = attention, updates
-        self.update_dropout = update_dropout
-        for name in ('q_norm', 'k_norm', 'out_norm', 'rotate'):
-            setattr(self, name, getattr(attention, name, None))
-        self.out_proj = (LowRankOutput(attention.out_proj, updates,
-                                       update_dropout)
-                         if 'o' in updates.targets else attention.out_proj)
-        self.num_heads = attention.num_heads
-        self.embed_dim = attention.embed_dim
-        self.dropout = attention.dropout  # the attention probabilities'
-
-    @property
-    def training(self) -> bool:
-        return self.base.training
-
-    @property
-    def in_proj_weight(self) -> Tensor:
-        return self.base.in_proj_weight
-
-    @property
-    def in_proj_bias(self) -> Tensor:
-        return self.base.in_proj_bias
-
-    def project(self, x: Tensor, start: int, stop: int) -> Tensor:
-        out = packed_projection(self.base, x, start, stop)
-        dims, dropped = self.embed_dim, None
-        for index, target in enumerate('qkv'):
-            row = index * dims - start
-            if target in self.updates.targets and 0 <= row < stop - start:
-                if dropped is None:
-                    dropped = self.update_dropout(x)
-                out[..., row:row + dims] += self.updates.update(target,
-                                                                dropped)
-        return out
+        """(alpha / r) drop(x) A_t^T B_t^T for tokens x (..., in)."""
+        return self.scale * (self.dropout(x) @ self.down[target].T) \
+            @ self.up[target].T
 
 
 def parse_targets(targets: Sequence[str]) -> Tuple[str, ...]:
     targets = tuple(targets)
-    if not targets or not set(targets) <= set(PROJECTIONS) or len(
-            set(targets)) != len(targets):
+    if not targets or len(set(targets)) != len(targets) or not all(
+            isinstance(t, str) for t in targets):
         raise ValueError(
-            f'targets must be distinct projections among {PROJECTIONS} (q, '
-            'k, v of the packed in-projection, o the output projection), '
-            f'got {targets!r}')
+            'targets must be distinct projection names: q, k, v (the packed '
+            'in-projection\'s rows), o (the output projection) and the MLP\'s '
+            f'linears (fc1, fc2; fc1_g, fc1_x for SwiGLU), got {targets!r}')
     return targets
 
 
 @MODELS.register_module()
-class LoRAViT(PromptedVisionTransformer):
+class LoRAViT(FrozenViTBackbone):
     """LoRA on every block of a frozen ViT: for each target projection t
     (default q and v),
 
         W_t x  ->  W_t x + (alpha / r) B_t A_t dropout(x),
 
-    and the block otherwise as it is. ``merged_vit()`` is the family's plain
-    model with B A added into its weights: no LoRA tensors, the frozen
-    ViT's cost.
+    and the block otherwise as it is. Targets are named as HF peft's
+    ``target_modules``: 'q', 'k', 'v' (the rows of the packed
+    in-projection), 'o' (the output projection) and the MLP's linears,
+    'fc1' and 'fc2' ('fc1_g', 'fc1_x', 'fc2' for EVA's SwiGLU).
+    ``merged_vit()`` is the family's plain model with B A added into its
+    weights: no LoRA tensors, the frozen ViT's cost.
 
     Args:
         rank (int): r. Default 8.
         alpha (float): the update's scale is alpha / r. Default 8.
-        targets (Sequence[str]): among 'q', 'k', 'v' (the packed
-            in-projection's rows) and 'o' (the output projection). Default
-            ('q', 'v').
+        targets (Sequence[str]): the projections. Default ('q', 'v').
         dropout (float): dropout on the updates' input. Default 0.
-        See ``PromptedVisionTransformer`` for the other arguments (no
-        prompts).
+        See ``FrozenViTBackbone`` for the other arguments (no prompts).
     """
 
     uses_prompts = False
@@ -144,23 +91,22 @@ class LoRAViT(PromptedVisionTransformer):
         targets = parse_targets(targets)
         super().__init__(**kwargs)
         self.rank, self.alpha, self.targets = rank, alpha, targets
+        self.update_dropout = nn.Dropout(dropout) if dropout else nn.Identity()
+        unknown = sorted(set(targets) -
+                         set(self.vit.blocks[0].projection_targets))
+        if unknown:
+            raise ValueError(
+                f'LoRA targets {unknown} are not projections of this ViT: '
+                f'its blocks have {self.vit.blocks[0].projection_targets}')
         self.updates = nn.ModuleList(
-            LowRankUpdates(self.vit.embed_dims, rank, targets, alpha / rank)
-            for _ in self.vit.blocks)
-        self.update_dropout = nn.Dropout(dropout)
+            LowRankUpdates({t: block.projection_shape(t) for t in targets},
+                           rank, alpha / rank, self.update_dropout)
+            for block in self.vit.blocks)
+        self.hook_blocks(projection=list(self.updates))
 
     def structure(self) -> dict:
         return dict(super().structure(), lora_targets=list(self.targets),
                     lora_scale=self.alpha / self.rank)
-
-    def forward_block(self, index: int, block: Block, tokens: Tokens,
-                      prompts: List[Tensor]) -> Tokens:
-        attention = LowRankAttention(block.attention, self.updates[index],
-                                     self.update_dropout)
-        x = tokens.x
-        x = x + block.attention_output(
-            self_attention(attention, block.norm1(x)))
-        return tokens.replace_x(block.mlp_residual(x))
 
     @torch.no_grad()
     def merged_vit(self) -> nn.Module:
@@ -169,8 +115,7 @@ class LoRAViT(PromptedVisionTransformer):
         vit = copy.deepcopy(self.vit)
         for block, updates in zip(vit.blocks, self.updates):
             for target in updates.targets:
-                add_to_projection(block.attention, target,
-                                  updates.delta(target))
+                block.add_to_weight(target, updates.delta(target))
         return vit.requires_grad_(False)
 
 
@@ -183,7 +128,7 @@ def lora_macs(s: Shape, rank: int = 8,
     and of A, 3 r D, and of x, r D more where x needs one (not at layer 1,
     whose input, the embeddings, needs none; nor do layer 1's W_q, W_k,
     W_v). Merged: the frozen ViT's cost."""
-    if not set(targets) & set('qkv'):
+    if not set(targets) & set('qkv') or set(targets) - set(PROJECTIONS):
         raise ValueError('lora_macs: the formula is for updates of q, k or v '
                          f'(and o), got {targets!r}')
     train, infer = frozen_macs(s)

@@ -1,22 +1,25 @@
-"""The method-agnostic core of the prompted backbones: a frozen ViT (a family,
-see ``..families``), what a method tunes, and add-ons.
+"""The method-agnostic core of every method: a frozen ViT (a family, see
+``..families``), what a method tunes, and add-ons.
 
-``PromptedVisionTransformer.forward``::
+``FrozenViTBackbone.forward``::
 
     tokens = vit.embed(images)                 # [prefix, patches]
     P = dropout(prompts())                     # the provider's (L, m, D)
-    for i, block in enumerate(vit.blocks):
+    for i, block in enumerate(self.blocks):    # the family's, with hooks
         add-ons see the layer input (layer_input)
         tokens = forward_block(i, block.at(tokens), tokens, P)  # the method
         outputs at out_indices (final norm after the last block)
 
-A method subclasses it and implements ``forward_block`` (how block i uses
-its tuned parameters; the returned ``Tokens`` say what the block leaves in
-the sequence), ``block_without_prompts`` (the same block in the prompt-free
+A method is a subclass. One that changes the blocks' projections or adds a
+branch beside their MLP gives them hooks once, at build time
+(``hook_blocks``: LoRA, AdaptFormer) and keeps the plain ``forward_block``.
+One with prompts implements ``forward_block`` (how block i uses its tuned
+parameters; the returned ``Tokens`` say what the block leaves in the
+sequence), ``block_without_prompts`` (the same block in the prompt-free
 model, with the tokens that would query its prompts) and names in
-``prompt_attention`` the attention whose keys the prompts become. Its own
-modules train; it calls ``observe_prompt_queries`` with the tokens that
-query its prompts.
+``prompt_attention`` the attention whose keys the prompts become; it calls
+``observe_prompt_queries`` with the tokens that query its prompts. Its own
+modules train.
 
 The core keeps the frozen ViT frozen (and, with ``frozen_eval``, in eval
 mode while training), its state-dict keys those of the ViT itself (the
@@ -43,7 +46,9 @@ from mmseg.registry import MODELS
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from ..families import Block, Tokens
+from ..attention import AttentionView, ProjectionHook
+from ..families import Block, FrozenViTFamily, Tokens
+from ..families.base import MLPHook
 from ..prompt_cache import PromptCache, tensors_of
 from ..prompts import PromptProvider
 from .frozen_base import EXTRA_STATE_KEY, FrozenBase
@@ -88,22 +93,44 @@ def resolve_also_train(also_train: Sequence[str],
     return tuple(frozen_exclude)
 
 
-def build_vit(vit: Optional[dict], vit_kwargs: dict) -> nn.Module:
+#: the family arguments that shape the outputs, which the backbone also
+#: takes (for every family)
+OUTPUT_ARGUMENTS = ('out_indices', 'final_norm', 'output_cls_token',
+                    'out_origin')
+
+
+def build_vit(vit: Optional[dict], vit_kwargs: dict) -> FrozenViTFamily:
     """The frozen ViT: ``vit`` (a family config) or, by default, mmseg's
-    ViT with the backbone's other arguments."""
+    ViT with the backbone's other arguments. ``OUTPUT_ARGUMENTS`` given to
+    the backbone go to the family, whichever it is."""
     if vit is None:
-        return MODELS.build(dict(vit_kwargs, type='MMSegViT'))
-    if vit_kwargs:
-        raise ValueError(
-            f'the ViT is given by vit={vit!r}: its arguments go there, not '
-            f'to the backbone (got {sorted(vit_kwargs)})')
-    return MODELS.build(vit)
+        built = MODELS.build(dict(vit_kwargs, type='MMSegViT'))
+    else:
+        outputs = {k: vit_kwargs.pop(k) for k in OUTPUT_ARGUMENTS
+                   if k in vit_kwargs}
+        twice = sorted(set(outputs) & set(vit))
+        if twice:
+            raise ValueError(
+                f'{twice[0]} is given twice, as model.backbone.{twice[0]} '
+                f'and as model.backbone.vit.{twice[0]}: give it in one '
+                'place')
+        if vit_kwargs:
+            raise ValueError(
+                f'the ViT is given by vit={vit!r}: its arguments go there, '
+                f'not to the backbone (got {sorted(vit_kwargs)})')
+        built = MODELS.build(dict(vit, **outputs))
+    if not isinstance(built, FrozenViTFamily):
+        raise TypeError(
+            f'vit={vit!r} built a {type(built).__name__}, not a '
+            'FrozenViTFamily: see mmseg_cvpt.models.FrozenViTFamily')
+    return built
 
 
-def find_prompted_backbone(model: nn.Module) -> 'PromptedVisionTransformer':
-    """The prompted ViT inside a (wrapped) segmentor or classifier."""
+def find_prompted_backbone(model: nn.Module) -> 'FrozenViTBackbone':
+    """The frozen-ViT backbone inside a (wrapped) segmentor or
+    classifier."""
     for module in model.modules():
-        if isinstance(module, PromptedVisionTransformer):
+        if isinstance(module, FrozenViTBackbone):
             return module
     raise TypeError(
         f'{type(model).__name__} has no prompted backbone (VPTViT, CVPTViT)')
@@ -116,8 +143,9 @@ def find_addon(model: nn.Module, kind: type) -> Optional[nn.Module]:
                 None)
 
 
-class PromptedVisionTransformer(BaseModule):
-    """Frozen ViT whose blocks a method tunes.
+class FrozenViTBackbone(BaseModule):
+    """Frozen ViT whose blocks a method tunes (``PromptedVisionTransformer``
+    is its older name).
 
     Args:
         num_prompts (int): prompts per layer, m. 0 gives the plain (frozen)
@@ -143,6 +171,9 @@ class PromptedVisionTransformer(BaseModule):
             tuned-only checkpoint are, when not at the path it records.
         vit (dict, optional): the frozen ViT's family config; by default
             mmseg's ViT (``MMSegViT``) with the other keyword arguments.
+            ``out_indices``, ``final_norm``, ``output_cls_token`` and
+            ``out_origin`` may be given to the backbone for any family
+            (not in both places).
         init_cfg (dict, optional): ``dict(type='Pretrained',
             checkpoint=..., prefix=...)`` loads the ViT strictly.
         **vit_kwargs: the arguments of mmseg's ``VisionTransformer``.
@@ -176,6 +207,8 @@ class PromptedVisionTransformer(BaseModule):
                 f'prompt_dropout must be in [0, 1), got {prompt_dropout!r}')
         super().__init__(init_cfg=init_cfg)
         self.vit = build_vit(vit, vit_kwargs)
+        #: the blocks the forward runs: the family's, with a method's hooks
+        self.blocks: List[Block] = list(self.vit.blocks)
         self.num_prompts = num_prompts
         self.prompt_depth = parse_prompt_depth(prompt_depth,
                                                len(self.vit.blocks))
@@ -228,6 +261,20 @@ class PromptedVisionTransformer(BaseModule):
                      num_prefix_tokens=self.vit.num_prefix_tokens))
             self.add_module(name, built[name])
         return built
+
+    def hook_blocks(self, projection: Sequence[ProjectionHook] = (),
+                    mlp: Sequence[MLPHook] = ()) -> None:
+        """Give block i the projection hook ``projection[i]`` and the MLP
+        hook ``mlp[i]`` (either may be empty): once, at build time."""
+        num_blocks = len(self.vit.blocks)
+        for hooks in (projection, mlp):
+            if hooks and len(hooks) != num_blocks:
+                raise ValueError(f'{len(hooks)} hooks for {num_blocks} '
+                                 'blocks')
+        self.blocks = [
+            block.with_hooks(projection[i] if projection else None,
+                             mlp[i] if mlp else None)
+            for i, block in enumerate(self.vit.blocks)]
 
     # ---- identity -------------------------------------------------------
     def structure(self) -> dict:
@@ -337,7 +384,7 @@ class PromptedVisionTransformer(BaseModule):
                    prefix: Optional[str] = None) -> Optional[str]:
         return self.frozen.adopt(path, prefix)
 
-    def share_frozen_from(self, other: 'PromptedVisionTransformer',
+    def share_frozen_from(self, other: 'FrozenViTBackbone',
                           keys: Optional[List[str]] = None) -> None:
         """Use ``other``'s frozen tensors (or those of ``keys``): the same
         objects."""
@@ -401,8 +448,10 @@ class PromptedVisionTransformer(BaseModule):
 
     def forward_block(self, index: int, block: Block, tokens: Tokens,
                       prompts: List[Tensor]) -> Tokens:
-        """Block ``index`` applied to the tokens with the layers' prompts."""
-        raise NotImplementedError
+        """Block ``index`` applied to the tokens with the layers' prompts:
+        the block (with its hooks) as it is, for methods without
+        prompts."""
+        return tokens.replace_x(block(tokens.x))
 
     def block_without_prompts(self, index: int, block: Block,
                               tokens: Tokens) -> Tuple[Tensor, Tokens]:
@@ -411,11 +460,11 @@ class PromptedVisionTransformer(BaseModule):
         model."""
         raise NotImplementedError
 
-    def prompt_attention(self, index: int, tokens: Tokens) -> nn.Module:
+    def prompt_attention(self, index: int, tokens: Tokens) -> AttentionView:
         """The attention whose keys and values layer ``index``'s prompts
         become, in a forward over ``tokens``: the block's own
         self-attention."""
-        return self.vit.blocks[index].at(tokens).attention
+        return self.blocks[index].at(tokens).attention
 
     def _notify(self, event: str, *args) -> None:
         for addon in self.addons.values():
@@ -424,7 +473,7 @@ class PromptedVisionTransformer(BaseModule):
                 handler(*args)
 
     def observe_prompt_queries(self, index: int, queries: Tensor,
-                               attention: nn.Module) -> None:
+                               attention: AttentionView) -> None:
         """Tell the add-ons the tokens (B, N, D) that query layer
         ``index``'s prompts through ``attention``."""
         self._notify('prompt_queries', index, queries, attention)
@@ -442,17 +491,16 @@ class PromptedVisionTransformer(BaseModule):
         prompts = self.prompts() if self.prompts is not None else None
         self._notify('forward_start', prompts)
         layer_prompts = self.layer_prompts(prompts)
-        with_cls = vit.output_cls_token
-        outs = [tokens.feature_map(with_cls)] if vit.out_origin else []
-        last = len(vit.blocks) - 1
-        for index, block in enumerate(vit.blocks):
+        outs = [vit.feature_map(tokens)] if vit.out_origin else []
+        last = len(self.blocks) - 1
+        for index, block in enumerate(self.blocks):
             self._notify('layer_input', index, tokens)
             tokens = self._run_block(index, block.at(tokens), tokens,
                                      layer_prompts)
             if index == last:
                 tokens = tokens.replace_x(vit.final_normed(tokens.x))
             if index in vit.out_indices:
-                outs.append(tokens.feature_map(with_cls))
+                outs.append(vit.feature_map(tokens))
         return tuple(outs)
 
     # ---- the prompt-free model --------------------------------------------
@@ -473,8 +521,13 @@ class PromptedVisionTransformer(BaseModule):
         prompt-free model: its input and the tokens that query its
         prompts."""
         tokens = self.vit.embed(images)
-        for index, block in enumerate(self.vit.blocks[:self.prompt_depth]):
+        for index, block in enumerate(self.blocks[:self.prompt_depth]):
             queries, next_tokens = self.block_without_prompts(
                 index, block.at(tokens), tokens)
             yield index, tokens, queries
             tokens = next_tokens
+
+
+#: the older name of :class:`FrozenViTBackbone`, for configs and code
+#: written against it
+PromptedVisionTransformer = FrozenViTBackbone

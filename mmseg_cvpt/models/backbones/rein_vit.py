@@ -10,11 +10,11 @@ from torch import Tensor, nn
 
 from ..costs import Shape, block_backward, frozen_macs
 from ..families import Block, Tokens
-from .prompted_vit import PromptedVisionTransformer
+from .prompted_vit import FrozenViTBackbone
 
 
 @MODELS.register_module()
-class ReinViT(PromptedVisionTransformer):
+class ReinViT(FrozenViTBackbone):
     """Rein after every block of a frozen ViT, on its patch tokens f (B, n,
     D) (the prefix tokens are left as they are), with the layer's tokens
     T_i = A_i B_i (A_i m x r, B_i r x D):
@@ -32,7 +32,7 @@ class ReinViT(PromptedVisionTransformer):
     Args:
         num_tokens (int): m. Default 100.
         rank (int): r. Default 16.
-        See ``PromptedVisionTransformer`` for the other arguments (no
+        See ``FrozenViTBackbone`` for the other arguments (no
         prompts).
     """
 

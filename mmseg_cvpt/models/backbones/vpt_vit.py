@@ -11,7 +11,7 @@ from ..attention import packed_keys_values, self_attention_with_prompts
 from ..costs import (Shape, block_backward, block_forward, embedding,
                      sequence_macs)
 from ..families import Block, Tokens
-from .prompted_vit import PromptedVisionTransformer
+from .prompted_vit import FrozenViTBackbone
 
 PROMPT_FORMS = ('auto', 'reference')
 
@@ -33,7 +33,7 @@ def drops_out(module: nn.Module) -> bool:
 
 
 @MODELS.register_module()
-class VPTViT(PromptedVisionTransformer):
+class VPTViT(FrozenViTBackbone):
     """Visual Prompt Tuning of a frozen ViT.
 
     The m prompts of layer i enter the sequence right after the prefix
@@ -69,7 +69,7 @@ class VPTViT(PromptedVisionTransformer):
             sequence [cls, P_i, patches], as written above). Default 'auto'.
         prompt_cfg (dict): defaults to VPT's uniform init,
             ``dict(type='LayerPrompts', init='uniform')``.
-        See ``PromptedVisionTransformer`` for the other arguments.
+        See ``FrozenViTBackbone`` for the other arguments.
     """
 
     default_prompt_cfg = dict(type='LayerPrompts', init='uniform')

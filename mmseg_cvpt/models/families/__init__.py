@@ -1,5 +1,8 @@
-from .base import Block, Tokens
+from .base import Block, FrozenViTFamily, Tokens
 from .mmseg_vit import MMSegViT, check_out_indices
 from .timm_vit import TimmViT
 
-__all__ = ['Block', 'Tokens', 'MMSegViT', 'TimmViT', 'check_out_indices']
+__all__ = [
+    'Block', 'FrozenViTFamily', 'Tokens', 'MMSegViT', 'TimmViT',
+    'check_out_indices'
+]

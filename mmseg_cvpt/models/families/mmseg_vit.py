@@ -6,7 +6,7 @@ strictly (``load_pretrained``).
 """
 import math
 from numbers import Integral
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from mmengine.logging import print_log
@@ -14,10 +14,10 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from mmseg.models.backbones import VisionTransformer
 from mmseg.models.backbones.vit import TransformerEncoderLayer
 from mmseg.registry import MODELS
-from torch import Tensor
+from torch import Tensor, nn
 
-from ..attention import self_attention
-from .base import Block, Tokens
+from ..attention import MultiheadAttentionView
+from .base import Block, FrozenViTFamily, Tokens
 
 # a ViT weight every mmseg-layout checkpoint has: finds a checkpoint's prefix
 ANCHOR_KEY = 'patch_embed.projection.weight'
@@ -38,29 +38,40 @@ def check_out_indices(out_indices: Sequence[int], num_layers: int) -> None:
 class MMSegBlock(Block):
     """An mmseg ``TransformerEncoderLayer``: attention ``attn.attn`` (an
     ``nn.MultiheadAttention``), projection dropout and drop-path after it,
-    ``ffn`` (MLP with its drop-path and the residual)."""
+    ``ffn`` (fc1, activation, dropout, fc2, dropout; drop-path and the
+    residual)."""
 
     def __init__(self, layer: TransformerEncoderLayer):
         self.module = layer
-        self.attention = layer.attn.attn
+        self.attention = MultiheadAttentionView(layer.attn.attn)
+        (fc1, self._activation, self._dropout1), fc2, self._dropout2 = \
+            layer.ffn.layers
+        self._linears = dict(fc1=fc1, fc2=fc2)
 
     @property
     def with_cp(self) -> bool:
         return self.module.with_cp
 
-    def self_attention(self, h: Tensor) -> Tensor:
-        return self_attention(self.attention, h)
-
     def attention_output(self, out: Tensor) -> Tensor:
         attn = self.module.attn
         return attn.dropout_layer(attn.proj_drop(out))
 
-    def mlp_residual(self, x: Tensor, h: Optional[Tensor] = None) -> Tensor:
-        return self.module.ffn(self.norm2(x) if h is None else h, identity=x)
+    @property
+    def mlp_linears(self) -> Dict[str, nn.Linear]:
+        return self._linears
+
+    def mlp(self, h: Tensor) -> Tensor:
+        if self.projection_hook is None:
+            return self.module.ffn.layers(h)
+        h = self._dropout1(self._activation(self.linear('fc1', h)))
+        return self._dropout2(self.linear('fc2', h))
+
+    def mlp_output(self, out: Tensor) -> Tensor:
+        return self.module.ffn.dropout_layer(out)
 
 
 @MODELS.register_module()
-class MMSegViT(VisionTransformer):
+class MMSegViT(VisionTransformer, FrozenViTFamily):
     """mmseg's ViT behind the family interface.
 
     Args: those of mmseg's ``VisionTransformer`` but ``frozen_exclude``,
@@ -76,6 +87,7 @@ class MMSegViT(VisionTransformer):
         self.blocks: List[MMSegBlock] = [
             MMSegBlock(layer) for layer in self.layers]
         self.pretrained_keys = frozenset(self.state_dict())
+        self.check_family()
 
     @property
     def embed_dims(self) -> int:
@@ -90,12 +102,23 @@ class MMSegViT(VisionTransformer):
         embedding (+ pre-norm)."""
         x, hw_shape = self.patch_embed(images)
         x = torch.cat((self.cls_token.expand(x.shape[0], -1, -1), x), dim=1)
-        x = self._pos_embeding(x, hw_shape, self.pos_embed)
+        x = self.drop_after_pos(x + self.pos_embed_for(hw_shape))
         if not self.with_cls_token:
             x = x[:, 1:]
         if self.pre_norm:
             x = self.pre_ln(x)
         return Tokens(x, self.num_prefix_tokens, 0, tuple(hw_shape))
+
+    def pos_embed_for(self, hw_shape: Sequence[int]) -> Tensor:
+        """The position embedding of an h x w patch grid (class slot
+        first): the model's, resized from its ``img_size`` grid where the
+        number of patches differs (as mmseg's ViT does)."""
+        grid = (self.img_size[0] // self.patch_size,
+                self.img_size[1] // self.patch_size)
+        if hw_shape[0] * hw_shape[1] + 1 == self.pos_embed.shape[1]:
+            return self.pos_embed
+        return self.resize_pos_embed(self.pos_embed, hw_shape, grid,
+                                     self.interpolate_mode)
 
     def final_normed(self, x: Tensor) -> Tensor:
         return self.norm1(x) if self.final_norm else x

@@ -14,20 +14,20 @@ norm2(x)))), ls = LayerScale (identity where absent; EVA's ``gamma_1`` /
 ``gamma_2``); the prefix tokens (class token, registers; none for SigLIP)
 come first. The attention's q / k norms, rotary embedding (EVA-02's RoPE, on
 the patch tokens only) and output norm (EVA's sub-LN) are applied by
-``..attention`` (see ``PackedAttention``), so that prompts are never
+``..attention`` (see ``TimmAttentionView``), so that prompts are never
 rotated.
 """
-from typing import Optional, Sequence, Union
+from typing import Dict, Optional, Sequence, Union
 
 import torch
 from mmengine.logging import print_log
-from mmengine.model import BaseModule
 from mmengine.runner.checkpoint import CheckpointLoader
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 
-from ..attention import PROJECTIONS, self_attention
-from .base import Block, Tokens
+from ..attention import PROJECTIONS, AttentionView
+from ..prompt_cache import grad_reaches
+from .base import Block, FrozenViTFamily, Tokens
 from .mmseg_vit import check_out_indices
 
 #: checkpoint keys of classification heads, which the frozen ViT leaves out
@@ -38,25 +38,26 @@ def _module_or_none(module: Optional[nn.Module]) -> Optional[nn.Module]:
     return None if isinstance(module, (nn.Identity, type(None))) else module
 
 
-class PackedAttention:
+class TimmAttentionView(AttentionView):
     """timm's ``Attention`` or ``EvaAttention`` read as the packed
-    projections of ``nn.MultiheadAttention`` (``in_proj_weight`` =
-    [W_q; W_k; W_v], its fused qkv weight or EVA's three, ``in_proj_bias``
-    with EVA's zero key bias, ``out_proj`` = its proj) and the extras of
-    ``..attention``: ``q_norm``, ``k_norm``, ``out_norm`` (timm's
-    ``norm``) and, for a ``rotary`` attention, ``rotate`` with the rotary
-    embedding ``rope`` (N_patches, 2 d) of the forward it is bound to.
-    Gated attention is not supported (``check_supported``)."""
+    projections (``..attention.AttentionView``): ``in_proj_weight`` =
+    [W_q; W_k; W_v] is its fused qkv weight or EVA's three q / k / v_proj
+    weights (concatenated once, again only when they change),
+    ``in_proj_bias`` with EVA's zero key bias, ``out_proj`` its proj; the
+    extras ``q_norm``, ``k_norm``, ``out_norm`` (timm's ``norm``) and, for
+    a ``rotary`` attention, the rotary embedding ``rope`` of the forward
+    it is bound to. Gated attention is not supported
+    (``check_supported``)."""
 
-    def __init__(self, attn: nn.Module, rotary: bool = False,
-                 rope: Optional[Tensor] = None):
+    def __init__(self, attn: nn.Module, rotary: bool = False):
         self.module = attn
-        self.rope = rope
         self.q_norm = _module_or_none(attn.q_norm)
         self.k_norm = _module_or_none(attn.k_norm)
         self.out_norm = _module_or_none(attn.norm)
-        if not rotary:
-            self.rotate = None
+        self.rotary = rotary
+        self._separate = getattr(attn, 'qkv', None) is None  # EVA's q, k, v
+        self._concatenated = {}  # name -> (key, concatenation)
+        self._zero_bias = None  # EVA's key bias
 
     def rotate(self, t: Tensor) -> Tensor:
         """The rotary embedding of the last N_patches tokens of t
@@ -71,17 +72,25 @@ class PackedAttention:
                                       half=self.module.rotate_half)
         return torch.cat((t[..., :-num, :, :], patches.type_as(t)), dim=-3)
 
-    @property
-    def _separate(self) -> bool:
-        return getattr(self.module, 'qkv', None) is None  # EVA's q, k, v_proj
+    def _concatenation(self, name: str, parts: Sequence[Tensor]) -> Tensor:
+        """torch.cat(parts), made again only when a part changes (another
+        tensor, or written in place: its version counter); made afresh
+        where a gradient reaches the parts or under torch.compile."""
+        if torch.compiler.is_compiling() or grad_reaches(parts):
+            return torch.cat(parts)
+        key = tuple((id(p), p.data_ptr(), p._version) for p in parts)
+        cached = self._concatenated.get(name)
+        if cached is None or cached[0] != key:
+            cached = self._concatenated[name] = (key, torch.cat(parts))
+        return cached[1]
 
     @property
     def in_proj_weight(self) -> Tensor:
         attn = self.module
-        if self._separate:
-            return torch.cat((attn.q_proj.weight, attn.k_proj.weight,
-                              attn.v_proj.weight))
-        return attn.qkv.weight
+        if not self._separate:
+            return attn.qkv.weight
+        return self._concatenation('weight', (
+            attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight))
 
     @property
     def in_proj_bias(self) -> Optional[Tensor]:
@@ -94,7 +103,11 @@ class PackedAttention:
             return attn.qkv.bias
         if q_bias is None:
             return None
-        return torch.cat((q_bias, torch.zeros_like(q_bias), v_bias))
+        zero = self._zero_bias
+        if zero is None or (zero.shape, zero.dtype, zero.device) != (
+                q_bias.shape, q_bias.dtype, q_bias.device):
+            self._zero_bias = torch.zeros_like(q_bias).detach()
+        return self._concatenation('bias', (q_bias, self._zero_bias, v_bias))
 
     @property
     def out_proj(self) -> nn.Module:
@@ -105,26 +118,12 @@ class PackedAttention:
         return self.module.num_heads
 
     @property
-    def embed_dim(self) -> int:
-        return self.out_proj.out_features
-
-    @property
     def dropout(self) -> float:
         return self.module.attn_drop.p
 
-    @property
-    def training(self) -> bool:
-        return self.module.training
-
-    def parameters(self):
-        return self.module.parameters()
-
-    def buffers(self):
-        return self.module.buffers()
-
     def add_to_projection(self, target: str, delta: Tensor) -> None:
-        """W_t += delta in timm's weights (``..attention.add_to_projection``):
-        the fused qkv's rows, EVA's q / k / v_proj, or proj for 'o'."""
+        """W_t += delta in timm's weights: the fused qkv's rows, EVA's
+        q / k / v_proj, or proj for 'o'."""
         attn = self.module
         if target == 'o':
             attn.proj.weight += delta
@@ -133,15 +132,6 @@ class PackedAttention:
         else:
             start = PROJECTIONS.index(target) * self.embed_dim
             attn.qkv.weight[start:start + self.embed_dim] += delta
-
-    def state_dict(self) -> dict:
-        """The weights under ``nn.MultiheadAttention``'s names."""
-        state = dict(in_proj_weight=self.in_proj_weight,
-                     **{f'out_proj.{k}': v
-                        for k, v in self.out_proj.state_dict().items()})
-        if self.in_proj_bias is not None:
-            state['in_proj_bias'] = self.in_proj_bias
-        return state
 
 
 def _layer_scale(block: nn.Module, branch: int) -> Optional[Tensor]:
@@ -157,26 +147,32 @@ def _scaled(out: Tensor, gamma: Optional[Tensor]) -> Tensor:
     return out if gamma is None else out * gamma
 
 
+def mlp_linears(mlp: nn.Module) -> Dict[str, nn.Linear]:
+    """The linears of timm's ``Mlp`` and ``GluMlp`` (fc1, fc2) and
+    ``SwiGLU`` (fc1_g, fc1_x, fc2), in the order the MLP applies them;
+    none for other MLPs (their linears cannot be hooked)."""
+    from timm.layers import GluMlp, Mlp, SwiGLU
+    if isinstance(mlp, SwiGLU):
+        names = ('fc1_g', 'fc1_x', 'fc2')
+    elif isinstance(mlp, (Mlp, GluMlp)) and isinstance(mlp.fc1, nn.Linear):
+        names = ('fc1', 'fc2')
+    else:
+        return {}
+    return {name: getattr(mlp, name) for name in names}
+
+
 class TimmBlock(Block):
     """A timm ``Block`` or ``EvaBlock`` (pre-norm), ``rotary`` where its
-    attention rotates the patch tokens (EVA-02's RoPE); ``rope`` the rotary
-    embedding of the forward it is bound to (``at``)."""
+    attention rotates the patch tokens (EVA-02's RoPE). Its MLP is timm's
+    ``Mlp``, ``GluMlp`` or ``SwiGLU`` (``check_supported``)."""
 
-    def __init__(self, block: nn.Module, with_cp: bool, rotary: bool = False,
-                 rope: Optional[Tensor] = None):
+    def __init__(self, block: nn.Module, with_cp: bool, rotary: bool = False):
+        from timm.layers import GluMlp
         self.module = block
         self._with_cp = with_cp
-        self.rotary = rotary
-        self.rope = rope
-
-    def at(self, tokens: Tokens) -> 'TimmBlock':
-        if not self.rotary:
-            return self
-        return TimmBlock(self.module, self._with_cp, True, tokens.rope)
-
-    @property
-    def attention(self) -> PackedAttention:
-        return PackedAttention(self.module.attn, self.rotary, self.rope)
+        self.attention = TimmAttentionView(block.attn, rotary)
+        self._linears = mlp_linears(block.mlp)
+        self._halves = isinstance(block.mlp, GluMlp)  # fc1 h = [x1, x2]
 
     @property
     def with_cp(self) -> bool:
@@ -187,16 +183,32 @@ class TimmBlock(Block):
         """The layer scale of the attention branch, gamma (D,), or None."""
         return _layer_scale(self.module, 1)
 
-    def self_attention(self, h: Tensor) -> Tensor:
-        return self_attention(self.attention, h)
-
     def attention_output(self, out: Tensor) -> Tensor:
         return self.module.drop_path1(_scaled(out, self.output_scale))
 
-    def mlp_residual(self, x: Tensor, h: Optional[Tensor] = None) -> Tensor:
+    @property
+    def mlp_linears(self) -> Dict[str, nn.Linear]:
+        return self._linears
+
+    def mlp(self, h: Tensor) -> Tensor:
+        """timm's MLP forms, each linear through ``linear``:
+        fc2(norm(drop(act(fc1 h)))), GluMlp's act on one half of fc1 h
+        times the other, SwiGLU's act(fc1_g h) * fc1_x h."""
+        mlp = self.module.mlp
+        if self.projection_hook is None:
+            return mlp(h)
+        if 'fc1_g' in self._linears:
+            x = mlp.act(self.linear('fc1_g', h)) * self.linear('fc1_x', h)
+        elif self._halves:
+            x1, x2 = self.linear('fc1', h).chunk(2, dim=mlp.chunk_dim)
+            x = x1 * mlp.act(x2) if mlp.gate_last else mlp.act(x1) * x2
+        else:
+            x = mlp.act(self.linear('fc1', h))
+        return mlp.drop2(self.linear('fc2', mlp.norm(mlp.drop1(x))))
+
+    def mlp_output(self, out: Tensor) -> Tensor:
         block = self.module
-        out = block.mlp(block.norm2(x) if h is None else h)
-        return x + block.drop_path2(_scaled(out, _layer_scale(block, 2)))
+        return block.drop_path2(_scaled(out, _layer_scale(block, 2)))
 
 
 def check_supported(model: nn.Module, model_name: str) -> None:
@@ -266,7 +278,7 @@ def check_local_model(model_name, kwargs: dict) -> None:
 
 
 @MODELS.register_module()
-class TimmViT(BaseModule):
+class TimmViT(FrozenViTFamily):
     """A timm ViT behind the family interface.
 
     Args:
@@ -318,6 +330,7 @@ class TimmViT(BaseModule):
         self.blocks = [TimmBlock(block, with_cp, rotary)
                        for block in self.model.blocks]
         self.pretrained_keys = frozenset(self.state_dict())
+        self.check_family()
 
     @property
     def embed_dims(self) -> int:
