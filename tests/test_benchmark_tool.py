@@ -1,5 +1,7 @@
 """tools/analysis/benchmark.py's untimed counts, on a tiny ViT, and the
 bounds of docs/performance.md that FLOPs and peak memory decide."""
+import sys
+
 import pytest
 import torch
 
@@ -200,3 +202,28 @@ def test_compiled_rows_follow_their_eager_twins(benchmark_tool):
         benchmark_tool.replace(c, compiled=True) for c in eager]
     assert configs[:len(eager)] == eager
     assert configs[-1].label == '224px CVPT compiled P=10'
+
+
+def test_peers_without_peft_say_how_to_install_it(benchmark_tool, monkeypatch,
+                                                  tmp_path):
+    """--peers times HF peft's LoRA, an optional requirement: without it
+    the tool stops with the install command before building anything."""
+    monkeypatch.setitem(sys.modules, 'peft', None)  # import peft fails
+    with pytest.raises(SystemExit, match=r"--peers times HF peft's LoRA, "
+                       r'which is not installed: pip install -r '
+                       r'requirements/peers.txt'):
+        benchmark_tool.main(['--peers', '--sizes', '224', '--out',
+                             str(tmp_path)])
+
+
+def test_the_tables_read_the_method_registry(benchmark_tool):
+    """The benchmark's rows are the frozen ViT, VPT's reference form and
+    every registered method with a cost formula, labelled from the
+    registry."""
+    from mmseg_cvpt.methods import METHODS
+    costed = [name for name, method in METHODS.items() if method.cost]
+    assert list(benchmark_tool.METHODS) == ['frozen', 'vpt_reference',
+                                            *costed]
+    assert costed == ['vpt', 'cvpt', 'bpt', 'davpt', 'lora', 'adaptformer',
+                      'rein']
+    assert benchmark_tool.METHODS['lora'].label == 'LoRA (q, v; r = 8)'

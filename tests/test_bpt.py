@@ -354,6 +354,7 @@ def test_count_params_of_the_bpt_config(capsys):
     out = count_params_output(
         osp.join(REPO, 'configs', 'bpt', 'upernet_vitb_ade20k.py'), capsys)
     assert parse_counts(out)['backbone'] == 12 * (50 * 50 + 768 * 50)
+    assert 'Method: BPT (VPTViT)' in out  # the registry's, by config
     assert re.search(r'prompts\.basis\s+\(12, 768, 50\)\s+460,800', out)
 
 

@@ -59,7 +59,7 @@ Every function here takes a view or an ``nn.MultiheadAttention`` (read
 through :func:`attention_view`).
 """
 import copy
-from typing import FrozenSet, NamedTuple, Optional, Tuple, Union
+from typing import FrozenSet, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -82,6 +82,18 @@ class ProjectionHook:
         """The addition to projection ``target``'s output for its input x
         (..., D_in): (..., D_out)."""
         raise NotImplementedError
+
+    def add_packed_updates(self, names: Sequence[str], x: Tensor,
+                           out: Tensor) -> Tensor:
+        """``out`` (..., len(names) D), the packed projections ``names`` of
+        one input x (the rows q, k, v of a packed projection, each D wide),
+        plus the updates of the targets among them. Hooks may compute them
+        at once (``LowRankUpdates``)."""
+        if not set(names) & set(self.targets):
+            return out
+        return out + torch.cat([
+            self.update(name, x) if name in self.targets else
+            x.new_zeros(*x.shape[:-1], x.shape[-1]) for name in names], -1)
 
 
 class AttentionView:
@@ -275,17 +287,14 @@ def packed_projection(attention: AttentionView, x: Tensor, start: int,
 def _in_proj(attention: AttentionView, x: Tensor, start: int,
              stop: int) -> Tensor:
     """Rows ``start:stop`` of the packed projection, plus the projection
-    hook's updates of the q, k, v among them."""
+    hook's updates of the q, k, v among them (added at once: one pass over
+    the output, no in-place writes for autograd to copy around)."""
     out = packed_projection(attention, x, start, stop)
     hook = attention.projection_hook
     if hook is None:
         return out
     dims = attention.embed_dim
-    for index, target in enumerate('qkv'):
-        row = index * dims - start
-        if target in hook.targets and 0 <= row < stop - start:
-            out[..., row:row + dims] += hook.update(target, x)
-    return out
+    return hook.add_packed_updates('qkv'[start // dims:stop // dims], x, out)
 
 
 def _dropout_p(attention: AttentionView) -> float:

@@ -462,12 +462,13 @@ def measure_peers(args) -> None:
     for size in args.sizes:
         print(f'{size}x{size}:', flush=True)
         rows = peer_lora.measure(size, args.batch, args.repeats,
-                                 args.device, args.clock, args.max_others)
+                                 args.best_of, args.device, args.clock,
+                                 args.max_others)
         tables.append(peer_lora.table(
             rows, command, f'timm {peer_lora.MODEL} at {size}, batch '
             f'{args.batch}, {torch.get_num_threads()} threads, device '
-            f'{args.device}, {args.repeats} rounds, medians; '
-            f'{machine()}'))
+            f'{args.device}, {args.repeats} rounds of the best of '
+            f'{args.best_of}, medians; {machine()}'))
     report = '\n\n'.join(tables)
     (args.out / 'peers.md').write_text(report + '\n')
     print('\n' + report + f'\n\nWrote {args.out}/peers.md')

@@ -9,8 +9,9 @@ projection (one rank-r update of all three, r D + 3 D r). The train step is
 forward (the last block's tokens through the final norm), the mean as the
 loss, backward and an SGD step of the LoRA tensors; inference is the
 forward without gradients. Each round times every (implementation, step)
-once, in an order rotated every round; the table gives medians and our
-time over peft's (below 1: ours is faster).
+(the fastest of ``--best-of`` back to back), in an order rotated every
+round; the table gives medians and our time over peft's (below 1: ours is
+faster).
 
 peft is an optional requirement (``pip install -r requirements/peers.txt``).
 """
@@ -107,12 +108,13 @@ def lora_infer(model: nn.Module, images) -> None:
         model(images)
 
 
-def measure(size: int, batch: int, repeats: int, device: torch.device,
-            clock: str, max_others: float,
+def measure(size: int, batch: int, repeats: int, best_of: int,
+            device: torch.device, clock: str, max_others: float,
             log: Callable[[str], None] = print) -> List[dict]:
     """One row per implementation: median ms of a train step and of an
-    inference pass over ``repeats`` interleaved rounds, trainable
-    parameters, and ours over peft's."""
+    inference pass over ``repeats`` interleaved rounds (in each, the
+    fastest of ``best_of`` back to back), trainable parameters, and ours
+    over peft's."""
     pair = build_pair(size, device)
     images = torch.randn(batch, 3, size, size, device=device)
     steps = {}
@@ -129,7 +131,8 @@ def measure(size: int, batch: int, repeats: int, device: torch.device,
     for round_ in range(repeats):
         shift = round_ % len(keys)
         for key in keys[shift:] + keys[:shift]:
-            elapsed, _ = seconds(steps[key], device, clock, max_others)
+            elapsed = min(seconds(steps[key], device, clock, max_others)[0]
+                          for _ in range(best_of))
             times[key].append(1e3 * elapsed)
         log(f'  round {round_ + 1}/{repeats} done')
     rows = [dict(implementation=name,
@@ -153,6 +156,6 @@ def table(rows: List[dict], command: str, setting: str) -> str:
              '| --- | ---: | ---: | ---: | ---: | ---: |']
     lines += [f'| {r["implementation"]} | {r["trainable"]:,} | '
               f'{r["train_ms"]:.1f} | {r["infer_ms"]:.1f} | '
-              f'{r["train_vs_peft"]:.2f}x | {r["infer_vs_peft"]:.2f}x |'
+              f'{r["train_vs_peft"]:.3f}x | {r["infer_vs_peft"]:.3f}x |'
               for r in rows]
     return '\n'.join(lines)
