@@ -2,93 +2,33 @@
 ``FrozenViTFamily``, methods change blocks through hooks (LoRA on any named
 projection, the MLP's included), the output arguments sit at the backbone
 level for every family."""
+import os.path as osp
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
 from mmseg.registry import MODELS
-from torch import nn
 
-from mmseg_cvpt.models import (Block, FrozenViTBackbone, FrozenViTFamily,
-                               PromptedVisionTransformer, Tokens)
-from mmseg_cvpt.models.attention import MultiheadAttentionView
-
-DIMS, HEADS, LAYERS, PATCH, SIZE = 32, 4, 2, 8, 32
+from mmseg_cvpt.models import (FrozenViTBackbone, FrozenViTFamily,
+                               PromptedVisionTransformer)
+from tiny_runs import REPO
 
 
-# ---- a third family, written here ------------------------------------------
-class ToyBlockModule(nn.Module):
-    """x = x + SA(LN1(x)); x = x + fc2(gelu(fc1(LN2(x))))."""
-
-    def __init__(self):
-        super().__init__()
-        self.norm1 = nn.LayerNorm(DIMS)
-        self.attn = nn.MultiheadAttention(DIMS, HEADS, batch_first=True)
-        self.norm2 = nn.LayerNorm(DIMS)
-        self.fc1 = nn.Linear(DIMS, 2 * DIMS)
-        self.fc2 = nn.Linear(2 * DIMS, DIMS)
+# ---- a third family: docs/architecture.md's, run from the page -----------
+def toy_family():
+    """The page's last python block: ToyViT and its blocks."""
+    text = open(osp.join(REPO, 'docs', 'architecture.md')).read()
+    namespace = {}
+    exec(compile(re.findall(r'```python\n(.*?)```', text, re.S)[-1],
+                 'docs/architecture.md', 'exec'), namespace)
+    return namespace
 
 
-class ToyBlock(Block):
-
-    def __init__(self, module):
-        self.module = module
-        self.attention = MultiheadAttentionView(module.attn)
-
-    def attention_output(self, out):
-        return out
-
-    @property
-    def mlp_linears(self):
-        return dict(fc1=self.module.fc1, fc2=self.module.fc2)
-
-    def mlp(self, h):
-        return self.linear('fc2', F.gelu(self.linear('fc1', h)))
-
-    def mlp_output(self, out):
-        return out
-
-
-@MODELS.register_module(force=True)
-class ToyViT(FrozenViTFamily):
-    """A class token, learned position embedding and ToyBlockModules."""
-
-    def __init__(self, out_indices=(LAYERS - 1, ), final_norm=False,
-                 output_cls_token=False, out_origin=False):
-        super().__init__()
-        self.patch_embed = nn.Conv2d(3, DIMS, PATCH, PATCH)
-        self.cls_token = nn.Parameter(0.1 * torch.randn(1, 1, DIMS))
-        self.pos_embed = nn.Parameter(
-            0.1 * torch.randn(1, 1 + (SIZE // PATCH)**2, DIMS))
-        self.layers = nn.ModuleList(ToyBlockModule() for _ in range(LAYERS))
-        self.norm = nn.LayerNorm(DIMS)
-        self.blocks = [ToyBlock(layer) for layer in self.layers]
-        self.out_indices = list(out_indices)
-        self.final_norm, self.output_cls_token = final_norm, output_cls_token
-        self.out_origin = out_origin
-        self.pretrained_keys = frozenset(self.state_dict())
-        self.checkpoint = None
-        self.embed_dims, self.patch_size, self.num_prefix_tokens = DIMS, \
-            PATCH, 1
-        self.check_family()
-
-    def embed(self, images):
-        x = self.patch_embed(images)
-        hw_shape = tuple(x.shape[-2:])
-        x = x.flatten(2).transpose(1, 2)
-        x = torch.cat((self.cls_token.expand(len(x), -1, -1), x), dim=1)
-        return Tokens(x + self.pos_embed, 1, 0, hw_shape)
-
-    def final_normed(self, x):
-        return self.norm(x) if self.final_norm else x
-
-    def checkpoint_weights(self, state_dict, prefix=None):
-        prefix = prefix or ''
-        return {k[len(prefix):]: v for k, v in state_dict.items()
-                if k.startswith(prefix)}
-
-    def load_pretrained(self, checkpoint, prefix=None):
-        self.load_state_dict(self.checkpoint_weights(
-            torch.load(checkpoint, weights_only=True), prefix))
+TOY = toy_family()
+DIMS, HEADS, LAYERS, PATCH, SIZE = (TOY[name] for name in (
+    'DIMS', 'HEADS', 'LAYERS', 'PATCH', 'SIZE'))
+ToyViT = TOY['ToyViT']
 
 
 def toy_backbone(type_, **kwargs):

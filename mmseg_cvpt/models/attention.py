@@ -59,7 +59,7 @@ Every function here takes a view or an ``nn.MultiheadAttention`` (read
 through :func:`attention_view`).
 """
 import copy
-from typing import FrozenSet, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import FrozenSet, List, NamedTuple, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -83,17 +83,10 @@ class ProjectionHook:
         (..., D_in): (..., D_out)."""
         raise NotImplementedError
 
-    def add_packed_updates(self, names: Sequence[str], x: Tensor,
-                           out: Tensor) -> Tensor:
-        """``out`` (..., len(names) D), the packed projections ``names`` of
-        one input x (the rows q, k, v of a packed projection, each D wide),
-        plus the updates of the targets among them. Hooks may compute them
-        at once (``LowRankUpdates``)."""
-        if not set(names) & set(self.targets):
-            return out
-        return out + torch.cat([
-            self.update(name, x) if name in self.targets else
-            x.new_zeros(*x.shape[:-1], x.shape[-1]) for name in names], -1)
+    def add_update(self, target: str, x: Tensor, out: Tensor) -> Tensor:
+        """``out`` (projection ``target`` of x) plus its update; hooks may
+        fuse the two (``LowRankUpdates``)."""
+        return out + self.update(target, x)
 
 
 class AttentionView:
@@ -284,17 +277,44 @@ def packed_projection(attention: AttentionView, x: Tensor, start: int,
                     None if bias is None else bias[start:stop])
 
 
-def _in_proj(attention: AttentionView, x: Tensor, start: int,
-             stop: int) -> Tensor:
-    """Rows ``start:stop`` of the packed projection, plus the projection
-    hook's updates of the q, k, v among them (added at once: one pass over
-    the output, no in-place writes for autograd to copy around)."""
-    out = packed_projection(attention, x, start, stop)
-    hook = attention.projection_hook
-    if hook is None:
-        return out
+def _rows(attention: AttentionView, names: str) -> Tuple[int, int]:
+    """The rows of the consecutive projections ``names`` (among 'qkv') in
+    the packed in-projection."""
     dims = attention.embed_dim
-    return hook.add_packed_updates('qkv'[start // dims:stop // dims], x, out)
+    start = 'qkv'.index(names[0]) * dims
+    return start, start + len(names) * dims
+
+
+def _adapted(attention: AttentionView, names: str) -> bool:
+    hook = attention.projection_hook
+    return hook is not None and bool(set(names) & set(hook.targets))
+
+
+def _projections(attention: AttentionView, x: Tensor,
+                 names: str) -> List[Tensor]:
+    """x W_t^T + b_t for each projection t of ``names`` (consecutive among
+    'qkv'), (..., D) each: views of one packed product, or, where the
+    projection hook adapts some of them, one product each, the hook's
+    update added to its targets' (exactly their multiply-adds, no
+    in-place writes)."""
+    if not _adapted(attention, names):
+        return list(packed_projection(attention, x, *_rows(attention, names))
+                    .split(attention.embed_dim, dim=-1))
+    hook = attention.projection_hook
+    projections = []
+    for name in names:
+        out = packed_projection(attention, x, *_rows(attention, name))
+        if name in hook.targets:
+            out = hook.add_update(name, x, out)
+        projections.append(out)
+    return projections
+
+
+def _in_proj(attention: AttentionView, x: Tensor, names: str) -> Tensor:
+    """The projections ``names`` of x, concatenated (..., len(names) D)."""
+    if not _adapted(attention, names):
+        return packed_projection(attention, x, *_rows(attention, names))
+    return torch.cat(_projections(attention, x, names), dim=-1)
 
 
 def _dropout_p(attention: AttentionView) -> float:
@@ -327,7 +347,7 @@ def output_of(attention: AttentionView, merged: Tensor) -> Tensor:
     out = attention.out_proj(merged)
     hook = attention.projection_hook
     if hook is not None and 'o' in hook.targets:
-        out = out + hook.update('o', merged)
+        out = hook.add_update('o', merged, out)
     return out
 
 
@@ -342,8 +362,7 @@ def queries_of(attention: Attention, x: Tensor,
     embedding where the attention has them; ``rotate=False`` for prefix
     tokens alone, x (..., D))."""
     attention = attention_view(attention)
-    q = _heads(_in_proj(attention, x, 0, attention.embed_dim),
-               attention.num_heads)
+    q = _heads(_in_proj(attention, x, 'q'), attention.num_heads)
     return token_queries(attention, q, rotate).flatten(-2)
 
 
@@ -374,10 +393,8 @@ def _packed_qkv(attention: Attention,
     One packed projection; the heads are strided views of it (no copies
     without norms or rotation).
     """
-    batch, num_tokens, _ = x.shape
-    qkv = _in_proj(attention, x, 0, 3 * attention.embed_dim)
-    q, k, v = qkv.reshape(batch, num_tokens, 3, attention.num_heads,
-                          -1).unbind(2)
+    q, k, v = (_heads(t, attention.num_heads)
+               for t in _projections(attention, x, 'qkv'))
     q, k = token_queries(attention, q), token_keys(attention, k)
     return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
 
@@ -401,8 +418,7 @@ def self_attention(attention: Attention, x: Tensor) -> Tensor:
 def packed_keys_values(attention: Attention, x: Tensor) -> Tensor:
     """[K, V] = x [W_k; W_v]^T + [b_k; b_v] for x (..., D): (..., 2 D)."""
     attention = attention_view(attention)
-    dims = attention.embed_dim
-    return _in_proj(attention, x, dims, 3 * dims)
+    return _in_proj(attention, x, 'kv')
 
 
 def self_attention_with_prompts(attention: Attention, x: Tensor,
@@ -424,8 +440,7 @@ def self_attention_with_prompts(attention: Attention, x: Tensor,
     attention = attention_view(attention)
     batch, _, dims = x.shape
     heads = attention.num_heads
-    q = token_queries(attention,
-                      _heads(_in_proj(attention, x, 0, dims), heads))
+    q = token_queries(attention, _heads(_in_proj(attention, x, 'q'), heads))
     kv = torch.cat((prompt_kv.expand(batch, -1, -1),
                     packed_keys_values(attention, x)), dim=1)
     k, v = kv.unflatten(-1, (2, heads, dims // heads)).unbind(2)
@@ -469,8 +484,7 @@ def cross_attention(attention: Attention,
     attention = attention_view(attention)
     batch, num_tokens, dims = x.shape
     queries = token_queries(
-        attention, _heads(_in_proj(attention, x, 0, dims),
-                          attention.num_heads))
+        attention, _heads(_in_proj(attention, x, 'q'), attention.num_heads))
     queries = queries.reshape(1, batch * num_tokens, attention.num_heads, -1)
     out = F.scaled_dot_product_attention(
         queries.transpose(1, 2), keys[None], values[None],

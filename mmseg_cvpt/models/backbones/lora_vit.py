@@ -44,22 +44,12 @@ class LowRankUpdates(nn.Module, ProjectionHook):
         return self.scale * (self.dropout(x) @ self.down[target].T) \
             @ self.up[target].T
 
-    def add_packed_updates(self, names: Sequence[str], x: Tensor,
-                           out: Tensor) -> Tensor:
-        """out + the updates of the packed projections ``names`` at once:
-        out + (alpha / r) drop(x) [A_t; ...]^T U^T, U block-diagonal in the
-        B_t (zero rows for the names that are not targets), the last
-        product added by the matrix multiply itself (``torch.addmm``)."""
-        targeted = [name for name in names if name in self.targets]
-        if not targeted:
-            return out
-        down = torch.cat([self.down[name] for name in targeted])
-        up = torch.block_diag(*[
-            self.up[name] if name in self.targets else
-            x.new_zeros(x.shape[-1], 0) for name in names])
-        low = self.scale * (self.dropout(x) @ down.T)
+    def add_update(self, target: str, x: Tensor, out: Tensor) -> Tensor:
+        """out + (alpha / r) drop(x) A_t^T B_t^T, the last product adding
+        ``out`` itself (``torch.addmm``: no separate pass over it)."""
+        low = self.scale * (self.dropout(x) @ self.down[target].T)
         return torch.addmm(out.flatten(0, -2), low.flatten(0, -2),
-                           up.T).view_as(out)
+                           self.up[target].T).view_as(out)
 
 
 def parse_targets(targets: Sequence[str]) -> Tuple[str, ...]:

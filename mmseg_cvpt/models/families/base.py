@@ -136,7 +136,7 @@ class Block:
         out = self.mlp_linears[name](x)
         hook = self.projection_hook
         if hook is not None and name in hook.targets:
-            out = out + hook.update(name, x)
+            out = hook.add_update(name, x, out)
         return out
 
     def self_attention(self, h: Tensor) -> Tensor:
