@@ -7,6 +7,7 @@ import os.path as osp
 import pytest
 import timm
 import torch
+import torch.nn.functional as F
 from mmseg.registry import MODELS
 from safetensors.torch import save_file
 from timm.layers import apply_rot_embed_cat
@@ -24,10 +25,15 @@ MODELS_UNDER_TEST = [
     ('vit_base_patch16_clip_224', 64, 16),
     ('vit_base_patch16_siglip_224', 64, 16),
     ('eva02_base_patch14_224', 56, 14),  # RoPE, SwiGLU, sub-LN MLP
+    # Eva with DINOv3's RoPE (rotate-half), 4 storage tokens, layer scale
+    ('vit_small_patch16_dinov3', 64, 16),
+    ('vit_small_patch16_dinov3_qkvb', 64, 16),  # q, k and v biases
+    ('vit_small_plus_patch16_dinov3', 64, 16),  # SwiGLU
 ]
 DINOV2_REG = MODELS_UNDER_TEST[0]
 SIGLIP = MODELS_UNDER_TEST[3]
 EVA02 = MODELS_UNDER_TEST[4]
+DINOV3_QKVB = MODELS_UNDER_TEST[6]
 SMALL = dict(embed_dim=48, depth=3, num_heads=4, dynamic_img_size=True)
 M = 4  # prompts per layer
 
@@ -151,10 +157,24 @@ def test_methods_equal_their_equations_on_dinov2_with_registers(
 EVA_EXTRAS = dict(qk_norm=True, scale_attn_inner=True, init_values=0.5)
 
 
-def rotated(t, rope, first_patch):
-    """EVA's RoPE on the tokens from ``first_patch`` on of t (B, H, N, d)."""
+def rotated(t, rope, first_patch, half=False):
+    """EVA's RoPE on the tokens from ``first_patch`` on of t (B, H, N, d)
+    (DINOv3's: ``half``, its rotate-half layout)."""
     return torch.cat((t[:, :, :first_patch], apply_rot_embed_cat(
-        t[:, :, first_patch:], rope)), dim=2)
+        t[:, :, first_patch:], rope, half=half)), dim=2)
+
+
+def eva_projections(attn, x):
+    """x W_t^T + b_t for t = q, k, v: EVA-02's q / k / v_proj, or the fused
+    qkv with q_bias, a zero key bias (DINOv3's _qkvb: k_bias) and v_bias."""
+    if getattr(attn, 'qkv', None) is None:
+        return attn.q_proj(x), attn.k_proj(x), attn.v_proj(x)
+    bias = None
+    if attn.q_bias is not None:
+        k_bias = attn.k_bias if getattr(attn, 'k_bias', None) is not None \
+            else torch.zeros_like(attn.q_bias)
+        bias = torch.cat((attn.q_bias, k_bias, attn.v_bias))
+    return F.linear(x, attn.qkv.weight, bias).chunk(3, dim=-1)
 
 
 def eva_attention(attn, x, rope, first_patch, prompts=None):
@@ -166,12 +186,15 @@ def eva_attention(attn, x, rope, first_patch, prompts=None):
         return t.unflatten(-1, (attn.num_heads, -1)).transpose(-3, -2)
 
     source = x if prompts is None else prompts
-    q = rotated(attn.q_norm(split(attn.q_proj(x))), rope, first_patch)
-    k = attn.k_norm(split(attn.k_proj(source)))
+    half = attn.rotate_half
+    q = rotated(attn.q_norm(split(eva_projections(attn, x)[0])), rope,
+                first_patch, half)
+    _, k, v = eva_projections(attn, source)
+    k = attn.k_norm(split(k))
     if prompts is None:
-        k = rotated(k, rope, first_patch)
+        k = rotated(k, rope, first_patch, half)
     probs = (q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])).softmax(-1)
-    out = (probs @ split(attn.v_proj(source))).transpose(-3, -2).flatten(-2)
+    out = (probs @ split(v)).transpose(-3, -2).flatten(-2)
     return attn.proj(attn.norm(out))
 
 
@@ -215,6 +238,31 @@ def test_methods_equal_their_equations_on_eva02(method, type_, kwargs):
     and the layer scale."""
     model = backbone(type_, EVA02, vit_extra=EVA_EXTRAS, **kwargs)
     images = other_size(EVA02)
+    with torch.no_grad():
+        expected = explicit_eva_forward(model, images, method)
+        got = model(images)
+        assert max_diff(got, expected) < 1e-5
+        model.train()
+        assert max_diff(model(images), expected) < 1e-5
+
+
+@pytest.mark.parametrize('method, type_, kwargs', [
+    ('vpt', 'VPTViT', dict(prompt_form='auto')),
+    ('vpt', 'VPTViT', dict(prompt_form='reference')),
+    ('cvpt', 'CVPTViT', dict()),  # folded? no: RoPE on the queries
+])
+def test_methods_equal_their_equations_on_dinov3(method, type_, kwargs):
+    """DINOv3 (timm's Eva): prompts after the class token and 4 storage
+    tokens, never rotated; its rotate-half RoPE on the patches' queries and
+    keys; q, k and v biases (the _qkvb variant, random here: under RoPE a
+    key bias is rotated with its key, so it changes the attention); the
+    layer scales on both branches."""
+    model = backbone(type_, DINOV3_QKVB, **kwargs)
+    assert model.vit.model.blocks[0].attn.rotate_half
+    with torch.no_grad():  # a buffer: what a checkpoint's qkv bias gives
+        for block in model.vit.model.blocks:
+            block.attn.k_bias.copy_(0.1 * torch.randn_like(block.attn.k_bias))
+    images = other_size(DINOV3_QKVB)
     with torch.no_grad():
         expected = explicit_eva_forward(model, images, method)
         got = model(images)

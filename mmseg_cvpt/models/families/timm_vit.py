@@ -94,20 +94,26 @@ class TimmAttentionView(AttentionView):
 
     @property
     def in_proj_bias(self) -> Optional[Tensor]:
+        """[b_q; b_k; b_v]: the fused qkv's bias, or EVA's q / v biases with
+        a zero key bias (DINOv3's _qkvb models have a key bias too)."""
         attn = self.module
         if self._separate:
-            q_bias, v_bias = attn.q_proj.bias, attn.v_proj.bias
+            q_bias, k_bias, v_bias = (attn.q_proj.bias, attn.k_proj.bias,
+                                      attn.v_proj.bias)
         elif hasattr(attn, 'q_bias'):  # EVA's fused qkv
-            q_bias, v_bias = attn.q_bias, attn.v_bias
+            q_bias, k_bias, v_bias = (attn.q_bias, getattr(attn, 'k_bias',
+                                                           None), attn.v_bias)
         else:
             return attn.qkv.bias
         if q_bias is None:
             return None
-        zero = self._zero_bias
-        if zero is None or (zero.shape, zero.dtype, zero.device) != (
-                q_bias.shape, q_bias.dtype, q_bias.device):
-            self._zero_bias = torch.zeros_like(q_bias).detach()
-        return self._concatenation('bias', (q_bias, self._zero_bias, v_bias))
+        if k_bias is None:
+            zero = self._zero_bias
+            if zero is None or (zero.shape, zero.dtype, zero.device) != (
+                    q_bias.shape, q_bias.dtype, q_bias.device):
+                self._zero_bias = torch.zeros_like(q_bias).detach()
+            k_bias = self._zero_bias
+        return self._concatenation('bias', (q_bias, k_bias, v_bias))
 
     @property
     def out_proj(self) -> nn.Module:
