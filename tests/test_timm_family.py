@@ -378,13 +378,41 @@ def eva02_mim_release_layout(state):
                                'lm_head.bias': torch.zeros(32)}))
 
 
+def dinov3_release_layout(state):
+    """timm's DINOv3 (_qkvb) weights as Meta's release writes them:
+    storage_tokens, ls1 / ls2.gamma, one qkv.bias (its key part zero) with
+    its bias_mask, the rotary embedding's periods and a mask_token."""
+    release = {'mask_token': torch.zeros(1, 48),
+               'rope_embed.periods': torch.ones(6)}
+    for key, value in state.items():
+        if key.endswith(('attn.k_bias', 'attn.v_bias')):
+            continue
+        if key.endswith('attn.q_bias'):
+            attn = key[:-len('q_bias')]
+            release[attn + 'qkv.bias'] = torch.cat(
+                (value, torch.zeros_like(value), state[attn + 'v_bias']))
+            release[attn + 'qkv.bias_mask'] = torch.ones(3 * len(value))
+            continue
+        release[key.replace('gamma_1', 'ls1.gamma').replace(
+            'gamma_2', 'ls2.gamma').replace('reg_token', 'storage_tokens')] \
+            = value
+    return release
+
+
+RELEASE_LAYOUTS = {'release': dinov2_release_layout,
+                   'eva02_release': eva02_mim_release_layout,
+                   'dinov3_release': dinov3_release_layout}
+
+
 @pytest.mark.parametrize('layout', ['timm', 'release', 'safetensors',
-                                    'eva02', 'eva02_release'])
+                                    'eva02', 'eva02_release',
+                                    'dinov3_release'])
 def test_checkpoints_load_exactly(tmp_path, layout):
-    """timm's layout (.pth), DINOv2's and EVA-02's release layouts (.pth)
-    and .safetensors (of DINOv2 and of EVA-02) load every ViT tensor
-    exactly, through init_weights."""
-    spec = EVA02 if layout.startswith('eva02') else DINOV2_REG
+    """timm's layout (.pth), DINOv2's, EVA-02's and DINOv3's release
+    layouts (.pth) and .safetensors (of DINOv2 and of EVA-02) load every
+    ViT tensor exactly, through init_weights."""
+    spec = (EVA02 if layout.startswith('eva02') else DINOV3_QKVB
+            if layout.startswith('dinov3') else DINOV2_REG)
     name, size, _ = spec
     state = reference_weights(spec)
     path = tmp_path / ('vit.safetensors' if layout in (
@@ -392,9 +420,7 @@ def test_checkpoints_load_exactly(tmp_path, layout):
     if path.suffix == '.safetensors':
         save_file(state, str(path))
     else:
-        torch.save(dinov2_release_layout(state) if layout == 'release' else
-                   eva02_mim_release_layout(state)
-                   if layout == 'eva02_release' else state, path)
+        torch.save(RELEASE_LAYOUTS.get(layout, dict)(state), path)
     model = MODELS.build(dict(type='CVPTViT', _scope_='mmseg', num_prompts=M,
                               vit=timm_vit(name, size, checkpoint=str(path))))
     model.init_weights()
