@@ -295,10 +295,12 @@ def test_bpt_statistics_on_eva02_and_a_clear_error_with_k_norm():
         calibrate_prompts(normed, [images])
 
 
-def test_bpt_calibrates_and_davpt_losses_train_on_dinov2():
-    bpt = backbone('VPTViT', DINOV2_REG,
+@pytest.mark.parametrize('spec', [DINOV2_REG, DINOV3_QKVB],
+                         ids=lambda m: m[0])
+def test_bpt_calibrates_and_davpt_losses_train_on_dinov2_and_dinov3(spec):
+    bpt = backbone('VPTViT', spec,
                    prompt_cfg=dict(type='BilinearPrompts', rank=8))
-    statistics, tokens = calibrate_prompts(bpt, [other_size(DINOV2_REG)])
+    statistics, tokens = calibrate_prompts(bpt, [other_size(spec)])
     assert statistics.shape == (3, 48, 48) and bpt.prompts.is_calibrated
     assert tokens == 2 * (5 + 6 * 3)  # images x (prefix + patches)
     davpt = backbone('VPTViT', DINOV2_REG, addons=dict(
