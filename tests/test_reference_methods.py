@@ -323,17 +323,22 @@ def test_merged_lora_checkpoint_runs_in_stock_mmseg(tmp_path, demo_root):
     and a config without custom_imports, which mmseg's own tools/test.py
     evaluates (mmseg_cvpt never imported) to the mIoU of the unmerged
     model under our tools/test.py (in this process: mmseg's runs in its
-    own)."""
+    own). LoRA on the MLP's fc1 and fc2 too: their updates merge into
+    stock mmseg's FFN weights."""
     import mmseg
     config = osp.join(REPO, 'configs', 'lora', DEMOS['mmseg'])
     work_dir = tmp_path / 'train'
+    targets = 'model.backbone.targets=[q,v,fc1,fc2]'
     run_in_process('train.py', [config, '--work-dir', work_dir,
-                                '--cfg-options', *data_options(demo_root, 2)])
+                                '--cfg-options', targets,
+                                *data_options(demo_root, 2)])
     tuned = str(work_dir / 'iter_2.pth')
     merged = str(tmp_path / 'merged.pth')
     run_in_process('export_task.py', [tuned, '--merge', '--out', merged])
     saved = torch.load(merged, weights_only=True)
     assert not any('updates' in k for k in saved['state_dict'])
+    lora = torch.load(tuned, weights_only=False)['state_dict']
+    assert 'backbone.updates.0.up.fc2' in lora
     assert 'backbone.layers.0.attn.attn.in_proj_weight' in saved['state_dict']
     stock_config = tmp_path / 'merged.py'
     assert 'mmseg_cvpt' not in stock_config.read_text()
@@ -341,7 +346,7 @@ def test_merged_lora_checkpoint_runs_in_stock_mmseg(tmp_path, demo_root):
                     if not o.startswith('train_dataloader')]
     ours = run_in_process('test.py', [config, tuned, '--work-dir',
                                       tmp_path / 'ours', '--cfg-options',
-                                      *test_options])
+                                      targets, *test_options])
     stock_test = osp.join(osp.dirname(mmseg.__file__), '.mim', 'tools',
                           'test.py')
     stock = run([sys.executable, stock_test, str(stock_config), merged,
