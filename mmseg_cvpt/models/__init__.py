@@ -5,6 +5,7 @@ from .classification import ClsTokenViT
 from .families import Block, FrozenViTFamily, MMSegViT, TimmViT, Tokens
 from .guidance import ProxyGuidance
 from .guided import GuidedEncoderDecoder, GuidedImageClassifier
+from .linear_probe import LinearProbeHead
 from .losses import proxy_anchor_loss
 from .prompt_statistics import calibrate_prompts, prompt_query_statistics
 from .prompts import (BilinearPrompts, LayerPrompts, PromptProvider,
@@ -18,6 +19,7 @@ __all__ = [
     'find_prompted_backbone', 'find_addon', 'PromptProvider', 'LayerPrompts',
     'WhitenedPrompts', 'BilinearPrompts', 'calibrate_prompts',
     'prompt_query_statistics', 'ClsTokenViT', 'ProxyGuidance',
-    'GuidedEncoderDecoder', 'GuidedImageClassifier', 'proxy_anchor_loss',
+    'GuidedEncoderDecoder', 'GuidedImageClassifier', 'LinearProbeHead',
+    'proxy_anchor_loss',
     'backbone_of', 'tuned_state_dict'
 ]
