@@ -227,17 +227,26 @@ def explicit_eva_forward(model, images, method):
     return outs
 
 
-@pytest.mark.parametrize('method, type_, kwargs', [
+EVA_METHODS = [  # (equation, backbone, arguments)
     ('vpt', 'VPTViT', dict(prompt_form='auto')),
     ('vpt', 'VPTViT', dict(prompt_form='reference')),
-    ('cvpt', 'CVPTViT', dict()),
-])
+    ('cvpt', 'CVPTViT', dict()),  # unfolded: RoPE on the queries
+]
+
+
+@pytest.mark.parametrize('method, type_, kwargs', EVA_METHODS)
 def test_methods_equal_their_equations_on_eva02(method, type_, kwargs):
     """No rotary embedding on the prompts; CVPT's queries through q_norm and
     RoPE, its prompts' keys through k_norm, its output through the sub-LN
     and the layer scale."""
     model = backbone(type_, EVA02, vit_extra=EVA_EXTRAS, **kwargs)
-    images = other_size(EVA02)
+    assert_eva_equation(model, EVA02, method)
+
+
+def assert_eva_equation(model, spec, method):
+    """The model equals ``explicit_eva_forward`` at another input size, in
+    eval mode and (dropout 0) in train mode."""
+    images = other_size(spec)
     with torch.no_grad():
         expected = explicit_eva_forward(model, images, method)
         got = model(images)
@@ -246,11 +255,7 @@ def test_methods_equal_their_equations_on_eva02(method, type_, kwargs):
         assert max_diff(model(images), expected) < 1e-5
 
 
-@pytest.mark.parametrize('method, type_, kwargs', [
-    ('vpt', 'VPTViT', dict(prompt_form='auto')),
-    ('vpt', 'VPTViT', dict(prompt_form='reference')),
-    ('cvpt', 'CVPTViT', dict()),  # folded? no: RoPE on the queries
-])
+@pytest.mark.parametrize('method, type_, kwargs', EVA_METHODS)
 def test_methods_equal_their_equations_on_dinov3(method, type_, kwargs):
     """DINOv3 (timm's Eva): prompts after the class token and 4 storage
     tokens, never rotated; its rotate-half RoPE on the patches' queries and
@@ -262,13 +267,7 @@ def test_methods_equal_their_equations_on_dinov3(method, type_, kwargs):
     with torch.no_grad():  # a buffer: what a checkpoint's qkv bias gives
         for block in model.vit.model.blocks:
             block.attn.k_bias.copy_(0.1 * torch.randn_like(block.attn.k_bias))
-    images = other_size(DINOV3_QKVB)
-    with torch.no_grad():
-        expected = explicit_eva_forward(model, images, method)
-        got = model(images)
-        assert max_diff(got, expected) < 1e-5
-        model.train()
-        assert max_diff(model(images), expected) < 1e-5
+    assert_eva_equation(model, DINOV3_QKVB, method)
 
 
 def test_bpt_statistics_on_eva02_and_a_clear_error_with_k_norm():
