@@ -244,6 +244,31 @@ def test_rein_starts_as_its_reference_code_and_counts_its_parameters():
                                                             DIMS) + 1
 
 
+def test_rein_query_embeddings_are_its_pooled_and_merged_tokens():
+    """link_token_to_query: the layers' tokens through W_q, pooled over the
+    layers as Rein's return_auto pools them (max_pool1d, avg_pool1d, the
+    last layer's, concatenated and flattened per channel), merged by W_m;
+    they do not depend on the image and get gradients."""
+    model = build('ReinViT', num_tokens=6, rank=4, link_token_to_query=True,
+                  query_dims=8)
+    tokens = model.token_factors @ model.token_basis  # (L, m, D)
+    t = model.query_transform(tokens).permute(1, 2, 0)  # (m, q, L)
+    pooled = torch.cat((F.max_pool1d(t, kernel_size=LAYERS),
+                        F.avg_pool1d(t, kernel_size=LAYERS),
+                        t[:, :, -1:]), dim=-1)  # (m, q, 3)
+    expected = model.query_merge(pooled.flatten(-2, -1))
+    queries = model.query_embeddings()
+    assert queries.shape == (6, 8)
+    assert torch.allclose(queries, expected, atol=1e-6)
+    queries.sum().backward()
+    assert model.token_basis.grad.abs().sum() > 0
+    assert model.structure()['rein_queries'] is True
+    unlinked = build('ReinViT', num_tokens=6, rank=4)
+    assert 'rein_queries' not in unlinked.structure()  # as recorded before
+    with pytest.raises(RuntimeError, match='link_token_to_query=True'):
+        unlinked.query_embeddings()
+
+
 def test_adaptformer_counts_its_parameters():
     model = build('AdaptFormerViT', bottleneck=8)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

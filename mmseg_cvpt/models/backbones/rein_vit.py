@@ -26,19 +26,33 @@ class ReinViT(FrozenViTBackbone):
 
     W_T, b_T, W_f, b_f and the scalar s (init 1e-3) are shared by all
     layers; A, B uniform(-v, v), v = sqrt(6 / (3 p^2 + sqrt(D r))), p the
-    patch size; W_T, W_f kaiming-uniform(a = sqrt 5) (nn.Linear's). Rein's
-    link of the tokens to Mask2Former's queries belongs to that head.
+    patch size; W_T, W_f kaiming-uniform(a = sqrt 5) (nn.Linear's).
+
+    Rein's link of the tokens to Mask2Former's queries
+    (``link_token_to_query``; w1oves/Rein ``Reins.return_auto``): per token
+    index j, with t_ij = T_i[j] W_q^T + b_q (W_q: D -> q) over the L layers,
+
+        query_j = W_m [max_i t_ij, mean_i t_ij, t_Lj] + b_m
+
+    the three pooled vectors interleaved per channel (c: max, mean, last,
+    as Rein flattens them), W_m: 3 q -> q. They do not depend on the image:
+    ``query_embeddings()`` gives them to a head (m x q).
 
     Args:
         num_tokens (int): m. Default 100.
         rank (int): r. Default 16.
+        link_token_to_query (bool): also make the query embeddings.
+            Default False.
+        query_dims (int): q, the head's query width. Default 256.
         See ``FrozenViTBackbone`` for the other arguments (no
         prompts).
     """
 
     uses_prompts = False
 
-    def __init__(self, num_tokens: int = 100, rank: int = 16, **kwargs):
+    def __init__(self, num_tokens: int = 100, rank: int = 16,
+                 link_token_to_query: bool = False, query_dims: int = 256,
+                 **kwargs):
         super().__init__(**kwargs)
         dims, layers = self.vit.embed_dims, len(self.vit.blocks)
         self.num_tokens, self.rank = num_tokens, rank
@@ -52,9 +66,29 @@ class ReinViT(FrozenViTBackbone):
         self.token_to_feature = nn.Linear(dims, dims)  # W_T, b_T
         self.feature_delta = nn.Linear(dims, dims)  # W_f, b_f
         self.delta_scale = nn.Parameter(torch.tensor(1e-3))  # s
+        self.link_token_to_query = link_token_to_query
+        if link_token_to_query:
+            self.query_transform = nn.Linear(dims, query_dims)  # W_q, b_q
+            self.query_merge = nn.Linear(3 * query_dims, query_dims)  # W_m
 
     def structure(self) -> dict:
-        return dict(super().structure(), rein_tokens=self.num_tokens)
+        """The linked queries only where they are on (the identity that
+        checkpoints of Rein without them record stays as it was)."""
+        linked = dict(rein_queries=True) if self.link_token_to_query else {}
+        return dict(super().structure(), rein_tokens=self.num_tokens,
+                    **linked)
+
+    def query_embeddings(self) -> Tensor:
+        """The m query embeddings (m x q) made from the layers' tokens (see
+        the class docstring)."""
+        if not self.link_token_to_query:
+            raise RuntimeError('ReinViT: query_embeddings needs '
+                               'link_token_to_query=True')
+        tokens = self.query_transform(
+            self.token_factors @ self.token_basis)  # (L, m, q)
+        pooled = torch.stack((tokens.amax(0), tokens.mean(0), tokens[-1]),
+                             dim=-1)  # (m, q, 3)
+        return self.query_merge(pooled.flatten(-2))
 
     def layer_tokens(self, index: int) -> Tensor:
         """T_i = A_i B_i (m x D)."""
