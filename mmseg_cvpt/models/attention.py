@@ -74,19 +74,24 @@ PROJECTIONS = ('q', 'k', 'v', 'o')
 class ProjectionHook:
     """What a method adds to a block's linear projections: for each of
     its ``targets`` t (q, k, v, o of the attention; the MLP's own linear
-    names, e.g. fc1 and fc2), y_t = x W_t^T + b_t + ``update(t, x)``."""
+    names, e.g. fc1 and fc2), y_t = x W_t^T + b_t + u_t(x)."""
 
     targets: Tuple[str, ...] = ()
 
-    def update(self, target: str, x: Tensor) -> Tensor:
-        """The addition to projection ``target``'s output for its input x
-        (..., D_in): (..., D_out)."""
+    def add_update(self, target: str, x: Tensor, out: Tensor) -> Tensor:
+        """``out`` (x W_t^T + b_t, projection ``target`` of x) plus the
+        update u_t(x); a hook may let the product that makes u_t add
+        ``out`` itself (``LowRankUpdates``)."""
         raise NotImplementedError
 
-    def add_update(self, target: str, x: Tensor, out: Tensor) -> Tensor:
-        """``out`` (projection ``target`` of x) plus its update; hooks may
-        fuse the two (``LowRankUpdates``)."""
-        return out + self.update(target, x)
+
+def with_update(hook: Optional[ProjectionHook], target: str, x: Tensor,
+                out: Tensor) -> Tensor:
+    """``out``, projection ``target`` of x, plus ``hook``'s update where
+    the hook targets it."""
+    if hook is None or target not in hook.targets:
+        return out
+    return hook.add_update(target, x, out)
 
 
 class AttentionView:
@@ -127,10 +132,21 @@ class AttentionView:
     def dropout(self) -> float:
         raise NotImplementedError
 
+    def projection_weight(self, target: str) -> Tensor:
+        """W_t itself (a view of the attention's own weight, written in
+        place by ``add_to_projection``), t in ``PROJECTIONS``: out_proj's
+        weight for 'o', the rows of the packed in-projection for q, k, v
+        (a family whose q, k, v weights are separate tensors overrides
+        this)."""
+        if target == 'o':
+            return self.out_proj.weight
+        start = PROJECTIONS.index(target) * self.embed_dim
+        return self.in_proj_weight[start:start + self.embed_dim]
+
     def add_to_projection(self, target: str, delta: Tensor) -> None:
         """W_t += delta in the attention's own weights, t in
         ``PROJECTIONS`` (call under ``torch.no_grad``)."""
-        raise NotImplementedError
+        self.projection_weight(target).add_(delta)
 
     def rotate(self, t: Tensor) -> Tensor:
         """The rotary embedding of the last tokens of t (..., N, H, d) (the
@@ -234,13 +250,6 @@ class MultiheadAttentionView(AttentionView):
     def dropout(self) -> float:
         return self.module.dropout
 
-    def add_to_projection(self, target: str, delta: Tensor) -> None:
-        if target == 'o':
-            self.module.out_proj.weight += delta
-        else:
-            start = PROJECTIONS.index(target) * self.embed_dim
-            self.module.in_proj_weight[start:start + self.embed_dim] += delta
-
 
 #: what the functions below take
 Attention = Union[AttentionView, nn.MultiheadAttention]
@@ -300,14 +309,10 @@ def _projections(attention: AttentionView, x: Tensor,
     if not _adapted(attention, names):
         return list(packed_projection(attention, x, *_rows(attention, names))
                     .split(attention.embed_dim, dim=-1))
-    hook = attention.projection_hook
-    projections = []
-    for name in names:
-        out = packed_projection(attention, x, *_rows(attention, name))
-        if name in hook.targets:
-            out = hook.add_update(name, x, out)
-        projections.append(out)
-    return projections
+    return [with_update(attention.projection_hook, name, x,
+                        packed_projection(attention, x,
+                                          *_rows(attention, name)))
+            for name in names]
 
 
 def _in_proj(attention: AttentionView, x: Tensor, names: str) -> Tensor:
@@ -344,11 +349,8 @@ def output_of(attention: AttentionView, merged: Tensor) -> Tensor:
     projection hook's update of o)."""
     if attention.out_norm is not None:
         merged = attention.out_norm(merged)
-    out = attention.out_proj(merged)
-    hook = attention.projection_hook
-    if hook is not None and 'o' in hook.targets:
-        out = hook.add_update('o', merged, out)
-    return out
+    return with_update(attention.projection_hook, 'o', merged,
+                       attention.out_proj(merged))
 
 
 def _heads(x: Tensor, num_heads: int) -> Tensor:
@@ -391,7 +393,8 @@ def _packed_qkv(attention: Attention,
     with q / k norms and rotary embedding where the attention has them.
 
     One packed projection; the heads are strided views of it (no copies
-    without norms or rotation).
+    without norms, rotation or a projection hook, which makes one product
+    per projection: ``_projections``).
     """
     q, k, v = (_heads(t, attention.num_heads)
                for t in _projections(attention, x, 'qkv'))
@@ -529,8 +532,8 @@ def fold_prompts(attention: Attention, prompts: Tensor,
     attention = attention_view(attention)
     if not attention.foldable:
         raise ValueError('fold_prompts: this attention has a q norm, rotary '
-                         'embedding or output norm, which do not fold; use '
-                         'cross_attention')
+                         'embedding, output norm or projection hook, which '
+                         'do not fold; use cross_attention')
     dims, heads = attention.embed_dim, attention.num_heads
     head_dims = dims // heads
     keys, values = prompt_keys_values(attention, prompts)  # (H, m, d)

@@ -39,11 +39,6 @@ class LowRankUpdates(nn.Module, ProjectionHook):
         """(alpha / r) B_t A_t (out x in)."""
         return self.scale * self.up[target] @ self.down[target]
 
-    def update(self, target: str, x: Tensor) -> Tensor:
-        """(alpha / r) drop(x) A_t^T B_t^T for tokens x (..., in)."""
-        return self.scale * (self.dropout(x) @ self.down[target].T) \
-            @ self.up[target].T
-
     def add_update(self, target: str, x: Tensor, out: Tensor) -> Tensor:
         """out + (alpha / r) drop(x) A_t^T B_t^T, the last product adding
         ``out`` itself (``torch.addmm``: no separate pass over it)."""
@@ -99,12 +94,7 @@ class LoRAViT(FrozenViTBackbone):
         super().__init__(**kwargs)
         self.rank, self.alpha, self.targets = rank, alpha, targets
         self.update_dropout = nn.Dropout(dropout) if dropout else nn.Identity()
-        unknown = sorted(set(targets) -
-                         set(self.vit.blocks[0].projection_targets))
-        if unknown:
-            raise ValueError(
-                f'LoRA targets {unknown} are not projections of this ViT: '
-                f'its blocks have {self.vit.blocks[0].projection_targets}')
+        self.vit.blocks[0].check_targets(targets, 'LoRA')
         self.updates = nn.ModuleList(
             LowRankUpdates({t: block.projection_shape(t) for t in targets},
                            rank, alpha / rank, self.update_dropout)

@@ -30,7 +30,7 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from ..attention import (PROJECTIONS, AttentionView, ProjectionHook,
-                         self_attention)
+                         self_attention, with_update)
 
 
 class Tokens(NamedTuple):
@@ -133,11 +133,16 @@ class Block:
     def linear(self, name: str, x: Tensor) -> Tensor:
         """The MLP's linear ``name`` of x, plus the projection hook's
         update where it has one."""
-        out = self.mlp_linears[name](x)
+        return with_update(self.projection_hook, name, x,
+                           self.mlp_linears[name](x))
+
+    @property
+    def mlp_hooked(self) -> bool:
+        """Whether the projection hook adapts one of the MLP's linears (the
+        MLP then runs through ``linear``; else as its module)."""
         hook = self.projection_hook
-        if hook is not None and name in hook.targets:
-            out = hook.add_update(name, x, out)
-        return out
+        return hook is not None and bool(set(hook.targets) &
+                                         set(self.mlp_linears))
 
     def self_attention(self, h: Tensor) -> Tensor:
         """SA(h) of normed tokens h (B, N, D), before ``attention_output``."""
@@ -172,6 +177,14 @@ class Block:
         """The names a projection hook can target in this block."""
         return PROJECTIONS + tuple(self.mlp_linears)
 
+    def check_targets(self, targets, owner: str = 'projection hook') -> None:
+        """Every name of ``targets`` is a projection of this block."""
+        unknown = sorted(set(targets) - set(self.projection_targets))
+        if unknown:
+            raise ValueError(
+                f'{owner} targets {unknown} are not projections of this '
+                f'ViT: its blocks have {self.projection_targets}')
+
     def projection_shape(self, target: str) -> Tuple[int, int]:
         """(out, in) features of projection ``target``."""
         if target in PROJECTIONS:
@@ -193,13 +206,7 @@ class Block:
         """This block with a method's hooks (a shallow copy: the same
         modules); projection targets it does not have are an error."""
         if projection is not None:
-            unknown = sorted(set(projection.targets) -
-                             set(self.projection_targets))
-            if unknown:
-                raise ValueError(
-                    f'{type(self.module).__name__} blocks have no '
-                    f'projections {unknown}: targets are among '
-                    f'{self.projection_targets}')
+            self.check_targets(projection.targets)
         block = copy.copy(self)
         block.projection_hook = projection
         block.mlp_hook = mlp

@@ -61,7 +61,7 @@ class MMSegBlock(Block):
         return self._linears
 
     def mlp(self, h: Tensor) -> Tensor:
-        if self.projection_hook is None:
+        if not self.mlp_hooked:
             return self.module.ffn.layers(h)
         h = self._dropout1(self._activation(self.linear('fc1', h)))
         return self._dropout2(self.linear('fc2', h))

@@ -25,7 +25,7 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 
-from ..attention import PROJECTIONS, AttentionView
+from ..attention import AttentionView
 from ..prompt_cache import grad_reaches
 from .base import Block, FrozenViTFamily, Tokens
 from .mmseg_vit import check_out_indices
@@ -127,17 +127,13 @@ class TimmAttentionView(AttentionView):
     def dropout(self) -> float:
         return self.module.attn_drop.p
 
-    def add_to_projection(self, target: str, delta: Tensor) -> None:
-        """W_t += delta in timm's weights: the fused qkv's rows, EVA's
-        q / k / v_proj, or proj for 'o'."""
-        attn = self.module
-        if target == 'o':
-            attn.proj.weight += delta
-        elif self._separate:
-            getattr(attn, f'{target}_proj').weight += delta
-        else:
-            start = PROJECTIONS.index(target) * self.embed_dim
-            attn.qkv.weight[start:start + self.embed_dim] += delta
+    def projection_weight(self, target: str) -> Tensor:
+        """W_t in timm's weights: EVA's q / k / v_proj where they are
+        separate (the packed weight is then a concatenated copy), else the
+        fused qkv's rows or proj."""
+        if self._separate and target != 'o':
+            return getattr(self.module, f'{target}_proj').weight
+        return super().projection_weight(target)
 
 
 def _layer_scale(block: nn.Module, branch: int) -> Optional[Tensor]:
@@ -169,8 +165,9 @@ def mlp_linears(mlp: nn.Module) -> Dict[str, nn.Linear]:
 
 class TimmBlock(Block):
     """A timm ``Block`` or ``EvaBlock`` (pre-norm), ``rotary`` where its
-    attention rotates the patch tokens (EVA-02's RoPE). Its MLP is timm's
-    ``Mlp``, ``GluMlp`` or ``SwiGLU`` (``check_supported``)."""
+    attention rotates the patch tokens (EVA-02's RoPE). Projection hooks
+    reach its MLP where it is timm's ``Mlp``, ``GluMlp`` or ``SwiGLU``
+    (``mlp_linears``)."""
 
     def __init__(self, block: nn.Module, with_cp: bool, rotary: bool = False):
         from timm.layers import GluMlp
@@ -201,7 +198,7 @@ class TimmBlock(Block):
         fc2(norm(drop(act(fc1 h)))), GluMlp's act on one half of fc1 h
         times the other, SwiGLU's act(fc1_g h) * fc1_x h."""
         mlp = self.module.mlp
-        if self.projection_hook is None:
+        if not self.mlp_hooked:
             return mlp(h)
         if 'fc1_g' in self._linears:
             x = mlp.act(self.linear('fc1_g', h)) * self.linear('fc1_x', h)
