@@ -40,4 +40,4 @@ if [ "$EXTRA" = tests ]; then
 else
   $PIP install --no-build-isolation -e .
 fi
-python -c "import mmseg_cvpt, mmcv.ops, mmseg, mmpretrain; print('mmseg_cvpt', mmseg_cvpt.__version__, 'installed')"
+python -c "import mmseg_cvpt, mmcv.ops, mmseg, mmpretrain, mmdet; print('mmseg_cvpt', mmseg_cvpt.__version__, 'installed')"

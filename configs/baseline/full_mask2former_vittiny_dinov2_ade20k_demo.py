@@ -1,0 +1,7 @@
+# full fine-tuning under the demo's tiny Mask2Former on the DINOv2-style ViT
+# (../_base_/mask2former_vittiny_dinov2_ade20k_demo.py):
+# the method as in ./upernet_vittiny_dinov2_ade20k_demo.py.
+_base_ = ['../_base_/mask2former_vittiny_dinov2_ade20k_demo.py']
+
+model = dict(backbone=dict(
+    also_train=['all'], frozen_eval=False, vit=dict(drop_path_rate=0.1)))

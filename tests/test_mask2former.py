@@ -1,0 +1,94 @@
+"""Mask2Former (mmseg's Mask2FormerHead on the ViT's outputs through
+mmseg's MultiLevelNeck) under every method and both ViT families: training,
+--aug-test, tuned-only checkpoints, task packages in mmseg's init_model and
+several Mask2Former tasks on one frozen backbone."""
+import os.path as osp
+
+import pytest
+import torch
+from mmseg.apis import inference_model, init_model
+
+from mmseg_cvpt.apis import build_model
+from mmseg_cvpt.engine import load_config
+from mmseg_cvpt.methods import BUILT_IN
+from mmseg_cvpt.models import tuned_state_dict
+from test_task_packages import (SEG_IMAGE, as_options, assert_same_state,
+                                check_multi_task, make_task, state_of)
+from tiny_runs import (REPO, check_test_output, data_options, printed_miou,
+                       run_in_process, validation_metric)
+
+BUILT_IN_BY_NAME = {method.name: method for method in BUILT_IN}
+SETTINGS = {'mmseg': 'mask2former_vittiny_ade20k_demo.py',
+            'timm': 'mask2former_vittiny_dinov2_ade20k_demo.py'}
+#: what Mask2Former adds to a head's state: its queries and level embeddings
+QUERY_KEYS = {'decode_head.query_embed.weight', 'decode_head.query_feat.weight',
+              'decode_head.level_embed.weight'}
+
+
+def config_of(method, family):
+    return osp.join(REPO, 'configs', method.config(SETTINGS[family]))
+
+
+@pytest.mark.parametrize('family', SETTINGS)
+@pytest.mark.parametrize('method', BUILT_IN, ids=lambda m: m.name)
+def test_every_method_trains_and_tests_with_aug_test(method, family, tmp_path,
+                                                     demo_root):
+    """The method's Mask2Former demo config: 2 iterations of tools/train.py,
+    then tools/test.py --aug-test on the checkpoint, both in this process.
+    The printed mIoU is the one logged; the checkpoint holds exactly what
+    was tuned (the method's tensors, the neck and the head, queries
+    included); the test merges the 12 views of each image."""
+    config = config_of(method, family)
+    work_dir = tmp_path / 'train'
+    options = data_options(demo_root, 2)
+    out = run_in_process('train.py', [config, '--work-dir', work_dir,
+                                      '--cfg-options', *options])
+    assert printed_miou(out) == pytest.approx(validation_metric(work_dir),
+                                              abs=0.01)
+    state = torch.load(work_dir / 'iter_2.pth', weights_only=False)
+    model = build_model(load_config(config, as_options(options)))
+    assert set(state['state_dict']) == set(tuned_state_dict(model))
+    heads = {key for key in model.state_dict()
+             if not key.startswith('backbone.')}
+    assert QUERY_KEYS <= heads <= set(state['state_dict'])
+    out = run_in_process('test.py', [
+        config, work_dir / 'iter_2.pth', '--aug-test', '--work-dir',
+        tmp_path / 'test', '--cfg-options', *data_options(demo_root)])
+    check_test_output(out, str(tmp_path / 'test'))
+    assert 'merged 48 views of 4 images (12 per image)' in out
+
+
+@pytest.fixture(scope='module')
+def mask2former_tasks(tmp_path_factory):
+    """Two CVPT tasks under the demo's Mask2Former on the shipped demo ViT,
+    prompts and heads drawn with seeds 0 and 1: full checkpoints and task
+    packages."""
+    root = tmp_path_factory.mktemp('mask2former_tasks')
+    cfg = load_config(config_of(BUILT_IN_BY_NAME['cvpt'], 'mmseg'))
+    cfg.model.backbone.init_cfg.checkpoint = osp.join(
+        REPO, 'pretrain', 'vit_tiny_demo_mmseg.pth')
+    return {task: make_task(cfg, root, task, seed)
+            for seed, task in enumerate('ab')}
+
+
+def test_package_loads_in_init_model_to_the_exact_model(mask2former_tasks):
+    """A Mask2Former task package (the head travels in it, queries
+    included) through mmseg's init_model, with its own config: the full
+    model's state and its predictions exactly."""
+    task = mask2former_tasks['a']
+    package = state_of(task['package'])
+    assert QUERY_KEYS <= set(package)
+    assert not any(key.startswith('backbone.layers') for key in package)
+    model = init_model(task['cfg'], task['package'], device='cpu')
+    reference = init_model(task['cfg'], task['full'], device='cpu')
+    assert_same_state(model.state_dict(), reference.state_dict())
+    got = inference_model(model, SEG_IMAGE).seg_logits.data
+    expected = inference_model(reference, SEG_IMAGE).seg_logits.data
+    assert (got - expected).abs().max() == 0
+
+
+def test_multi_task_with_mask2former_heads(mask2former_tasks):
+    data = dict(inputs=list(
+        torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)))
+    check_multi_task(mask2former_tasks, data, ['b', 'a', 'b'],
+                     lambda r: r.seg_logits.data)
