@@ -2,11 +2,14 @@
 mmseg's MultiLevelNeck) under every method and both ViT families: training,
 --aug-test, tuned-only checkpoints, task packages in mmseg's init_model and
 several Mask2Former tasks on one frozen backbone."""
+import copy
 import os.path as osp
 
 import pytest
 import torch
 from mmseg.apis import inference_model, init_model
+from mmseg.registry import MODELS
+from mmseg.structures import SegDataSample
 
 from mmseg_cvpt.apis import build_model
 from mmseg_cvpt.engine import load_config
@@ -23,6 +26,10 @@ SETTINGS = {'mmseg': 'mask2former_vittiny_ade20k_demo.py',
 #: what Mask2Former adds to a head's state: its queries and level embeddings
 QUERY_KEYS = {'decode_head.query_embed.weight', 'decode_head.query_feat.weight',
               'decode_head.level_embed.weight'}
+#: Rein's, whose queries come from the backbone (replace_query_feat)
+LINKED_QUERY_KEYS = {
+    'decode_head.level_embed.weight', 'decode_head.query_feat_proj.weight',
+    'backbone.query_transform.weight', 'backbone.query_merge.weight'}
 
 
 def config_of(method, family):
@@ -50,7 +57,9 @@ def test_every_method_trains_and_tests_with_aug_test(method, family, tmp_path,
     assert set(state['state_dict']) == set(tuned_state_dict(model))
     heads = {key for key in model.state_dict()
              if not key.startswith('backbone.')}
-    assert QUERY_KEYS <= heads <= set(state['state_dict'])
+    assert heads <= set(state['state_dict'])
+    assert (LINKED_QUERY_KEYS if method.name == 'rein' else QUERY_KEYS) <= \
+        set(state['state_dict'])
     out = run_in_process('test.py', [
         config, work_dir / 'iter_2.pth', '--aug-test', '--work-dir',
         tmp_path / 'test', '--cfg-options', *data_options(demo_root)])
@@ -92,3 +101,56 @@ def test_multi_task_with_mask2former_heads(mask2former_tasks):
         torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)))
     check_multi_task(mask2former_tasks, data, ['b', 'a', 'b'],
                      lambda r: r.seg_logits.data)
+
+
+# ---- Rein's query link ------------------------------------------------------
+@pytest.mark.parametrize('replace_query_feat', [True, False])
+def test_rein_head_is_mask2former_with_the_linked_queries(replace_query_feat):
+    """ReinMask2FormerHead on (features, Q) equals mmseg's Mask2FormerHead
+    with its learned query embedding set to Q (Rein's tokens pooled and
+    merged, from the backbone) and, with replace_query_feat, its query
+    features set to Q W_f^T + b_f."""
+    cfg = load_config(config_of(BUILT_IN_BY_NAME['rein'], 'mmseg'))
+    cfg.model.decode_head.replace_query_feat = replace_query_feat
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    head = model.decode_head
+    image = torch.rand(2, 3, 64, 64)
+    samples = [SegDataSample(metainfo=dict(img_shape=(64, 64),
+                                           pad_shape=(64, 64)))] * 2
+    with torch.no_grad():
+        features, queries = model.extract_feat(image)
+        assert torch.equal(queries, model.backbone.query_embeddings())
+        got = head((features, queries), samples)
+    plain_cfg = copy.deepcopy(cfg.model.decode_head)
+    plain_cfg.update(type='Mask2FormerHead', _scope_='mmseg')
+    del plain_cfg['replace_query_feat']
+    plain = MODELS.build(plain_cfg).eval()
+    state = {k: v for k, v in head.state_dict().items()
+             if not k.startswith('query_feat_proj')}
+    missing = plain.load_state_dict(state, strict=False).missing_keys
+    assert sorted(missing) == ['query_embed.weight'] + \
+        ['query_feat.weight'] * replace_query_feat
+    with torch.no_grad():
+        plain.query_embed.weight.copy_(queries)
+        if replace_query_feat:
+            plain.query_feat.weight.copy_(head.query_feat_proj(queries))
+        expected = plain(features, samples)
+    for got_layers, expected_layers in zip(got, expected):
+        for g, e in zip(got_layers, expected_layers):
+            assert torch.allclose(g, e, atol=1e-6)
+    assert head.query_embed.weight is None  # no graph kept
+
+
+def test_rein_head_refuses_queries_of_another_shape():
+    cfg = load_config(config_of(BUILT_IN_BY_NAME['rein'], 'mmseg'))
+    cfg.model.backbone.num_tokens = 12
+    model = build_model(cfg)
+    with pytest.raises(ValueError,
+                       match=r'\(12, 32\), the head takes \(100, 32\)'):
+        model.decode_head(model.extract_feat(torch.rand(1, 3, 64, 64)), [
+            SegDataSample(metainfo=dict(img_shape=(64, 64),
+                                        pad_shape=(64, 64)))])
+    cfg.model.backbone.link_token_to_query = False
+    with pytest.raises(RuntimeError, match='link_token_to_query=True'):
+        build_model(cfg).extract_feat(torch.rand(1, 3, 64, 64))

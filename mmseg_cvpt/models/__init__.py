@@ -7,6 +7,7 @@ from .guidance import ProxyGuidance
 from .guided import GuidedEncoderDecoder, GuidedImageClassifier
 from .linear_probe import LinearProbeHead
 from .losses import proxy_anchor_loss
+from .query_link import QueryLinkedEncoderDecoder, ReinMask2FormerHead
 from .prompt_statistics import calibrate_prompts, prompt_query_statistics
 from .prompts import (BilinearPrompts, LayerPrompts, PromptProvider,
                       WhitenedPrompts)
@@ -20,6 +21,6 @@ __all__ = [
     'WhitenedPrompts', 'BilinearPrompts', 'calibrate_prompts',
     'prompt_query_statistics', 'ClsTokenViT', 'ProxyGuidance',
     'GuidedEncoderDecoder', 'GuidedImageClassifier', 'LinearProbeHead',
-    'proxy_anchor_loss',
+    'proxy_anchor_loss', 'QueryLinkedEncoderDecoder', 'ReinMask2FormerHead',
     'backbone_of', 'tuned_state_dict'
 ]

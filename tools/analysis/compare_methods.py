@@ -19,8 +19,9 @@ for ``vitb_vtab_fgvc.py`` the classification ones (give the task:
    training, then ``tools/test.py --aug-test`` for the multi-scale mIoU;
    classification (mmpretrain configs): top-1 from that validation.
 
-A run's two tools run one after the other in one process (one interpreter
-start). Each run also reports its trainable parameters (counted in the
+A run's two tools run one after the other in one process of its own, forked
+from a process per job that imported the tools' stack once (no interpreter
+start per run). Each run also reports its trainable parameters (counted in the
 model the config builds: what the method tunes and the heads), the median
 train time per iteration, the peak memory (CPU: the process's peak
 resident set at the end of training; GPU: the runner's logged peak of
@@ -55,9 +56,7 @@ import hashlib
 import json
 import os
 import os.path as osp
-import resource
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -66,6 +65,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
+from mmseg_cvpt.engine.tool_runs import (LAST_CHECKPOINT, last_checkpoint,
+                                         release_run_starters,
+                                         run_in_own_process)
 from mmseg_cvpt.methods import METHODS, method_of_config
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
@@ -76,7 +78,6 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEFAULT_CONFIG = 'configs/cvpt/upernet_vittiny_ade20k_demo.py'
-STEPS_OPTION = '--run-steps'  # how launch() starts a run's child process
 
 
 ALIASES = {'head_only': 'baseline'}  # the name before the other methods
@@ -233,29 +234,18 @@ def read_json_lines(pattern: str) -> List[dict]:
     return lines
 
 
-#: in a step's command: the checkpoint the training step wrote last
-LAST_CHECKPOINT = '<the checkpoint the training wrote last>'
-
-
 def launch(steps: List[List[str]], logs: List[str], train_dir: str,
            threads: int) -> int:
     """Run the tools ``steps`` (argv lists: tools/train.py, then
     tools/test.py on :data:`LAST_CHECKPOINT` of ``train_dir``) one after
-    the other in one child process (one interpreter start), the output of
-    each to its log; the child's peak resident set in KiB after the first
-    step (the training's)."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads),
-               MKL_NUM_THREADS=str(threads))
+    the other in one process of its own, the output of each to its log;
+    the process's peak resident set in KiB after the first step (the
+    training's)."""
     spec = osp.join(osp.dirname(logs[0]), 'steps.json')
     write_atomic(
         json.dumps(dict(steps=steps, logs=logs, train_dir=train_dir)).encode(),
         spec)
-    with open(logs[0], 'w') as out:
-        process = subprocess.Popen(
-            [sys.executable, osp.abspath(__file__), STEPS_OPTION, spec],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-        _, status, _ = os.wait4(process.pid, 0)
-    code = os.waitstatus_to_exitcode(status)
+    code = run_in_own_process(spec, threads, REPO)
     with open(spec) as file:
         done = len(json.load(file).get('peaks_kib', []))
     if code or done < len(steps):
@@ -263,40 +253,6 @@ def launch(steps: List[List[str]], logs: List[str], train_dir: str,
                            f'{code or 1}; see {logs[done]}')
     with open(spec) as file:
         return json.load(file)['peaks_kib'][0]
-
-
-def last_checkpoint(train_dir: str) -> str:
-    with open(osp.join(train_dir, 'last_checkpoint')) as file:
-        return file.read().strip()
-
-
-def run_steps(spec: str) -> int:
-    """The child process of :func:`launch`: each step as its command line
-    runs it, in this interpreter, its output to its log (file descriptors 1
-    and 2); after each, the process's peak resident set (KiB) added to the
-    spec's ``peaks_kib``. The first failing step's status ends it."""
-    from mmseg_cvpt.engine.cli import run_as_command
-    with open(spec) as file:
-        todo = json.load(file)
-    todo['peaks_kib'] = []
-    for argv, log in zip(todo['steps'], todo['logs']):
-        argv = [last_checkpoint(todo['train_dir']) if a == LAST_CHECKPOINT
-                else a for a in argv[1:]]  # argv[0]: the interpreter
-        sys.stdout.flush()
-        sys.stderr.flush()
-        out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        os.dup2(out, 1)
-        os.dup2(out, 2)
-        os.close(out)
-        code = run_as_command(argv)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        if code:
-            return code
-        todo['peaks_kib'].append(
-            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-        write_atomic(json.dumps(todo).encode(), spec)
-    return 0
 
 
 def metric_of(lines: List[dict], key: str) -> Optional[float]:
@@ -581,8 +537,11 @@ def main(argv=None) -> int:
           f'{args.jobs} at a time, {args.threads} threads each; results in '
           f'{args.out}/runs', flush=True)
     start = time.monotonic()
-    with ThreadPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(lambda run: run_one(run, args), runs))
+    try:
+        with ThreadPoolExecutor(args.jobs) as pool:
+            results = list(pool.map(lambda run: run_one(run, args), runs))
+    finally:
+        release_run_starters()
     failed = [r for r in results if 'error' in r]
     command = 'python ' + ' '.join(
         [osp.relpath(osp.abspath(sys.argv[0]), REPO)] + sys.argv[1:])
@@ -610,6 +569,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    if sys.argv[1:2] == [STEPS_OPTION]:  # a run's child process
-        sys.exit(run_steps(sys.argv[2]))
     sys.exit(main())

@@ -1,0 +1,4 @@
+# ADE20K, Mask2Former, frozen DINOv3 ViT-L/16
+# (../_base_/mask2former_dinov3_vitl16_ade20k.py), with head-only: the frozen
+# ViT as it is, the neck and the head train.
+_base_ = ['../_base_/mask2former_dinov3_vitl16_ade20k.py']

@@ -1,0 +1,11 @@
+# ADE20K, Mask2Former, frozen DINOv2 ViT-L/14 with 4 registers
+# (../_base_/mask2former_dinov2_vitl14_ade20k.py), with CVPT: 200
+# cross-attention prompts per layer (position 3, the blocks' shared frozen
+# weights, prompt dropout 0.1), through each block's layer scale; 24 x 200 x
+# 1024 = 4,915,200 prompt parameters.
+_base_ = ['../_base_/mask2former_dinov2_vitl14_ade20k.py']
+
+model = dict(
+    backbone=dict(
+        type='CVPTViT', num_prompts=200, prompt_depth='deep',
+        prompt_dropout=0.1))

@@ -1,0 +1,23 @@
+# ADE20K, Mask2Former, frozen DINOv2 ViT-L/14 with 4 registers
+# (../_base_/mask2former_dinov2_vitl14_ade20k.py), with DA-VPT: VPT-deep
+# (../vpt/) with DA-VPT's guidance of the last layer (the class token's query
+# vector; 20 proxies for the 150 classes).
+_base_ = ['../vpt/mask2former_dinov2_vitl14_ade20k.py']
+
+model = dict(
+    type='GuidedEncoderDecoder',
+    image_labels='scene',
+    backbone=dict(
+        addons=dict(
+            guidance=dict(
+                type='ProxyGuidance',
+                layers=(-1, ),
+                num_guided=20,
+                beta=0.01,
+                lambda_=0.01,
+                alpha=32.,
+                margin=0.1))))
+
+custom_hooks = [
+    dict(type='ClassProxyHook', images_per_class=10, interval=1250)
+]

@@ -1,0 +1,14 @@
+# ADE20K, Mask2Former, frozen DINOv2 ViT-L/14 with 4 registers
+# (../_base_/mask2former_dinov2_vitl14_ade20k.py), with Rein: 100 tokens of
+# rank 16 refine every block's patch features; Rein's optimiser (AdamW lr
+# 1e-4, weight decay 0.05, none on the tokens and the scale).
+_base_ = ['../_base_/mask2former_dinov2_vitl14_ade20k.py']
+
+model = dict(backbone=dict(type='ReinViT', num_tokens=100, rank=16))
+
+optim_wrapper = dict(
+    optimizer=dict(lr=1e-4, weight_decay=0.05),
+    paramwise_cfg=dict(custom_keys={
+        'token_factors': dict(decay_mult=0.),
+        'token_basis': dict(decay_mult=0.),
+        'delta_scale': dict(decay_mult=0.)}))

@@ -1,0 +1,167 @@
+"""Runs of the tools in processes of their own, without an interpreter
+start each (tools/analysis/compare_methods.py's runs).
+
+A run is a spec file (JSON: ``steps``, the tools' command lines, e.g.
+``python tools/train.py ...`` then ``python tools/test.py ...`` on
+:data:`LAST_CHECKPOINT`; ``logs``, one per step; ``train_dir``). A
+:class:`RunStarter` is a child process that imports the tools' stack once
+(about 7 s on a CPU) and forks a process per run from it: each run starts
+as if in a fresh interpreter, with its own memory and its own peak
+resident set. Starters are kept for the next runs of the process.
+"""
+import json
+import os
+import os.path as osp
+import resource
+import subprocess
+import sys
+import threading
+from typing import List
+
+from .checkpoint import write_atomic
+from .cli import run_as_command
+
+#: in a step's command: the checkpoint the training step wrote last
+LAST_CHECKPOINT = '<the checkpoint the training wrote last>'
+
+
+def last_checkpoint(train_dir: str) -> str:
+    with open(osp.join(train_dir, 'last_checkpoint')) as file:
+        return file.read().strip()
+
+
+def run_steps(spec: str) -> int:
+    """A run's process: each step as its command line runs it, in this
+    interpreter, its output to its log (file descriptors 1 and 2); after
+    each, the process's peak resident set (KiB) added to the spec's
+    ``peaks_kib``. The first failing step's status ends it."""
+    with open(spec) as file:
+        todo = json.load(file)
+    todo['peaks_kib'] = []
+    for argv, log in zip(todo['steps'], todo['logs']):
+        argv = [last_checkpoint(todo['train_dir']) if a == LAST_CHECKPOINT
+                else a for a in argv[1:]]  # argv[0]: the interpreter
+        sys.stdout.flush()
+        sys.stderr.flush()
+        out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(out, 1)
+        os.dup2(out, 2)
+        os.close(out)
+        code = run_as_command(argv)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if code:
+            return code
+        todo['peaks_kib'].append(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        write_atomic(json.dumps(todo).encode(), spec)
+    return 0
+
+
+def serve_runs() -> int:
+    """The :class:`RunStarter` process: per request line (``spec``,
+    ``threads``, ``cwd``), fork; the forked process runs
+    :func:`run_steps` with that many CPU threads; answer its exit
+    status."""
+    import mmengine.runner  # noqa: F401  (the tools' stack, imported once)
+    import torch
+
+    import mmseg_cvpt  # noqa: F401
+    while True:
+        line = sys.stdin.readline()
+        if not line:  # the parent is done (or gone)
+            return 0
+        request = json.loads(line)
+        pid = os.fork()
+        if pid == 0:  # the run: its output to its logs, never to the pipe
+            code = 1
+            try:
+                devnull = os.open(os.devnull, os.O_RDWR)
+                os.dup2(devnull, 0)
+                os.dup2(devnull, 1)
+                os.chdir(request['cwd'])
+                threads = request['threads']
+                os.environ.update(OMP_NUM_THREADS=str(threads),
+                                  MKL_NUM_THREADS=str(threads))
+                torch.set_num_threads(threads)
+                code = run_steps(request['spec'])
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        print(json.dumps(dict(code=os.waitstatus_to_exitcode(status))),
+              flush=True)
+
+
+class RunStarter:
+    """The parent's end of a :func:`serve_runs` process (one run at a
+    time)."""
+
+    def __init__(self):
+        self.process = subprocess.Popen(
+            [sys.executable, '-m', __name__], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True)
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def run(self, spec: str, threads: int, cwd: str) -> int:
+        self.process.stdin.write(json.dumps(
+            dict(spec=spec, threads=threads, cwd=cwd)) + '\n')
+        self.process.stdin.flush()
+        reply = self.process.stdout.readline()
+        if not reply:
+            raise RuntimeError(
+                'the process that starts the runs ended with exit status '
+                f'{self.process.wait()} (its output is above)')
+        return json.loads(reply)['code']
+
+
+class _Starters:
+    """Starters held by threads (one each, until released) and idle
+    ones."""
+
+    def __init__(self):
+        self.idle: List[RunStarter] = []
+        self.busy: List[RunStarter] = []
+        self.lock = threading.Lock()
+        self.held = threading.local()
+        self.release_count = 0
+
+    def of_this_thread(self) -> RunStarter:
+        held = getattr(self.held, 'starter', None)
+        if held and held[0] == self.release_count and held[1].alive:
+            return held[1]
+        with self.lock:
+            self.idle = [starter for starter in self.idle if starter.alive]
+            starter = self.idle.pop() if self.idle else RunStarter()
+            self.busy.append(starter)
+            self.held.starter = (self.release_count, starter)
+        return starter
+
+    def release(self) -> None:
+        with self.lock:
+            self.idle += [starter for starter in self.busy if starter.alive]
+            self.busy.clear()
+            self.release_count += 1
+
+
+_STARTERS = _Starters()
+
+
+def run_in_own_process(spec: str, threads: int, cwd: str) -> int:
+    """The exit status of the run ``spec`` (see the module docstring), in a
+    process of its own with ``threads`` CPU threads, in folder ``cwd``,
+    forked by the calling thread's starter (one thread's runs go one after
+    the other)."""
+    return _STARTERS.of_this_thread().run(spec, threads, cwd)
+
+
+def release_run_starters() -> None:
+    """Make the starters that threads hold (e.g. a finished thread
+    pool's) ready for other threads."""
+    _STARTERS.release()
+
+
+if __name__ == '__main__':
+    sys.exit(serve_runs())
