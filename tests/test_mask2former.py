@@ -24,7 +24,8 @@ BUILT_IN_BY_NAME = {method.name: method for method in BUILT_IN}
 SETTINGS = {'mmseg': 'mask2former_vittiny_ade20k_demo.py',
             'timm': 'mask2former_vittiny_dinov2_ade20k_demo.py'}
 #: what Mask2Former adds to a head's state: its queries and level embeddings
-QUERY_KEYS = {'decode_head.query_embed.weight', 'decode_head.query_feat.weight',
+QUERY_KEYS = {'decode_head.query_embed.weight',
+              'decode_head.query_feat.weight',
               'decode_head.level_embed.weight'}
 #: Rein's, whose queries come from the backbone (replace_query_feat)
 LINKED_QUERY_KEYS = {

@@ -7,7 +7,8 @@ A run is a spec file (JSON: ``steps``, the tools' command lines, e.g.
 :class:`RunStarter` is a child process that imports the tools' stack once
 (about 7 s on a CPU) and forks a process per run from it: each run starts
 as if in a fresh interpreter, with its own memory and its own peak
-resident set. Starters are kept for the next runs of the process.
+resident set. Starters are kept for the next runs of the process while its
+environment stays as it was.
 """
 import json
 import os
@@ -94,16 +95,20 @@ def serve_runs() -> int:
 
 class RunStarter:
     """The parent's end of a :func:`serve_runs` process (one run at a
-    time)."""
+    time), started with the parent's environment of now."""
 
     def __init__(self):
+        self.environment = dict(os.environ)
         self.process = subprocess.Popen(
             [sys.executable, '-m', __name__], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, text=True)
 
     @property
-    def alive(self) -> bool:
-        return self.process.poll() is None
+    def usable(self) -> bool:
+        """Running, and started with the environment the parent has now
+        (``PYTHONPATH`` and the like apply at an interpreter's start)."""
+        return self.process.poll() is None and \
+            self.environment == dict(os.environ)
 
     def run(self, spec: str, threads: int, cwd: str) -> int:
         self.process.stdin.write(json.dumps(
@@ -115,6 +120,11 @@ class RunStarter:
                 'the process that starts the runs ended with exit status '
                 f'{self.process.wait()} (its output is above)')
         return json.loads(reply)['code']
+
+    def close(self) -> None:
+        """End the process (it ends at the end of its input)."""
+        self.process.stdin.close()
+        self.process.wait()
 
 
 class _Starters:
@@ -130,18 +140,26 @@ class _Starters:
 
     def of_this_thread(self) -> RunStarter:
         held = getattr(self.held, 'starter', None)
-        if held and held[0] == self.release_count and held[1].alive:
+        if held and held[0] == self.release_count and held[1].usable:
             return held[1]
         with self.lock:
-            self.idle = [starter for starter in self.idle if starter.alive]
+            self.idle = self.usable(self.idle)
             starter = self.idle.pop() if self.idle else RunStarter()
             self.busy.append(starter)
             self.held.starter = (self.release_count, starter)
         return starter
 
+    @staticmethod
+    def usable(starters: List[RunStarter]) -> List[RunStarter]:
+        """The usable ones of ``starters``; the others closed."""
+        for starter in starters:
+            if not starter.usable:
+                starter.close()
+        return [starter for starter in starters if starter.usable]
+
     def release(self) -> None:
         with self.lock:
-            self.idle += [starter for starter in self.busy if starter.alive]
+            self.idle += self.usable(self.busy)
             self.busy.clear()
             self.release_count += 1
 
