@@ -1,10 +1,14 @@
-"""Classification data sets (registered in mmpretrain), the task table and
-the check of segmentation label maps (in mmseg's ``LoadAnnotations``)."""
+"""Classification data sets (registered in mmpretrain), the task table,
+the check of segmentation label maps (in mmseg's ``LoadAnnotations``) and
+the 19-class GTAV and Mapillary data sets of domain-generalised
+segmentation (registered in mmseg)."""
+from .dg import GTAVDataset, MapillaryCityscapesDataset
 from .label_maps import LabelMapError, LoadAnnotations, check_label_file
 from .tasks import TASKS, VTAB_GROUPS, FGVC_TASKS, Task, get_task, resolve_task
 from .vtab_fgvc import FGVC, VTAB1k
 
 __all__ = [
     'TASKS', 'VTAB_GROUPS', 'FGVC_TASKS', 'Task', 'get_task', 'resolve_task',
-    'FGVC', 'VTAB1k', 'LabelMapError', 'LoadAnnotations', 'check_label_file'
+    'FGVC', 'VTAB1k', 'LabelMapError', 'LoadAnnotations', 'check_label_file',
+    'GTAVDataset', 'MapillaryCityscapesDataset'
 ]
