@@ -3,6 +3,7 @@ mmseg's MultiLevelNeck) under every method and both ViT families: training,
 --aug-test, tuned-only checkpoints, task packages in mmseg's init_model and
 several Mask2Former tasks on one frozen backbone."""
 import copy
+import csv
 import os.path as osp
 
 import pytest
@@ -19,6 +20,7 @@ from test_task_packages import (SEG_IMAGE, as_options, assert_same_state,
                                 check_multi_task, make_task, state_of)
 from tiny_runs import (REPO, check_test_output, data_options, printed_miou,
                        run_in_process, validation_metric)
+from tool_loading import load_tool
 
 BUILT_IN_BY_NAME = {method.name: method for method in BUILT_IN}
 SETTINGS = {'mmseg': 'mask2former_vittiny_ade20k_demo.py',
@@ -155,3 +157,25 @@ def test_rein_head_refuses_queries_of_another_shape():
     cfg.model.backbone.link_token_to_query = False
     with pytest.raises(RuntimeError, match='link_token_to_query=True'):
         build_model(cfg).extract_feat(torch.rand(1, 3, 64, 64))
+
+
+@pytest.mark.tool
+def test_compare_methods_under_mask2former(tmp_path, demo_root):
+    """compare_methods.py from a Mask2Former demo config runs the methods'
+    Mask2Former namesakes: each row is its run's logged validation mIoU,
+    and the run's checkpoint holds Mask2Former's head (Rein's with the
+    linked queries)."""
+    out = str(tmp_path / 'compare')
+    config = config_of(BUILT_IN_BY_NAME['cvpt'], 'mmseg')
+    assert load_tool('analysis/compare_methods.py').main([
+        '--methods', 'baseline', 'rein', '--iters', '2', '--no-aug-test',
+        '--out', out, '--config', config, '--cfg-options',
+        *data_options(demo_root)]) == 0
+    with open(osp.join(out, 'comparison.csv')) as file:
+        rows = list(csv.DictReader(file))
+    assert [r['method'] for r in rows] == ['head-only', 'Rein']
+    for row, keys in zip(rows, (QUERY_KEYS, LINKED_QUERY_KEYS)):
+        run_dir = osp.dirname(osp.dirname(row['checkpoint']))
+        assert float(row['accuracy']) == pytest.approx(
+            validation_metric(osp.join(run_dir, 'train')), abs=0.01)
+        assert keys <= set(torch.load(row['checkpoint'])['state_dict'])

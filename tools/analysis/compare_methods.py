@@ -8,6 +8,8 @@ demo) they are ``configs/{baseline,vpt,cvpt,bpt,davpt,lora,adaptformer,
 rein,bias}/upernet_vittiny_ade20k_demo.py``, VPT+Bias's
 ``configs/bias/vpt_upernet_vittiny_ade20k_demo.py`` and full fine-tuning's
 ``configs/baseline/full_upernet_vittiny_ade20k_demo.py``; for
+``mask2former_vittiny_ade20k_demo.py`` the same methods under the demo's
+tiny Mask2Former (any head: the setting's file name picks it); for
 ``upernet_vitb_ade20k.py`` the ADE20K ViT-B configs (a GPU machine's job),
 for ``vitb_vtab_fgvc.py`` the classification ones (give the task:
 ``--cfg-options task=dtd``). Each run (method, P, seed):
