@@ -15,7 +15,7 @@ from mmseg_cvpt.models import CVPTViT, VPTViT
 from mmseg_cvpt.models.backbones.frozen_base import FrozenBase
 from mmseg_cvpt.models.prompt_cache import PromptCache
 from test_fast_paths import TINY
-from tiny_runs import REPO, data_options, validation_metric
+from tiny_runs import COMPARE_RUNS, REPO, data_options, validation_metric
 from tool_loading import load_tool
 
 # the concepts of BPT and DA-VPT
@@ -83,6 +83,7 @@ def test_worked_example_is_a_method_on_the_core(example_method):
 
 
 @pytest.mark.tool  # compare_methods.py trains each method in a process
+@COMPARE_RUNS
 def test_worked_example_method_is_listed_and_run_by_compare_methods(
         tmp_path, demo_root, monkeypatch, capsys):
     """The page's method, its config and its registry entry, and nothing

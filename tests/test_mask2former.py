@@ -18,8 +18,8 @@ from mmseg_cvpt.methods import BUILT_IN
 from mmseg_cvpt.models import tuned_state_dict
 from test_task_packages import (SEG_IMAGE, as_options, assert_same_state,
                                 check_multi_task, make_task, state_of)
-from tiny_runs import (REPO, check_test_output, data_options, printed_miou,
-                       run_in_process, validation_metric)
+from tiny_runs import (COMPARE_RUNS, REPO, check_test_output, data_options,
+                       printed_miou, run_in_process, validation_metric)
 from tool_loading import load_tool
 
 BUILT_IN_BY_NAME = {method.name: method for method in BUILT_IN}
@@ -160,6 +160,7 @@ def test_rein_head_refuses_queries_of_another_shape():
 
 
 @pytest.mark.tool
+@COMPARE_RUNS
 def test_compare_methods_under_mask2former(tmp_path, demo_root):
     """compare_methods.py from a Mask2Former demo config runs the methods'
     Mask2Former namesakes: each row is its run's logged validation mIoU,

@@ -15,8 +15,8 @@ from mmseg.registry import MODELS
 from mmseg_cvpt.apis.task_package import build_model
 from mmseg_cvpt.engine import load_config
 from mmseg_cvpt.methods import BUILT_IN
-from tiny_runs import (DEMO_CFG, REPO, data_options, pretrain_tiny_vit,
-                       saved_miou, validation_metric)
+from tiny_runs import (COMPARE_RUNS, DEMO_CFG, REPO, data_options,
+                       pretrain_tiny_vit, saved_miou, validation_metric)
 from tool_loading import load_tool
 
 SHIPPED = osp.join(REPO, 'pretrain', 'vit_tiny_demo_mmseg.pth')
@@ -117,6 +117,7 @@ def result_files(out, name):
 
 
 @pytest.mark.tool
+@COMPARE_RUNS
 def test_compare_methods_reruns_changed_settings(tmp_path, demo_root):
     out = str(tmp_path / 'compare')
 
@@ -180,6 +181,7 @@ def trainable_in(config, **options):
 
 
 @pytest.mark.tool
+@COMPARE_RUNS
 def test_compare_methods_runs_every_method_once_per_setting(
         tmp_path, demo_root):
     """All eleven methods on the demo, two iterations: one row per run (the
@@ -284,6 +286,7 @@ def cls_demo_root(tmp_path_factory):
 
 
 @pytest.mark.tool
+@COMPARE_RUNS
 def test_compare_methods_on_classification(tmp_path, cls_demo_root, capsys):
     """The classification path: head-only (configs/baseline/
     vitb_vtab_fgvc.py), LoRA and CVPT on the classification demo's dtd,

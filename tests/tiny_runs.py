@@ -19,6 +19,8 @@ import textwrap
 import traceback
 from contextlib import redirect_stderr, redirect_stdout
 
+import pytest
+
 from mmseg_cvpt.engine.cli import forget_visualizers, run_tool
 from tool_loading import load_tool
 
@@ -357,3 +359,9 @@ def parse_counts(output):
         m.group(1): int(m.group(2).replace(',', ''))
         for m in re.finditer(r'^\s+(\w+)\s+([\d,]+)$', output, re.M)
     }
+
+
+#: the tests that run tools/analysis/compare_methods.py, on one worker of
+#: pytest-xdist (--dist loadgroup, pytest.ini): the processes that start
+#: its runs import the stack once and serve the worker's later comparisons
+COMPARE_RUNS = pytest.mark.xdist_group('compare_methods')

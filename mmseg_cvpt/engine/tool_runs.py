@@ -104,11 +104,14 @@ class RunStarter:
             stdout=subprocess.PIPE, text=True)
 
     @property
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    @property
     def usable(self) -> bool:
         """Running, and started with the environment the parent has now
         (``PYTHONPATH`` and the like apply at an interpreter's start)."""
-        return self.process.poll() is None and \
-            self.environment == dict(os.environ)
+        return self.running and self.environment == dict(os.environ)
 
     def run(self, spec: str, threads: int, cwd: str) -> int:
         self.process.stdin.write(json.dumps(
@@ -121,15 +124,11 @@ class RunStarter:
                 f'{self.process.wait()} (its output is above)')
         return json.loads(reply)['code']
 
-    def close(self) -> None:
-        """End the process (it ends at the end of its input)."""
-        self.process.stdin.close()
-        self.process.wait()
-
 
 class _Starters:
     """Starters held by threads (one each, until released) and idle
-    ones."""
+    ones (also those of another environment: the parent may go back to
+    it; each ends with the parent, at the end of its input)."""
 
     def __init__(self):
         self.idle: List[RunStarter] = []
@@ -143,23 +142,18 @@ class _Starters:
         if held and held[0] == self.release_count and held[1].usable:
             return held[1]
         with self.lock:
-            self.idle = self.usable(self.idle)
-            starter = self.idle.pop() if self.idle else RunStarter()
+            self.idle = [s for s in self.idle if s.running]
+            usable = [s for s in self.idle if s.usable]
+            starter = usable[-1] if usable else RunStarter()
+            if usable:
+                self.idle.remove(starter)
             self.busy.append(starter)
             self.held.starter = (self.release_count, starter)
         return starter
 
-    @staticmethod
-    def usable(starters: List[RunStarter]) -> List[RunStarter]:
-        """The usable ones of ``starters``; the others closed."""
-        for starter in starters:
-            if not starter.usable:
-                starter.close()
-        return [starter for starter in starters if starter.usable]
-
     def release(self) -> None:
         with self.lock:
-            self.idle += self.usable(self.busy)
+            self.idle += [s for s in self.busy if s.running]
             self.busy.clear()
             self.release_count += 1
 
