@@ -158,6 +158,25 @@ def test_config_formatting_and_package_lookups_are_remembered():
     assert not config_module.is_installed('no_such_package_here')
 
 
+def test_config_files_are_read_again_when_they_change(tmp_path):
+    """What a config file read (its bases merged) is remembered until the
+    file or one of its bases changes: an edit of the base (same size)
+    reaches its child; a second read comes from memory, as a copy."""
+    from mmengine.config import Config
+    from mmengine.config import config as config_module
+    base, child = tmp_path / 'base.py', tmp_path / 'child.py'
+    base.write_text('a = 1\nb = dict(c=2)\n')
+    child.write_text("_base_ = ['./base.py']\nb = dict(d=3)\n")
+    assert Config.fromfile(str(child)).to_dict() == dict(a=1,
+                                                         b=dict(c=2, d=3))
+    cache = config_module.Config._file2dict.cache
+    entries = len(cache)
+    Config.fromfile(str(child)).b.d = 4
+    assert Config.fromfile(str(child)).b.d == 3
+    assert len(cache) == entries
+    base.write_text('a = 5\nb = dict(c=2)\n')
+    assert Config.fromfile(str(child)).a == 5
+
 
 def test_tools_config_text_is_not_reflowed(tmp_path):
     """load_config (how every tool reads a config) leaves the text as
@@ -176,6 +195,7 @@ def test_tools_config_text_is_not_reflowed(tmp_path):
     cfg.dump(str(tmp_path / 'dumped.py'))
     assert Config.fromfile(str(tmp_path / 'dumped.py')).to_dict() == \
         cfg.to_dict()
+
 
 def test_inherit_via_tools(tmp_path, monkeypatch):
     """A config outside the repo builds through our tools (ViT-B, P=50),
