@@ -28,7 +28,8 @@ DAVPT_DEMO = osp.join(REPO, 'configs', 'davpt',
 
 # ---- the loss -------------------------------------------------------------
 def explicit_proxy_anchor(features, proxies, positive, alpha, margin):
-    """METHODS.md's formula, loop by loop."""
+    """DA-VPT's proxy-anchor loss (proxy_anchor_loss's docstring), loop by
+    loop."""
     f = features / features.norm(dim=1, keepdim=True)
     p = proxies / proxies.norm(dim=1, keepdim=True)
     pos_sum, neg_sum, with_pos = 0., 0., 0

@@ -1,6 +1,6 @@
-"""The methods CVPT is measured against (METHODS.md, "PEFT reference
-methods"): LoRA, AdaptFormer, Rein and bias tuning, on tiny ViTs of both
-families; their equations written here from the frozen blocks' modules."""
+"""The parameter-efficient methods CVPT is measured against: LoRA,
+AdaptFormer, Rein and bias tuning, on tiny ViTs of both families; their
+equations written here from the frozen blocks' modules."""
 import math
 import os.path as osp
 import re
@@ -202,7 +202,8 @@ def test_adaptformer_equals_its_equation_and_starts_as_the_frozen_vit():
 
 # ---- Rein -------------------------------------------------------------------
 def rein_equation(model, index, f):
-    """METHODS.md's Rein on patch features f, from the model's tensors."""
+    """Rein's equation (ReinViT's docstring) on patch features f, from the
+    model's tensors."""
     tokens = model.token_factors[index] @ model.token_basis[index]
     s = F.softmax(f @ tokens.T / math.sqrt(DIMS), dim=-1)
     dbar = s[:, :, 1:] @ (tokens[1:] @ model.token_to_feature.weight.T +
