@@ -3,7 +3,6 @@ mmseg's MultiLevelNeck) under every method and both ViT families: training,
 --aug-test, tuned-only checkpoints, task packages in mmseg's init_model and
 several Mask2Former tasks on one frozen backbone."""
 import copy
-import csv
 import os.path as osp
 
 import pytest
@@ -14,15 +13,15 @@ from mmseg.structures import SegDataSample
 
 from mmseg_cvpt.apis import build_model
 from mmseg_cvpt.engine import load_config
-from mmseg_cvpt.methods import BUILT_IN
+from mmseg_cvpt.methods import BUILT_IN, METHODS
 from mmseg_cvpt.models import tuned_state_dict
+from test_pretrained_demo import read_rows
 from test_task_packages import (SEG_IMAGE, as_options, assert_same_state,
                                 check_multi_task, make_task, state_of)
 from tiny_runs import (COMPARE_RUNS, REPO, check_test_output, data_options,
                        printed_miou, run_in_process, validation_metric)
 from tool_loading import load_tool
 
-BUILT_IN_BY_NAME = {method.name: method for method in BUILT_IN}
 SETTINGS = {'mmseg': 'mask2former_vittiny_ade20k_demo.py',
             'timm': 'mask2former_vittiny_dinov2_ade20k_demo.py'}
 #: what Mask2Former adds to a head's state: its queries and level embeddings
@@ -76,7 +75,7 @@ def mask2former_tasks(tmp_path_factory):
     prompts and heads drawn with seeds 0 and 1: full checkpoints and task
     packages."""
     root = tmp_path_factory.mktemp('mask2former_tasks')
-    cfg = load_config(config_of(BUILT_IN_BY_NAME['cvpt'], 'mmseg'))
+    cfg = load_config(config_of(METHODS['cvpt'], 'mmseg'))
     cfg.model.backbone.init_cfg.checkpoint = osp.join(
         REPO, 'pretrain', 'vit_tiny_demo_mmseg.pth')
     return {task: make_task(cfg, root, task, seed)
@@ -113,7 +112,7 @@ def test_rein_head_is_mask2former_with_the_linked_queries(replace_query_feat):
     with its learned query embedding set to Q (Rein's tokens pooled and
     merged, from the backbone) and, with replace_query_feat, its query
     features set to Q W_f^T + b_f."""
-    cfg = load_config(config_of(BUILT_IN_BY_NAME['rein'], 'mmseg'))
+    cfg = load_config(config_of(METHODS['rein'], 'mmseg'))
     cfg.model.decode_head.replace_query_feat = replace_query_feat
     torch.manual_seed(0)
     model = build_model(cfg).eval()
@@ -146,7 +145,7 @@ def test_rein_head_is_mask2former_with_the_linked_queries(replace_query_feat):
 
 
 def test_rein_head_refuses_queries_of_another_shape():
-    cfg = load_config(config_of(BUILT_IN_BY_NAME['rein'], 'mmseg'))
+    cfg = load_config(config_of(METHODS['rein'], 'mmseg'))
     cfg.model.backbone.num_tokens = 12
     model = build_model(cfg)
     with pytest.raises(ValueError,
@@ -167,13 +166,12 @@ def test_compare_methods_under_mask2former(tmp_path, demo_root):
     and the run's checkpoint holds Mask2Former's head (Rein's with the
     linked queries)."""
     out = str(tmp_path / 'compare')
-    config = config_of(BUILT_IN_BY_NAME['cvpt'], 'mmseg')
+    config = config_of(METHODS['cvpt'], 'mmseg')
     assert load_tool('analysis/compare_methods.py').main([
         '--methods', 'baseline', 'rein', '--iters', '2', '--no-aug-test',
         '--out', out, '--config', config, '--cfg-options',
         *data_options(demo_root)]) == 0
-    with open(osp.join(out, 'comparison.csv')) as file:
-        rows = list(csv.DictReader(file))
+    rows = read_rows(out)
     assert [r['method'] for r in rows] == ['head-only', 'Rein']
     for row, keys in zip(rows, (QUERY_KEYS, LINKED_QUERY_KEYS)):
         run_dir = osp.dirname(osp.dirname(row['checkpoint']))

@@ -4,6 +4,7 @@ worker processes can import it): listing and pairing the files, skipping
 what is up to date, atomic writes, parallel jobs with a progress bar, and
 the label conversions themselves (the tables: :mod:`.dg`)."""
 import argparse
+import io
 import os
 import os.path as osp
 import sys
@@ -13,6 +14,8 @@ import numpy as np
 from mmengine.utils import scandir, track_parallel_progress, track_progress
 from PIL import Image
 
+from ..engine.checkpoint import write_atomic
+from ..engine.cli import positive_int
 from .dg import GTAV_TABLE, MAPILLARY_TABLE, MAPILLARY_V12_CLASSES
 
 #: (source, output) file pairs that one task writes
@@ -60,14 +63,6 @@ def is_up_to_date(output: str, source: str) -> bool:
             and os.stat(output).st_mtime_ns >= os.stat(source).st_mtime_ns)
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer of at least 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'{value} is not at least 1')
-    return value
-
-
 def add_nproc_argument(parser: argparse.ArgumentParser) -> None:
     """A converter's ``--nproc``: its worker processes."""
     parser.add_argument(
@@ -98,19 +93,12 @@ def run_jobs(func: Callable[[Job], None], jobs: List[Job], nproc: int,
 
 
 def save_atomic(image: Image.Image, path: str) -> None:
-    """Save ``image`` (format from the extension) under a temporary name in
-    ``path``'s folder, then rename it to ``path``: complete or absent."""
-    folder, name = osp.split(path)
-    os.makedirs(folder, exist_ok=True)
-    tmp_path = osp.join(folder, f'.{name}.{os.getpid()}.tmp')
-    try:
-        image.save(tmp_path, format=Image.registered_extensions()[
-            osp.splitext(name)[1].lower()])
-        os.replace(tmp_path, path)
-    except BaseException:
-        if osp.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
+    """Save ``image`` to ``path`` (the format its extension names) with
+    :func:`write_atomic`: complete or absent."""
+    data = io.BytesIO()
+    image.save(data, format=Image.registered_extensions()[
+        osp.splitext(path)[1].lower()])
+    write_atomic(data.getvalue(), path)
 
 
 def read_indices(path: str) -> np.ndarray:

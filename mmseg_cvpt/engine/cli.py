@@ -30,6 +30,26 @@ INPUT_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError,
                 ValueError)
 
 
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'{text!r} is not an integer')
+        if value < minimum:
+            raise argparse.ArgumentTypeError(
+                f'{value} is below the minimum {minimum}')
+        return value
+
+    return parse
+
+
+#: an argparse ``type``: an integer of at least 1
+positive_int = int_at_least(1)
+
+
 def add_debug_argument(parser: argparse.ArgumentParser) -> None:
     """``--debug``: show the traceback of an input error."""
     parser.add_argument(

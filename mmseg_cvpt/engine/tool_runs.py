@@ -125,54 +125,42 @@ class RunStarter:
         return json.loads(reply)['code']
 
 
-class _Starters:
-    """Starters held by threads (one each, until released) and idle
-    ones (also those of another environment: the parent may go back to
-    it; each ends with the parent, at the end of its input)."""
+class _IdleStarters:
+    """Starters between runs, those of another environment too (the
+    parent may go back to it; each ends with the parent, at the end of its
+    input)."""
 
     def __init__(self):
-        self.idle: List[RunStarter] = []
-        self.busy: List[RunStarter] = []
+        self.starters: List[RunStarter] = []
         self.lock = threading.Lock()
-        self.held = threading.local()
-        self.release_count = 0
 
-    def of_this_thread(self) -> RunStarter:
-        held = getattr(self.held, 'starter', None)
-        if held and held[0] == self.release_count and held[1].usable:
-            return held[1]
+    def take(self) -> RunStarter:
+        """A usable idle starter, or a new one."""
         with self.lock:
-            self.idle = [s for s in self.idle if s.running]
-            usable = [s for s in self.idle if s.usable]
-            starter = usable[-1] if usable else RunStarter()
-            if usable:
-                self.idle.remove(starter)
-            self.busy.append(starter)
-            self.held.starter = (self.release_count, starter)
-        return starter
+            self.starters = [s for s in self.starters if s.running]
+            for starter in reversed(self.starters):
+                if starter.usable:
+                    self.starters.remove(starter)
+                    return starter
+        return RunStarter()
 
-    def release(self) -> None:
+    def give_back(self, starter: RunStarter) -> None:
         with self.lock:
-            self.idle += [s for s in self.busy if s.running]
-            self.busy.clear()
-            self.release_count += 1
+            self.starters.append(starter)
 
 
-_STARTERS = _Starters()
+_IDLE = _IdleStarters()
 
 
 def run_in_own_process(spec: str, threads: int, cwd: str) -> int:
     """The exit status of the run ``spec`` (see the module docstring), in a
     process of its own with ``threads`` CPU threads, in folder ``cwd``,
-    forked by the calling thread's starter (one thread's runs go one after
-    the other)."""
-    return _STARTERS.of_this_thread().run(spec, threads, cwd)
-
-
-def release_run_starters() -> None:
-    """Make the starters that threads hold (e.g. a finished thread
-    pool's) ready for other threads."""
-    _STARTERS.release()
+    forked by an idle starter (one per run going on at a time)."""
+    starter = _IDLE.take()
+    try:
+        return starter.run(spec, threads, cwd)
+    finally:
+        _IDLE.give_back(starter)
 
 
 if __name__ == '__main__':

@@ -51,7 +51,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from mmseg.registry import MODELS  # noqa: E402
 
 from mmseg_cvpt import methods as registry  # noqa: E402
-from mmseg_cvpt.engine.cli import add_debug_argument, run_tool  # noqa: E402
+from mmseg_cvpt.engine.cli import (add_debug_argument,  # noqa: E402
+                                   int_at_least, positive_int, run_tool)
 from mmseg_cvpt.models.backbones.vpt_vit import \
     vpt_reference_macs  # noqa: E402
 from mmseg_cvpt.models.costs import Shape, frozen_macs, shape_of  # noqa: E402
@@ -136,21 +137,6 @@ class Config:
 
 
 # ---- arguments --------------------------------------------------------------
-def int_at_least(minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f'{text!r} is not an integer')
-        if value < minimum:
-            raise argparse.ArgumentTypeError(
-                f'{value} is below the minimum {minimum}')
-        return value
-
-    return parse
-
-
-positive_int = int_at_least(1)
 non_negative_int = int_at_least(0)
 
 

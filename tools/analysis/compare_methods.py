@@ -68,7 +68,6 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 from mmseg_cvpt.engine.tool_runs import (LAST_CHECKPOINT, last_checkpoint,
-                                         release_run_starters,
                                          run_in_own_process)
 from mmseg_cvpt.methods import METHODS, method_of_config
 
@@ -539,11 +538,8 @@ def main(argv=None) -> int:
           f'{args.jobs} at a time, {args.threads} threads each; results in '
           f'{args.out}/runs', flush=True)
     start = time.monotonic()
-    try:
-        with ThreadPoolExecutor(args.jobs) as pool:
-            results = list(pool.map(lambda run: run_one(run, args), runs))
-    finally:
-        release_run_starters()
+    with ThreadPoolExecutor(args.jobs) as pool:
+        results = list(pool.map(lambda run: run_one(run, args), runs))
     failed = [r for r in results if 'error' in r]
     command = 'python ' + ' '.join(
         [osp.relpath(osp.abspath(sys.argv[0]), REPO)] + sys.argv[1:])

@@ -41,7 +41,8 @@ import mmseg_cvpt  # noqa: E402,F401  (registers the backbones)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report_files import NO_MATPLOTLIB, pyplot  # noqa: E402
-from mmseg_cvpt.engine.cli import add_debug_argument, run_tool  # noqa: E402
+from mmseg_cvpt.engine.cli import (add_debug_argument,  # noqa: E402
+                                   positive_int, run_tool)
 from mmseg_cvpt.models.attention import (prompt_keys_values,  # noqa: E402
                                          queries_of, split_heads)
 from mmseg_cvpt.models.backbones import EXTRA_STATE_KEY  # noqa: E402
@@ -52,16 +53,6 @@ METHODS = {'VPTViT': 'VPT-deep', 'CVPTViT': 'CVPT'}
 BACKBONE_ARGS = {'VPTViT': dict(prompt_form='reference'), 'CVPTViT': {}}
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'{text!r} is not an integer')
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'{value} must be at least 1')
-    return value
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
