@@ -22,16 +22,18 @@ def pytest_configure(config):
         'distributed runs, signals); -m "not tool" is the fast tier')
 
 
-@pytest.fixture(scope='session', autouse=True)
-def imports_left_out_of_garbage_collection():
+@pytest.fixture(autouse=True)
+def survivors_left_out_of_garbage_collection():
     """mmengine's datasets run a full garbage collection when built (two
-    per run); in a test process most objects are the imported modules',
-    which never become garbage: frozen (``gc.freeze``), a collection passes
-    them over (0.7 s a run less)."""
+    per run), over every object of the test process: the imported modules'
+    and what earlier tests keep (session and module fixtures, dynamo's
+    caches), which would make a late test's runs slower than an early
+    one's. After each test, its garbage is collected and what survives is
+    frozen (``gc.freeze``): a collection passes it over, and scans only
+    what the running test made."""
+    yield
     gc.collect()
     gc.freeze()
-    yield
-    gc.unfreeze()
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,7 @@
 """The shape of the core: what VPTViT and CVPTViT share knows no add-on."""
 import csv
 import inspect
+import json
 import os
 import os.path as osp
 import re
@@ -80,6 +81,36 @@ def test_worked_example_is_a_method_on_the_core(example_method):
     with torch.no_grad():
         model.adapters[0].up.bias.fill_(1.)
     assert not torch.equal(model(images)[0], plain(images)[0])
+
+
+@pytest.mark.tool
+@COMPARE_RUNS  # the starters the group's earlier runs left idle
+def test_run_starter_serves_the_callers_environment(tmp_path, monkeypatch):
+    """Runs forked by compare_methods' starters see the caller's
+    environment of each run; a starter is used again while only
+    :data:`RUN_TIME_VARIABLES` changed (pytest's name of the test changes
+    per test). A changed variable read at start (``PYTHONPATH``) starts a
+    new one: the worked example's run below imports its module so."""
+    from mmseg_cvpt.engine.tool_runs import run_in_own_process
+    script = tmp_path / 'report.py'
+    script.write_text(
+        'import json, os, sys\n'
+        'json.dump(dict(starter=os.getppid(), test=os.environ['
+        "'PYTEST_CURRENT_TEST']), "
+        "open(sys.argv[1], 'w'))\n")
+
+    def report(name):
+        spec = tmp_path / f'{name}.json'
+        spec.write_text(json.dumps(dict(
+            steps=[[sys.executable, str(script), str(tmp_path / name)]],
+            logs=[str(tmp_path / f'{name}.log')], train_dir=str(tmp_path))))
+        assert run_in_own_process(str(spec), 1, str(tmp_path)) == 0
+        return json.loads((tmp_path / name).read_text())
+
+    first = report('first')
+    monkeypatch.setenv('PYTEST_CURRENT_TEST', 'another test (call)')
+    second = report('second')
+    assert second == dict(first, test='another test (call)')
 
 
 @pytest.mark.tool  # compare_methods.py trains each method in a process

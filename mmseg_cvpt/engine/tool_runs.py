@@ -6,10 +6,12 @@ A run is a spec file (JSON: ``steps``, the tools' command lines, e.g.
 :data:`LAST_CHECKPOINT`; ``logs``, one per step; ``train_dir``). A
 :class:`RunStarter` is a child process that imports the tools' stack once
 (about 7 s on a CPU) and forks a process per run from it: each run starts
-as if in a fresh interpreter, with its own memory and its own peak
-resident set. Starters are kept for the next runs of the process while its
-environment stays as it was.
+as if in a fresh interpreter, with its own memory, its own peak resident
+set and the caller's environment of the moment. Starters are kept for the
+next runs of the process while its environment stays as it was at their
+start, but for :data:`RUN_TIME_VARIABLES`.
 """
+import gc
 import json
 import os
 import os.path as osp
@@ -24,6 +26,16 @@ from .cli import run_as_command
 
 #: in a step's command: the checkpoint the training step wrote last
 LAST_CHECKPOINT = '<the checkpoint the training wrote last>'
+
+#: environment variables that no import reads, which a starter passes on
+#: to its runs as they are at each run: pytest's name of the running test
+RUN_TIME_VARIABLES = frozenset({'PYTEST_CURRENT_TEST'})
+
+
+def start_environment() -> dict:
+    """The environment as an interpreter's start and imports read it."""
+    return {key: value for key, value in os.environ.items()
+            if key not in RUN_TIME_VARIABLES}
 
 
 def last_checkpoint(train_dir: str) -> str:
@@ -61,13 +73,17 @@ def run_steps(spec: str) -> int:
 
 def serve_runs() -> int:
     """The :class:`RunStarter` process: per request line (``spec``,
-    ``threads``, ``cwd``), fork; the forked process runs
-    :func:`run_steps` with that many CPU threads; answer its exit
-    status."""
+    ``threads``, ``cwd``, ``environment``), fork; the forked process runs
+    :func:`run_steps` with that many CPU threads in that environment;
+    answer its exit status."""
     import mmengine.runner  # noqa: F401  (the tools' stack, imported once)
     import torch
 
     import mmseg_cvpt  # noqa: F401
+
+    # The imports never become garbage: frozen, the runs' collections (a
+    # full one per data set mmengine builds) pass them over.
+    gc.freeze()
     while True:
         line = sys.stdin.readline()
         if not line:  # the parent is done (or gone)
@@ -81,6 +97,8 @@ def serve_runs() -> int:
                 os.dup2(devnull, 0)
                 os.dup2(devnull, 1)
                 os.chdir(request['cwd'])
+                os.environ.clear()
+                os.environ.update(request['environment'])
                 threads = request['threads']
                 os.environ.update(OMP_NUM_THREADS=str(threads),
                                   MKL_NUM_THREADS=str(threads))
@@ -98,7 +116,7 @@ class RunStarter:
     time), started with the parent's environment of now."""
 
     def __init__(self):
-        self.environment = dict(os.environ)
+        self.environment = start_environment()
         self.process = subprocess.Popen(
             [sys.executable, '-m', __name__], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, text=True)
@@ -111,11 +129,12 @@ class RunStarter:
     def usable(self) -> bool:
         """Running, and started with the environment the parent has now
         (``PYTHONPATH`` and the like apply at an interpreter's start)."""
-        return self.running and self.environment == dict(os.environ)
+        return self.running and self.environment == start_environment()
 
     def run(self, spec: str, threads: int, cwd: str) -> int:
         self.process.stdin.write(json.dumps(
-            dict(spec=spec, threads=threads, cwd=cwd)) + '\n')
+            dict(spec=spec, threads=threads, cwd=cwd,
+                 environment=dict(os.environ))) + '\n')
         self.process.stdin.flush()
         reply = self.process.stdout.readline()
         if not reply:
