@@ -5,7 +5,7 @@ registries, makes ``mmseg_cvpt::`` config paths resolvable and prepares
 runner checkpoints for torch's ``weights_only`` loader.
 """
 from . import config_registration  # noqa: F401  (mmseg_cvpt:: in configs)
-from . import datasets, engine, models  # noqa: F401  (registration)
+from . import datasets, engine, evaluation, models  # noqa: F401
 from .version import __version__
 
 __all__ = ['__version__']

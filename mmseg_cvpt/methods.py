@@ -26,6 +26,19 @@ CostFormula = Callable[[Shape], Tuple[int, int]]
 
 
 @dataclass(frozen=True)
+class Published:
+    """A method's trainable parameter count as its paper gives it
+    (``shown``, e.g. '2.99 M', worth ``trainable``), for a backbone of
+    ``embed_dims`` and ``depth``; ``source`` names the paper and setting."""
+
+    trainable: int
+    shown: str
+    embed_dims: int
+    depth: int
+    source: str
+
+
+@dataclass(frozen=True)
 class Method:
     """A method: ``name`` (its key, as tools take it), ``label`` (as tables
     print it), ``backbone`` (its registered backbone class), where its
@@ -34,7 +47,9 @@ class Method:
     and its ``cost`` formula (None where it has none of its own), with
     ``cost_backbone``, the backbone config the formula describes (by
     default ``dict(type=backbone)``), and ``cost_detail``, the settings the
-    formula assumes (printed beside the label)."""
+    formula assumes (printed beside the label); ``published``, the
+    trainable counts its paper gives (tools/analysis/count_params.py
+    prints ours beside them)."""
 
     name: str
     label: str
@@ -45,6 +60,7 @@ class Method:
     cost: Optional[CostFormula] = None
     cost_backbone: Optional[Callable[[Shape], dict]] = None
     cost_detail: str = ''
+    published: Tuple[Published, ...] = ()
 
     def config(self, setting: str) -> str:
         """The method's config for ``setting`` (a file name), relative to
@@ -145,7 +161,11 @@ BUILT_IN = (
            'adaptformer', uses_prompts=False, cost=adaptformer_macs,
            cost_detail='b = 64'),
     Method('rein', 'Rein', 'ReinViT', 'rein', uses_prompts=False,
-           cost=rein_macs, cost_detail='m = 100, r = 16'),
+           cost=rein_macs, cost_detail='m = 100, r = 16',
+           published=(Published(
+               2_990_000, '2.99 M', 1024, 24,
+               'Rein (CVPR 2024), DINOv2-L with Mask2Former, tokens linked '
+               'to the queries'), )),
     Method('full', 'full fine-tuning', 'VPTViT', 'baseline',
            prefix='full_', uses_prompts=False),
 )

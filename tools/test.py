@@ -4,6 +4,11 @@
 config's ``tta_pipeline`` and ``tta_model``: for our ADE20K configs 6 scales
 (0.5-1.75) x 2 flips = 12 views per image, the multi-scale mIoU.
 
+A domain-generalisation config (``*_gta2city.py``) tests several target data
+sets in one run (``MultiTargetDataset``, ``MultiTargetIoUMetric``): the mIoU
+of each (``cityscapes/mIoU``, ...) and their mean (``mIoU``), printed as one
+table and written to the results JSON and the log, with --aug-test too.
+
 The checkpoint must fit the config's model exactly (``CheckpointCheckHook``
 with ``allow_new=False``): a checkpoint of another architecture is an error
 naming the keys, not a meaningless mIoU.
@@ -26,6 +31,7 @@ from mmseg_cvpt.engine import (add_run_arguments, end_distributed,
                                load_config, report_lost_peers,
                                setup_cpu_distributed)
 from mmseg_cvpt.engine.cli import add_debug_argument, run_tool
+from mmseg_cvpt.engine.preflight import leaf_datasets
 from mmseg_cvpt.models import find_prompted_backbone
 
 # mmengine re-imports the deprecated pkg_resources for every `pkg::` base
@@ -89,11 +95,14 @@ def trigger_visualization_hook(cfg, args):
 
 
 def use_tta(cfg):
-    """Switch the test data and model to the config's TTA versions."""
+    """Switch the test data (every data set of a wrapper: each target of a
+    domain-generalisation test) and the model to the config's TTA
+    versions."""
     for key in ('tta_pipeline', 'tta_model'):
         if key not in cfg:
             raise KeyError(f'--aug-test needs `{key}` in the config')
-    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+    for dataset in leaf_datasets(cfg.test_dataloader.dataset):
+        dataset.pipeline = cfg.tta_pipeline
     cfg.tta_model.module = cfg.model
     cfg.model = cfg.tta_model
 

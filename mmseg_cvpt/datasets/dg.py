@@ -1,13 +1,17 @@
 """GTAV and Mapillary Vistas v1.2 as Cityscapes' 19 classes, for domain-
 generalised segmentation as Rein trains and tests it (GTAV -> Cityscapes,
-BDD100K, Mapillary): the dataset classes and the label tables (the
-converters' file handling: :mod:`.conversion`). Cityscapes and BDD100K
-(already in the 19 train ids) are mmseg's ``CityscapesDataset`` /
-``BDD100KDataset``.
+BDD100K, Mapillary): the dataset classes, the label tables (the
+converters' file handling: :mod:`.conversion`) and
+:class:`MultiTargetDataset`, the target data sets of one test. Cityscapes
+and BDD100K (already in the 19 train ids) are mmseg's
+``CityscapesDataset`` / ``BDD100KDataset``.
 """
-from typing import Dict
+import os
+import os.path as osp
+from typing import Dict, List
 
 import numpy as np
+from mmengine.dataset import ConcatDataset
 from mmseg.datasets import (BaseSegDataset, CityscapesDataset,
                             MapillaryDataset_v1)
 from mmseg.registry import DATASETS
@@ -72,6 +76,32 @@ class GTAVDataset(BaseSegDataset):
         super().__init__(
             img_suffix=img_suffix, seg_map_suffix=seg_map_suffix, **kwargs)
 
+    @staticmethod
+    def layout_problems(dataset_cfg: dict) -> List[str]:
+        """GTAV label maps without their train-id map (GTAV's labels hold
+        Cityscapes label ids, which tools/dataset_converters/gta.py turns
+        into the 19 train ids this data set reads)."""
+        root = dataset_cfg.get('data_root') or ''
+        folder = osp.join(root, (dataset_cfg.get('data_prefix') or {}).get(
+            'seg_map_path', ''))
+        suffix = dataset_cfg.get('seg_map_suffix', '_labelTrainIds.png')
+        if not osp.isdir(folder):
+            return []
+        names = set(os.listdir(folder))
+        unconverted = sorted(
+            osp.join(folder, name) for name in names
+            if name.endswith('.png') and not name.endswith(suffix)
+            and name[:-len('.png')] + suffix not in names)
+        if not unconverted:
+            return []
+        shown = ', '.join(unconverted[:5]) + (
+            f' and {len(unconverted) - 5} more' if len(unconverted) > 5
+            else '')
+        return [f'{len(unconverted)} GTAV label maps not converted to train '
+                f'ids (no *{suffix} beside them): {shown}. Run python '
+                'tools/dataset_converters/gta.py '
+                f'{osp.abspath(root or ".")}']
+
 
 @DATASETS.register_module()
 class MapillaryCityscapesDataset(BaseSegDataset):
@@ -83,3 +113,31 @@ class MapillaryCityscapesDataset(BaseSegDataset):
                  **kwargs) -> None:
         super().__init__(
             img_suffix=img_suffix, seg_map_suffix=seg_map_suffix, **kwargs)
+
+
+@DATASETS.register_module()
+class MultiTargetDataset(ConcatDataset):
+    """The target data sets of a domain-generalisation test, one after the
+    other, each named: ``targets`` maps a name (``cityscapes``, ``bdd100k``,
+    ``mapillary``) to a data set config. Their classes must agree. The
+    metainfo adds ``targets``: name -> the folder of the target's images,
+    by which ``MultiTargetIoUMetric`` tells the targets' samples apart.
+    """
+
+    def __init__(self, targets: Dict[str, dict], **kwargs) -> None:
+        if not targets:
+            raise ValueError('MultiTargetDataset needs at least one target: '
+                             'targets=dict(name=dataset config, ...)')
+        self.target_names = list(targets)
+        super().__init__(datasets=list(targets.values()), **kwargs)
+        folders = {
+            name: osp.abspath(dataset.data_prefix['img_path'])
+            for name, dataset in zip(self.target_names, self.datasets)
+        }
+        shared = len(set(folders.values())) < len(folders)
+        if shared:
+            raise ValueError(
+                'MultiTargetDataset: targets share an image folder '
+                f'({folders}); give each target its own data_root or '
+                'data_prefix.img_path')
+        self._metainfo = dict(self._metainfo, targets=folders)

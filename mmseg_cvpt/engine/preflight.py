@@ -19,10 +19,12 @@ NUM_FILES_SHOWN = 5
 
 
 def leaf_datasets(dataset_cfg: Optional[dict]) -> Iterator[dict]:
-    """The dataset configs inside Concat / Repeat wrappers (or itself)."""
+    """The dataset configs inside Concat / Repeat / MultiTarget wrappers
+    (or itself)."""
     if dataset_cfg is None:
         return
     wrapped = list(dataset_cfg.get('datasets', []))  # ConcatDataset
+    wrapped += list((dataset_cfg.get('targets') or {}).values())
     if 'dataset' in dataset_cfg:  # RepeatDataset and other wrappers
         wrapped.append(dataset_cfg['dataset'])
     if not wrapped:
@@ -137,14 +139,27 @@ def folder_problems(dataset_cfg: dict, where: str) -> List[str]:
     return problems
 
 
+def layout_problems(dataset_cfg: dict) -> List[str]:
+    """What the data set's class finds wrong with its files before they
+    are read (its ``layout_problems``, e.g. GTAV's unconverted label
+    maps)."""
+    dataset_type = dataset_cfg.get('type')
+    cls = DATASETS.get(dataset_type) if isinstance(dataset_type, str) \
+        else dataset_type
+    check = getattr(cls, 'layout_problems', None)
+    return check(dataset_cfg) if check is not None else []
+
+
 def dataset_problems(dataset_cfg: dict, where: str) -> List[str]:
-    """:func:`folder_problems`, or else for segmentation data sets the
-    images and annotations that do not pair up."""
+    """:func:`folder_problems`, or else for segmentation data sets its
+    :func:`layout_problems` and the images and annotations that do not
+    pair up."""
     problems = folder_problems(dataset_cfg, where)
     files = None if problems else segmentation_files(dataset_cfg)
     if files is None:
         return problems
-    return [f'{problem} (in {where})' for problem in pairing_problems(*files)]
+    return [f'{problem} (in {where})' for problem in
+            layout_problems(dataset_cfg) + pairing_problems(*files)]
 
 
 # config types with a checkpoint -> the option that sets it (our configs)

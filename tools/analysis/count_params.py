@@ -12,9 +12,16 @@ Example::
     # backbone  1,843,200 for CVPT and VPT-deep at P=200, 0 for the baseline
     python tools/analysis/count_params.py configs/bpt/upernet_vitb_ade20k.py
     # backbone    490,800 = 12 x (50 x 50 + 768 x 50), bilinear prompts
+    python tools/analysis/count_params.py \
+        configs/rein/mask2former_dinov2_vitl14_gta2city.py
+    # backbone  2,990,081, beside Rein's published 2.99 M
+
+Where the paper of the config's method gives its trainable count for a
+backbone of this size (``Method.published``), ours is printed beside it.
 """
 import argparse
 import warnings
+from typing import List
 
 from mmengine.config import DictAction
 from mmengine.registry import init_default_scope
@@ -23,6 +30,7 @@ from mmseg.registry import MODELS
 from mmseg_cvpt.engine import load_config
 from mmseg_cvpt.engine.cli import add_debug_argument, run_tool
 from mmseg_cvpt.methods import method_of_config
+from mmseg_cvpt.models import find_prompted_backbone
 
 # mmengine re-imports the deprecated pkg_resources for every `pkg::` base
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
@@ -66,6 +74,31 @@ def count_trainable(model):
     return counts
 
 
+def published_comparison(method, model, counts) -> List[str]:
+    """The method's published trainable counts for this backbone's size
+    (``Method.published``) beside ours: the backbone's trainable
+    parameters, the method's own tensors, which is what the papers count
+    (the heads are the setting's)."""
+    if method is None or not method.published:
+        return []
+    backbone = find_prompted_backbone(model)
+    size = (backbone.vit.embed_dims, len(backbone.blocks))
+    ours = counts.get('backbone', 0)
+    lines = []
+    for entry in method.published:
+        if (entry.embed_dims, entry.depth) != size:
+            continue
+        rounded = f'{ours / 1e6:.2f} M'
+        verdict = ('the same to the published precision' if rounded ==
+                   entry.shown else
+                   f'{ours - entry.trainable:+,} against {entry.shown}: '
+                   'the config differs from the paper\'s setting (its '
+                   'header says how)')
+        lines.append(f'Published: {entry.shown} ({entry.source}); here the '
+                     f'backbone\'s {ours:,} = {rounded}, {verdict}')
+    return lines
+
+
 def main(argv=None):
     args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options)
@@ -79,6 +112,8 @@ def main(argv=None):
     for name, value in counts.items():
         print(f'  {name:<18}{value:>14,}')
     print(f'  {"all, frozen too":<18}{count(model, False):>14,}')
+    for line in published_comparison(method, model, counts):
+        print(line)
     backbone = getattr(model, 'backbone', model)
     tensors = [(name, p) for name, p in backbone.named_parameters()
                if p.requires_grad]

@@ -1,0 +1,7 @@
+# LoRA under the domain-generalisation demo
+# (../_base_/mask2former_vittiny_gta2city_demo.py):
+# the method as in ./upernet_vittiny_ade20k_demo.py.
+_base_ = ['../_base_/mask2former_vittiny_gta2city_demo.py']
+
+model = dict(backbone=dict(
+    type='LoRAViT', rank=8, alpha=8, targets=('q', 'v'), dropout=0.0))
