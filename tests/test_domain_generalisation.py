@@ -170,3 +170,26 @@ def test_check_dataset_names_an_unconverted_gtav_label_map(dg_demo,
     assert ('1 GTAV label maps not converted to train ids (no '
             f'*_labelTrainIds.png beside them): {gtav}/labels/00003.png. Run '
             f'python tools/dataset_converters/gta.py {gtav}') in out, out
+
+
+def test_compare_methods_tables_each_target():
+    """compare_methods.py reads each target's mIoU from a run's last
+    evaluation and tables them per run, single- and multi-scale; a setting
+    of one data set has no such table."""
+    tool = load_tool('analysis/compare_methods.py')
+    logged = [{'loss': 1.0},
+              {'cityscapes/mIoU': 40.0, 'mapillary/mIoU': 60.0, 'mIoU': 50.0},
+              {'loss': 0.5},
+              {'cityscapes/mIoU': 50.0, 'mapillary/mIoU': 71.0, 'mIoU': 60.5}]
+    targets = tool.target_mious(logged)
+    assert targets == {'cityscapes': 50.0, 'mapillary': 71.0}
+    row = dict(method='CVPT', prompts=8, seed=0, accuracy=60.5,
+               targets=targets, accuracy_ms=62.0,
+               targets_ms={'cityscapes': 52.0, 'mapillary': 72.0})
+    table = tool.target_table([row]).split('\n')
+    assert table[0] == '| method | P | seed | cityscapes | mapillary | mean |'
+    assert table[2:] == ['| CVPT | 8 | 0 | 50.00 | 71.00 | 60.50 |',
+                         '| CVPT (multi-scale) | 8 | 0 | 52.00 | 72.00 | '
+                         '62.00 |']
+    assert tool.target_mious([{'mIoU': 3.0}]) == {}
+    assert tool.target_table([dict(row, targets={}, targets_ms={})]) is None

@@ -41,7 +41,8 @@ and tried again the next time. Runs go ``--jobs`` at a time in parallel
 processes, the CPU threads shared out between them. Writes
 ``OUT/comparison.md``, ``comparison.csv`` (one row per run) and
 ``comparison.png`` (accuracy against P per method, and against trainable
-parameters).
+parameters). A domain-generalisation setting (``*_gta2city*.py``) adds a
+table of each target's mIoU per run, the accuracy being their mean.
 
 Example (every method on the demo, two seeds: 32 runs)::
 
@@ -261,6 +262,17 @@ def metric_of(lines: List[dict], key: str) -> Optional[float]:
     return float(values[-1]) if values else None
 
 
+def target_mious(lines: List[dict]) -> Dict[str, float]:
+    """Each target's mIoU in the last evaluation of a domain-generalisation
+    run (``MultiTargetIoUMetric``'s ``{target}/mIoU``); empty for one data
+    set."""
+    evaluated = [line for line in lines
+                 if any(key.endswith('/mIoU') for key in line)]
+    return {key[:-len('/mIoU')]: float(value)
+            for key, value in (evaluated[-1] if evaluated else {}).items()
+            if key.endswith('/mIoU')}
+
+
 def train_and_evaluate(run: Run, config: str, work: str, args) -> dict:
     """Train one run (resuming) in ``work``, evaluate it; its result."""
     train_dir = osp.join(work, 'train')
@@ -297,10 +309,11 @@ def train_and_evaluate(run: Run, config: str, work: str, args) -> dict:
                           if iteration_times else None),
         peak_mib=max(gpu_memory) if gpu_memory else peak_kib / 1024,
         checkpoint_kib=osp.getsize(checkpoint) / 1024,
-        checkpoint=checkpoint, log=logs[0])
+        checkpoint=checkpoint, log=logs[0], targets=target_mious(scalars))
     if len(steps) > 1:
-        result['accuracy_ms'] = metric_of(
-            read_json_lines(osp.join(test_dir, '*', '*.json')), 'mIoU')
+        tested = read_json_lines(osp.join(test_dir, '*', '*.json'))
+        result['accuracy_ms'] = metric_of(tested, 'mIoU')
+        result['targets_ms'] = target_mious(tested)
     return result
 
 
@@ -353,6 +366,30 @@ def markdown_table(results: List[dict]) -> str:
         else:
             cells = [cell(result, key, fmt) for key, _, fmt in COLUMNS]
         lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+def target_table(results: List[dict]) -> Optional[str]:
+    """Each target's mIoU per run of a domain-generalisation setting
+    (single-scale, and multi-scale where --aug-test ran), their mean being
+    the accuracy column; None for a setting of one data set."""
+    names = list(dict.fromkeys(
+        name for r in results for name in r.get('targets') or {}))
+    if not names:
+        return None
+    lines = ['| method | P | seed | ' + ' | '.join(names) + ' | mean |',
+             '|' + '---|' * (len(names) + 4)]
+    for result in results:
+        for key, mean_key, scale in (('targets', 'accuracy', ''),
+                                     ('targets_ms', 'accuracy_ms',
+                                      ' (multi-scale)')):
+            values = result.get(key)
+            if values:
+                lines.append(
+                    f"| {result['method']}{scale} | {result['prompts']} | "
+                    f"{result['seed']} | " + ' | '.join(
+                        cell(values, name, '{:.2f}') for name in names) +
+                    f" | {cell(result, mean_key, '{:.2f}')} |")
     return '\n'.join(lines)
 
 
@@ -544,6 +581,7 @@ def main(argv=None) -> int:
     command = 'python ' + ' '.join(
         [osp.relpath(osp.abspath(sys.argv[0]), REPO)] + sys.argv[1:])
     note = plot(results, osp.join(args.out, 'comparison.png'))
+    targets = target_table(results)
     report = '\n\n'.join([
         f'Command: `{command}` (a result reused from before has the same '
         'settings: method, P, seed, config content, options; see '
@@ -552,6 +590,8 @@ def main(argv=None) -> int:
         f'{time.monotonic() - start:.0f} s; accuracy: {metric_name(results)}'
         ' (single-scale; multi-scale with --aug-test)',
         markdown_table(results),
+    ] + ([f'Per target (mIoU; the mean is the accuracy):\n\n{targets}']
+         if targets else []) + [
         'Over the seeds:',
         spread_table(results),
     ] + ([note] if note else []))
