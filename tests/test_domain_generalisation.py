@@ -193,3 +193,22 @@ def test_compare_methods_tables_each_target():
                          '62.00 |']
     assert tool.target_mious([{'mIoU': 3.0}]) == {}
     assert tool.target_table([dict(row, targets={}, targets_ms={})]) is None
+
+
+def test_check_dataset_names_an_unconverted_mapillary(dg_demo, tmp_path):
+    """Mapillary's download without the converted folders: the converter
+    to run, not a missing folder."""
+    mapillary = tmp_path / 'mapillary'
+    shutil.copytree(dg_demo / 'mapillary' / 'validation',
+                    mapillary / 'validation')
+    code, out = run_cli_in_process('misc/check_dataset.py', [
+        CONFIG, '--split', 'test', '--cfg-options',
+        f'test_dataloader.dataset.targets.mapillary.data_root={mapillary}',
+        f'test_dataloader.dataset.targets.cityscapes.data_root='
+        f'{dg_demo}/cityscapes'])
+    assert code == 1
+    assert (f'Mapillary not converted to the 19 classes: no '
+            f'{mapillary}/half/val_img, {mapillary}/half/val_label. Run '
+            'python tools/dataset_converters/mapillary2cityscapes.py '
+            f'{mapillary} --resize') in out, out
+    assert 'Data set folder not found' not in out

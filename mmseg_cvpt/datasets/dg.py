@@ -114,6 +114,25 @@ class MapillaryCityscapesDataset(BaseSegDataset):
         super().__init__(
             img_suffix=img_suffix, seg_map_suffix=seg_map_suffix, **kwargs)
 
+    @staticmethod
+    def layout_problems(dataset_cfg: dict) -> List[str]:
+        """Mapillary's own download where the converted folders belong
+        (``half/`` or ``cityscapes_trainIdLabel/`` not written yet)."""
+        root = dataset_cfg.get('data_root') or ''
+        prefix = dataset_cfg.get('data_prefix') or {}
+        missing = [folder for folder in prefix.values()
+                   if not osp.isdir(osp.join(root, folder))]
+        downloaded = any(osp.isdir(osp.join(root, split, 'images'))
+                         for split in ('training', 'validation'))
+        if not (missing and downloaded):
+            return []
+        resize = ' --resize' if any(
+            folder.startswith('half') for folder in missing) else ''
+        return [f'Mapillary not converted to the 19 classes: no '
+                f'{", ".join(osp.join(root, f) for f in missing)}. Run '
+                'python tools/dataset_converters/mapillary2cityscapes.py '
+                f'{osp.abspath(root or ".")}{resize}']
+
 
 @DATASETS.register_module()
 class MultiTargetDataset(ConcatDataset):

@@ -151,15 +151,18 @@ def layout_problems(dataset_cfg: dict) -> List[str]:
 
 
 def dataset_problems(dataset_cfg: dict, where: str) -> List[str]:
-    """:func:`folder_problems`, or else for segmentation data sets its
-    :func:`layout_problems` and the images and annotations that do not
-    pair up."""
+    """The data set's :func:`layout_problems` (a step of its preparation
+    left out explains the rest), or else :func:`folder_problems`, or else
+    for segmentation data sets the images and annotations that do not pair
+    up."""
+    layout = layout_problems(dataset_cfg)
+    if layout:
+        return [f'{problem} (in {where})' for problem in layout]
     problems = folder_problems(dataset_cfg, where)
     files = None if problems else segmentation_files(dataset_cfg)
     if files is None:
         return problems
-    return [f'{problem} (in {where})' for problem in
-            layout_problems(dataset_cfg) + pairing_problems(*files)]
+    return [f'{problem} (in {where})' for problem in pairing_problems(*files)]
 
 
 # config types with a checkpoint -> the option that sets it (our configs)
