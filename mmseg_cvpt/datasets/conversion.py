@@ -8,7 +8,7 @@ import io
 import os
 import os.path as osp
 import sys
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 from mmengine.utils import scandir, track_parallel_progress, track_progress
@@ -16,6 +16,7 @@ from PIL import Image
 
 from ..engine.checkpoint import write_atomic
 from ..engine.cli import positive_int
+from ..listing import listed
 from .dg import GTAV_TABLE, MAPILLARY_TABLE, MAPILLARY_V12_CLASSES
 
 #: (source, output) file pairs that one task writes
@@ -31,12 +32,6 @@ def list_files(folder: str, suffix: str, fix: str) -> Dict[str, str]:
         name[:-len(suffix)]: osp.join(folder, name)
         for name in scandir(folder, suffix, recursive=True)
     }
-
-
-def listed(paths: Sequence[str], shown: int = 5) -> str:
-    """The first ``shown`` paths, and how many more there are."""
-    more = len(paths) - shown
-    return ', '.join(paths[:shown]) + (f' and {more} more' if more > 0 else '')
 
 
 def pair_files(images: Dict[str, str], labels: Dict[str, str],

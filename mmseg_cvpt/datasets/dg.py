@@ -16,6 +16,8 @@ from mmseg.datasets import (BaseSegDataset, CityscapesDataset,
                             MapillaryDataset_v1)
 from mmseg.registry import DATASETS
 
+from ..listing import listed
+
 IGNORE_INDEX = 255
 CITYSCAPES_CLASSES = CityscapesDataset.METAINFO['classes']
 #: Mapillary Vistas v1.2's 66 classes, in the order of their label indices
@@ -88,18 +90,15 @@ class GTAVDataset(BaseSegDataset):
         if not osp.isdir(folder):
             return []
         names = set(os.listdir(folder))
-        unconverted = sorted(
+        unconverted = [
             osp.join(folder, name) for name in names
             if name.endswith('.png') and not name.endswith(suffix)
-            and name[:-len('.png')] + suffix not in names)
+            and name[:-len('.png')] + suffix not in names]
         if not unconverted:
             return []
-        shown = ', '.join(unconverted[:5]) + (
-            f' and {len(unconverted) - 5} more' if len(unconverted) > 5
-            else '')
         return [f'{len(unconverted)} GTAV label maps not converted to train '
-                f'ids (no *{suffix} beside them): {shown}. Run python '
-                'tools/dataset_converters/gta.py '
+                f'ids (no *{suffix} beside them): {listed(unconverted)}. Run '
+                'python tools/dataset_converters/gta.py '
                 f'{osp.abspath(root or ".")}']
 
 

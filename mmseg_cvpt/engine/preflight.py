@@ -12,10 +12,8 @@ from mmengine.config import Config
 from mmengine.fileio import list_dir_or_file
 
 from mmseg.registry import DATASETS
+from ..listing import NUM_FILES_SHOWN, listed  # noqa: F401  (re-exported)
 from .config import iter_dicts
-
-#: how many file names a problem lists
-NUM_FILES_SHOWN = 5
 
 
 def leaf_datasets(dataset_cfg: Optional[dict]) -> Iterator[dict]:
@@ -88,12 +86,6 @@ def segmentation_files(
                 dataset_argument(dataset_cfg, 'seg_map_suffix')))
 
 
-def _listed(paths: List[str]) -> str:
-    more = len(paths) - NUM_FILES_SHOWN
-    return ', '.join(sorted(paths)[:NUM_FILES_SHOWN]) + (
-        f' and {more} more' if more > 0 else '')
-
-
 def unpaired_files(images: Dict[str, str],
                    annotations: Dict[str, str]) -> Tuple[List[str], List[str]]:
     """Images without an annotation, annotations without an image."""
@@ -106,7 +98,7 @@ def pairing_problems(images: Dict[str, str],
     """:func:`unpaired_files` as problems naming the files."""
     lone_images, lone_annotations = unpaired_files(images, annotations)
     return [
-        f'{len(files)} {what}: {_listed(files)}'
+        f'{len(files)} {what}: {listed(files)}'
         for files, what in ((lone_images, 'images without an annotation'),
                             (lone_annotations, 'annotations without an image'))
         if files
