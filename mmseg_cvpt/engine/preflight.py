@@ -142,15 +142,20 @@ def layout_problems(dataset_cfg: dict) -> List[str]:
     return check(dataset_cfg) if check is not None else []
 
 
-def dataset_problems(dataset_cfg: dict, where: str) -> List[str]:
-    """The data set's :func:`layout_problems` (a step of its preparation
-    left out explains the rest), or else :func:`folder_problems`, or else
-    for segmentation data sets the images and annotations that do not pair
-    up."""
+def preparation_problems(dataset_cfg: dict, where: str) -> List[str]:
+    """Why nothing of the data set can be read: its
+    :func:`layout_problems` (a step of its preparation left out explains
+    the rest), or else its :func:`folder_problems`."""
     layout = layout_problems(dataset_cfg)
     if layout:
         return [f'{problem} (in {where})' for problem in layout]
-    problems = folder_problems(dataset_cfg, where)
+    return folder_problems(dataset_cfg, where)
+
+
+def dataset_problems(dataset_cfg: dict, where: str) -> List[str]:
+    """:func:`preparation_problems`, or else for segmentation data sets the
+    images and annotations that do not pair up."""
+    problems = preparation_problems(dataset_cfg, where)
     files = None if problems else segmentation_files(dataset_cfg)
     if files is None:
         return problems

@@ -40,9 +40,8 @@ from mmseg_cvpt.datasets import LabelMapError, check_label_file
 from mmseg_cvpt.engine import load_config
 from mmseg_cvpt.engine.cli import add_debug_argument, run_tool
 from mmseg_cvpt.engine.preflight import (NUM_FILES_SHOWN, dataset_problems,
-                                         folder_problems, layout_problems,
-                                         leaf_datasets, segmentation_files,
-                                         unpaired_files)
+                                         leaf_datasets, preparation_problems,
+                                         segmentation_files, unpaired_files)
 
 # mmengine re-imports the deprecated pkg_resources for every `pkg::` base
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
@@ -196,9 +195,8 @@ def check(cfg, split: str) -> Report:
     """Check every file of the ``split`` data set of ``cfg``."""
     where = f'{split}_dataloader.dataset'
     leaves = list(leaf_datasets(cfg[f'{split}_dataloader']['dataset']))
-    problems = [p for leaf in leaves for p in
-                [f'{p} (in {where})' for p in layout_problems(leaf)] or
-                folder_problems(leaf, where)]
+    problems = [p for leaf in leaves
+                for p in preparation_problems(leaf, where)]
     if problems:
         report = Report(())
         report.problems = problems
