@@ -30,23 +30,55 @@ import argparse
 import os
 import os.path as osp
 import sys
+from typing import Callable, Dict
 
 import cv2
 import numpy as np
+
+from mmseg_cvpt.datasets.dg import (CITYSCAPES_CLASSES, IGNORE_INDEX,
+                                    LABEL_ID_TO_TRAIN_ID,
+                                    MAPILLARY_TO_CITYSCAPES,
+                                    MAPILLARY_V12_CLASSES, lookup_table)
+from mmseg_cvpt.engine.cli import (add_debug_argument, int_at_least,
+                                   positive_int, run_tool)
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from make_ade20k_demo import (BUILDING, CEILING, FLOOR, OTHER,  # noqa: E402
                               SKY, TREE, WALL, make_scene)
 
-#: the demo's classes as Cityscapes label ids (GTAV's labels)
-LABEL_IDS = {WALL: 12, BUILDING: 11, SKY: 23, FLOOR: 7, TREE: 21,
-             CEILING: 22, OTHER: 0}
-#: ... as Cityscapes train ids (255: ignored)
-TRAIN_IDS = {WALL: 3, BUILDING: 2, SKY: 10, FLOOR: 0, TREE: 8, CEILING: 9,
-             OTHER: 255}
-#: ... as Mapillary Vistas v1.2 class indices (65: Unlabeled)
-MAPILLARY_IDS = {WALL: 6, BUILDING: 17, SKY: 27, FLOOR: 13, TREE: 30,
-                 CEILING: 29, OTHER: 65}
+#: the class of Cityscapes' 19 that each demo class stands for
+CITYSCAPES_CLASS = {WALL: 'wall', BUILDING: 'building', SKY: 'sky',
+                    FLOOR: 'road', TREE: 'vegetation', CEILING: 'terrain'}
+
+
+def encoding(value_of: Callable[[str], int], ignored: int) -> Dict[int, int]:
+    """Demo class -> its label value in a layout (``value_of`` its
+    Cityscapes class); the demo's "other" objects -> ``ignored``."""
+    return {OTHER: ignored, **{demo: value_of(city)
+                               for demo, city in CITYSCAPES_CLASS.items()}}
+
+
+def label_id(city: str) -> int:
+    """The Cityscapes label id (GTAV's labels) of a class."""
+    train_id = CITYSCAPES_CLASSES.index(city)
+    return next(label for label, train in LABEL_ID_TO_TRAIN_ID.items()
+                if train == train_id)
+
+
+def mapillary_index(city: str) -> int:
+    """The first Mapillary v1.2 class that the converter maps to ``city``."""
+    return MAPILLARY_V12_CLASSES.index(next(
+        mapillary for mapillary, mapped in MAPILLARY_TO_CITYSCAPES.items()
+        if mapped == city))
+
+
+#: the encodings the converters read (tools/dataset_converters/) and the
+#: train ids they write: GTAV's label id 0 (unlabeled) and Mapillary's
+#: Unlabeled are ignored
+LABEL_IDS = encoding(label_id, 0)
+MAPILLARY_IDS = encoding(mapillary_index,
+                         MAPILLARY_V12_CLASSES.index('Unlabeled'))
+TRAIN_IDS = encoding(CITYSCAPES_CLASSES.index, IGNORE_INDEX)
 
 #: target -> (contrast, colour gain per RGB channel, brightness offset,
 #: noise sigma)
@@ -60,20 +92,15 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Generate the synthetic domain-generalisation demo')
     parser.add_argument('out_dir', help='data root to create')
-    parser.add_argument('--num-train', type=int, default=300,
+    parser.add_argument('--num-train', type=positive_int, default=300,
                         help='source (GTAV-layout) scenes')
-    parser.add_argument('--num-val', type=int, default=100,
+    parser.add_argument('--num-val', type=positive_int, default=100,
                         help='scenes of each target')
-    parser.add_argument('--size', type=int, default=64, help='image side')
+    parser.add_argument('--size', type=int_at_least(16), default=64,
+                        help='image side')
+    add_debug_argument(parser)
     parser.add_argument('--seed', type=int, default=0)
     return parser.parse_args(argv)
-
-
-def encode(label: np.ndarray, ids: dict) -> np.ndarray:
-    table = np.zeros(256, np.uint8)
-    for demo_class, value in ids.items():
-        table[demo_class] = value
-    return table[label]
 
 
 def shifted(image: np.ndarray, target: str, rng) -> np.ndarray:
@@ -88,9 +115,10 @@ def shifted(image: np.ndarray, target: str, rng) -> np.ndarray:
 
 def write(path: str, array: np.ndarray, rgb: bool = False) -> None:
     os.makedirs(osp.dirname(path), exist_ok=True)
-    cv2.imwrite(path, array[..., ::-1] if rgb else array,
-                [cv2.IMWRITE_JPEG_QUALITY, 95] if path.endswith('.jpg')
-                else [])
+    if not cv2.imwrite(path, array[..., ::-1] if rgb else array,
+                       [cv2.IMWRITE_JPEG_QUALITY, 95]
+                       if path.endswith('.jpg') else []):
+        raise OSError(f'{path}: could not be written')
 
 
 def main(argv=None):
@@ -101,7 +129,7 @@ def main(argv=None):
         image, label, _ = make_scene(args.size, rng)
         write(osp.join(out, 'gtav', 'images', f'{i:05d}.png'), image, True)
         write(osp.join(out, 'gtav', 'labels', f'{i:05d}.png'),
-              encode(label, LABEL_IDS))
+              lookup_table(LABEL_IDS)[label])
     for i in range(args.num_val):
         image, label, _ = make_scene(args.size, rng)
         name = f'demo_{i:06d}_000019'
@@ -111,18 +139,18 @@ def main(argv=None):
               shifted(image, 'cityscapes', rng), True)
         write(osp.join(city, 'gtFine', 'val', 'demo',
                        f'{name}_gtFine_labelTrainIds.png'),
-              encode(label, TRAIN_IDS))
+              lookup_table(TRAIN_IDS)[label])
     for i in range(args.num_val):
         image, label, _ = make_scene(2 * args.size, rng)
         split = osp.join(out, 'mapillary', 'validation')
         write(osp.join(split, 'images', f'demo{i:05d}.jpg'),
               shifted(image, 'mapillary', rng), True)
         write(osp.join(split, 'labels', f'demo{i:05d}.png'),
-              encode(label, MAPILLARY_IDS))
+              lookup_table(MAPILLARY_IDS)[label])
     print(f'Wrote {args.num_train} source scenes (GTAV layout) and '
           f'{args.num_val} scenes of each target (Cityscapes, Mapillary '
           f'layouts) to {out}')
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)
