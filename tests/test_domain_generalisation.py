@@ -14,7 +14,8 @@ import torch
 from mmseg.registry import DATASETS
 
 from mmseg_cvpt.evaluation import MultiTargetIoUMetric
-from tiny_runs import REPO, run_cli_in_process, run_in_process
+from tiny_runs import (REPO, run_cli_in_process, run_in_process,
+                       tiny_run_options)
 from tool_loading import load_tool
 
 CONFIG = osp.join(REPO, 'configs', 'baseline',
@@ -38,19 +39,10 @@ def dg_demo(tmp_path_factory):
 
 def dg_options(root, iters=None):
     """--cfg-options for a tiny run on the DG demo at ``root``."""
-    opts = [f'train_dataloader.dataset.data_root={root}/gtav',
-            'train_dataloader.batch_size=2']
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        opts += [f'{loader}.num_workers=0',
-                 f'{loader}.persistent_workers=False']
-    for loader in ('val_dataloader', 'test_dataloader'):
-        opts += [f'{loader}.dataset.targets.{target}.data_root='
-                 f'{root}/{target}' for target in TARGETS]
-    if iters is not None:
-        opts += [f'train_cfg.max_iters={iters}',
-                 f'train_cfg.val_interval={iters}',
-                 f'default_hooks.checkpoint.interval={iters}']
-    return opts
+    return [f'train_dataloader.dataset.data_root={root}/gtav'] + [
+        f'{loader}.dataset.targets.{target}.data_root={root}/{target}'
+        for loader in ('val_dataloader', 'test_dataloader')
+        for target in TARGETS] + tiny_run_options(iters)
 
 
 def printed_table(out):

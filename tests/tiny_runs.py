@@ -216,14 +216,21 @@ def tool(name):
     return [sys.executable, osp.join(REPO, 'tools', name)]
 
 
+LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+
+
 def data_options(root, iters=None):
     """--cfg-options for tiny runs on the data at ``root``."""
-    opts = []
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        opts += [
-            f'{loader}.dataset.data_root={root}', f'{loader}.num_workers=0',
-            f'{loader}.persistent_workers=False'
-        ]
+    return [f'{loader}.dataset.data_root={root}' for loader in LOADERS] + \
+        tiny_run_options(iters)
+
+
+def tiny_run_options(iters=None):
+    """--cfg-options for tiny runs, whatever the data: loading in the
+    process, batches of 2, and with ``iters`` that many iterations,
+    validated, saved and logged."""
+    opts = [f'{loader}.{key}' for loader in LOADERS
+            for key in ('num_workers=0', 'persistent_workers=False')]
     opts.append('train_dataloader.batch_size=2')
     if iters is not None:
         opts += [
