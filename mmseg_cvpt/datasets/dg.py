@@ -146,14 +146,12 @@ class MultiTargetDataset(ConcatDataset):
         if not targets:
             raise ValueError('MultiTargetDataset needs at least one target: '
                              'targets=dict(name=dataset config, ...)')
-        self.target_names = list(targets)
         super().__init__(datasets=list(targets.values()), **kwargs)
         folders = {
             name: osp.abspath(dataset.data_prefix['img_path'])
-            for name, dataset in zip(self.target_names, self.datasets)
+            for name, dataset in zip(targets, self.datasets)
         }
-        shared = len(set(folders.values())) < len(folders)
-        if shared:
+        if len(set(folders.values())) < len(folders):
             raise ValueError(
                 'MultiTargetDataset: targets share an image folder '
                 f'({folders}); give each target its own data_root or '
